@@ -1,0 +1,91 @@
+"""FAULT: interface down or weight-0 tracker failing, and shutdown."""
+
+from vrrpkit import State, Tracker
+from vrrpkit.testing import Simulation
+
+
+def pair() -> Simulation:
+    sim = Simulation()
+    sim.add_router(
+        "a",
+        vrid=1,
+        priority=200,
+        address="192.0.2.1",
+        vips=["192.0.2.100"],
+        trackers=[Tracker("app")],
+    )
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2", vips=["192.0.2.100"])
+    sim.tracker_result("a", "app", True)
+    sim.run_for(10)
+    return sim
+
+
+def test_master_whose_interface_goes_down_enters_fault_and_drops_its_vips() -> None:
+    sim = pair()
+    sim.interface("a", up=False)
+    assert sim["a"].state is State.FAULT
+    assert not sim["a"].vips
+    assert sim.run_until(lambda: sim.masters() == ["b"], timeout=10)
+
+
+def test_master_failing_a_weight_zero_tracker_resigns_with_priority_zero() -> None:
+    sim = pair()
+    sim.tracker_result("a", "app", False)
+    assert sim["a"].state is State.FAULT
+    assert sim["a"].counters.pri_zero_sent == 1
+    fault_time = sim.now
+    sim.run_until(lambda: sim.masters() == ["b"], timeout=10)
+    assert sim.now - fault_time < 1.0  # skew time, not a Master_Down_Interval
+
+
+def test_router_leaving_fault_goes_to_backup_and_preempts_back() -> None:
+    sim = pair()
+    sim.tracker_result("a", "app", False)
+    sim.run_for(5)
+    sim.tracker_result("a", "app", True)
+    assert sim["a"].state is State.BACKUP
+    assert sim.run_until(lambda: sim.masters() == ["a"], timeout=10)
+
+
+def test_router_in_fault_ignores_adverts_and_sends_none() -> None:
+    sim = pair()
+    sim.interface("b", up=False)
+    received = sim["b"].counters.advert_rcvd
+    sim.run_for(10)
+    assert sim["b"].state is State.FAULT
+    assert sim["b"].counters.advert_rcvd == received
+
+
+def test_interface_back_up_returns_to_backup() -> None:
+    sim = pair()
+    sim.interface("b", up=False)
+    sim.interface("b", up=True)
+    assert sim["b"].state is State.BACKUP
+
+
+def test_owner_leaving_fault_goes_straight_to_master() -> None:
+    sim = Simulation()
+    sim.add_router("o", vrid=1, priority=255, address="192.0.2.1")
+    sim.interface("o", up=False)
+    sim.interface("o", up=True)
+    assert [t.reason for t in sim.transitions][-1] == "fault_cleared_as_owner"
+    assert sim["o"].state is State.MASTER
+
+
+def test_stop_of_a_master_sends_priority_zero_removes_vips_then_reports_stopped() -> None:
+    sim = pair()
+    sim.stop("a")
+    assert sim["a"].state is State.STOPPED
+    assert not sim["a"].vips
+    assert sim["a"].counters.pri_zero_sent == 1
+    assert sim.transitions[-1][1:] == ("a", State.MASTER, State.STOPPED, "shutdown")
+
+
+def test_crash_leaves_the_vips_behind_and_restart_removes_them() -> None:
+    sim = pair()
+    sim.crash("a")
+    assert sim["a"].vips
+    sim.run_for(10)
+    sim.start("a")
+    assert sim["a"].state is State.FAULT  # its weight-0 tracker has no result yet
+    assert not sim["a"].vips

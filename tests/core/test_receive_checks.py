@@ -1,0 +1,179 @@
+"""Received adverts go through keepalived's checks; garbage is counted, never raised."""
+
+from ipaddress import ip_address
+
+import pytest
+
+from vrrpkit import (
+    AUTH_PASS,
+    Advertisement,
+    PacketDropped,
+    Router,
+    RouterConfig,
+    State,
+)
+
+SRC = ip_address("192.0.2.9")
+GROUP = ip_address("224.0.0.18")
+
+
+def backup(**options: object) -> Router:
+    config = RouterConfig(
+        name="r", vrid=1, priority=100, address="192.0.2.1", vips=["192.0.2.100"], **options
+    )  # type: ignore[arg-type]
+    router = Router(config)
+    router.start(0.0)
+    assert router.state is State.BACKUP
+    return router
+
+
+def advert(**fields: object) -> Advertisement:
+    values: dict[str, object] = {
+        "version": 3,
+        "vrid": 1,
+        "priority": 200,
+        "interval": 1.0,
+        "addresses": ["192.0.2.100"],
+    }
+    values.update(fields)
+    return Advertisement(**values)  # type: ignore[arg-type]
+
+
+def wire(adv: Advertisement) -> bytes:
+    return adv.encode(src=SRC, dst=GROUP)
+
+
+def test_valid_advert_is_counted_and_resets_the_down_timer() -> None:
+    router = backup()
+    router.receive_packet(wire(advert()), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.advert_rcvd == 1
+    assert router.master_address == SRC
+    assert router.next_deadline() == pytest.approx(1.0 + 3.609375)
+
+
+def test_ttl_other_than_255_is_dropped_and_counted() -> None:
+    router = backup()
+    actions = router.receive_packet(wire(advert()), src=SRC, dst=GROUP, ttl=64, now=1.0)
+    assert router.counters.ip_ttl_err == 1
+    assert router.counters.advert_rcvd == 0
+    assert isinstance(actions[0], PacketDropped) and actions[0].counter == "ip_ttl_err"
+
+
+def test_unicast_mode_accepts_any_ttl() -> None:
+    router = backup(unicast_peers=["192.0.2.9"])
+    peer = ip_address("192.0.2.1")
+    router.receive_packet(advert().encode(src=SRC, dst=peer), src=SRC, dst=peer, ttl=64, now=1)
+    assert router.counters.advert_rcvd == 1
+
+
+def test_unicast_source_check_drops_adverts_from_strangers() -> None:
+    router = backup(unicast_peers=["192.0.2.7"], check_unicast_src=True)
+    peer = ip_address("192.0.2.1")
+    router.receive_packet(advert().encode(src=SRC, dst=peer), src=SRC, dst=peer, ttl=64, now=1)
+    assert router.counters.unknown_source == 1
+    assert router.master_address is None
+
+
+def test_multicast_advert_is_dropped_in_unicast_mode() -> None:
+    router = backup(unicast_peers=["192.0.2.9"])
+    router.receive_packet(wire(advert()), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.addr_list_err == 1
+    assert router.counters.advert_rcvd == 0
+
+
+def test_bad_checksum_is_counted_as_chk_err() -> None:
+    router = backup()
+    data = bytearray(wire(advert()))
+    data[6] ^= 0xFF
+    router.receive_packet(bytes(data), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.chk_err == 1
+
+
+def test_truncated_packet_is_counted_as_packet_len_err() -> None:
+    router = backup()
+    router.receive_packet(wire(advert())[:7], src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.packet_len_err == 1
+
+
+def test_other_vrid_is_dropped() -> None:
+    router = backup()
+    router.receive_packet(wire(advert(vrid=2)), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.vrid_err == 1
+
+
+def test_version_mismatch_is_dropped() -> None:
+    router = backup()
+    router.receive_packet(
+        wire(advert(version=2, auth_data=b"")), src=SRC, dst=GROUP, ttl=255, now=1.0
+    )
+    assert router.counters.vers_err == 1
+
+
+def test_v2_password_mismatch_is_an_auth_failure() -> None:
+    router = backup(version=2, auth_type=AUTH_PASS, auth_data=b"secret")
+    wrong = advert(version=2, auth_type=AUTH_PASS, auth_data=b"guess")
+    router.receive_packet(wire(wrong), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.auth_failure == 1
+    right = advert(version=2, auth_type=AUTH_PASS, auth_data=b"secret")
+    router.receive_packet(wire(right), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.advert_rcvd == 1
+
+
+def test_v2_auth_type_mismatch_is_counted() -> None:
+    router = backup(version=2)
+    router.receive_packet(
+        wire(advert(version=2, auth_type=AUTH_PASS, auth_data=b"x")),
+        src=SRC,
+        dst=GROUP,
+        ttl=255,
+        now=1.0,
+    )
+    assert router.counters.authtype_mismatch == 1
+
+
+def test_v2_interval_mismatch_is_dropped_and_counted_unlike_keepalived() -> None:
+    router = backup(version=2)
+    router.receive_packet(
+        wire(advert(version=2, interval=2.0)), src=SRC, dst=GROUP, ttl=255, now=1.0
+    )
+    assert router.counters.advert_interval_err == 1
+    assert router.master_address is None
+
+
+def test_v3_interval_mismatch_is_accepted_and_learned() -> None:
+    router = backup()
+    router.receive_packet(wire(advert(interval=0.5)), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.advert_rcvd == 1
+    assert router.master_adver_interval == 0.5
+
+
+def test_address_list_mismatch_is_counted_but_still_processed() -> None:
+    router = backup()
+    router.receive_packet(
+        wire(advert(addresses=["192.0.2.200"])), src=SRC, dst=GROUP, ttl=255, now=1.0
+    )
+    assert router.counters.addr_list_err == 1
+    assert router.master_address == SRC
+
+
+def test_priority_zero_is_counted_and_shortens_the_down_timer_to_skew_time() -> None:
+    router = backup()
+    router.receive_packet(wire(advert(priority=0)), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.counters.pri_zero_rcvd == 1
+    assert router.next_deadline() == pytest.approx(1.0 + 0.609375)
+
+
+def test_invalid_packet_does_not_reset_the_down_timer() -> None:
+    router = backup()
+    deadline = router.next_deadline()
+    router.receive_packet(b"\x00" * 20, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert router.next_deadline() == deadline
+
+
+def test_packets_are_ignored_before_start_and_in_fault() -> None:
+    router = Router(RouterConfig(name="r", vrid=1, priority=100, address="192.0.2.1"))
+    assert router.receive_packet(b"junk", src=SRC, dst=GROUP, ttl=255, now=0.0) == []
+    router.start(0.0)
+    router.interface_changed(False, 0.0)
+    assert router.receive_packet(b"junk", src=SRC, dst=GROUP, ttl=255, now=0.0) == []
+    assert router.counters.packet_len_err == 0

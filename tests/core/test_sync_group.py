@@ -1,0 +1,81 @@
+"""Sync groups: all-or-nothing MASTER, fall-back and FAULT propagate to every member."""
+
+from vrrpkit import State, Tracker
+from vrrpkit.testing import Simulation
+
+
+def two_hosts() -> Simulation:
+    """Host 1 (priority 200) and host 2 (100), each with an outside and an inside router."""
+    sim = Simulation()
+    for host, prio in ((1, 200), (2, 100)):
+        sim.add_router(
+            f"out{host}",
+            vrid=1,
+            priority=prio,
+            address=f"192.0.2.{host}",
+            vips=["192.0.2.100"],
+            start=False,
+            trackers=[Tracker("uplink", weight=0)] if host == 1 else (),
+        )
+        sim.add_router(
+            f"in{host}",
+            vrid=2,
+            priority=prio,
+            address=f"198.51.100.{host}",
+            vips=["198.51.100.100"],
+            start=False,
+        )
+        sim.add_group(f"g{host}", [f"out{host}", f"in{host}"])
+    sim.tracker_result("out1", "uplink", True)
+    sim.run_for(10)
+    return sim
+
+
+def test_group_members_become_master_together() -> None:
+    sim = two_hosts()
+    assert sorted(sim.masters()) == ["in1", "out1"]
+    assert sim["in1"].vips and sim["out1"].vips
+
+
+def test_member_fault_pulls_the_whole_group_into_fault() -> None:
+    sim = two_hosts()
+    sim.tracker_result("out1", "uplink", False)
+    assert sim["out1"].state is State.FAULT
+    assert sim["in1"].state is State.FAULT
+    assert not sim["in1"].vips
+    assert sim.run_until(lambda: sorted(sim.masters()) == ["in2", "out2"], timeout=10)
+
+
+def test_group_comes_back_only_when_no_member_is_faulty() -> None:
+    sim = two_hosts()
+    sim.tracker_result("out1", "uplink", False)
+    sim.run_for(5)
+    sim.tracker_result("out1", "uplink", True)
+    assert sim["in1"].state is State.BACKUP
+    assert sim.run_until(lambda: sorted(sim.masters()) == ["in1", "out1"], timeout=10)
+
+
+def test_member_falling_back_to_backup_pulls_the_other_members() -> None:
+    sim = two_hosts()
+    sim.add_router("rival", vrid=1, priority=250, address="192.0.2.3", vips=["192.0.2.100"])
+    sim.run_for(10)
+    assert sim["out1"].state is State.BACKUP
+    assert sim["in1"].state is State.BACKUP
+    assert any(t.router == "in1" and t.reason == "sync_group_backup" for t in sim.transitions)
+
+
+def test_member_does_not_become_master_alone_while_its_peer_member_hears_a_master() -> None:
+    sim = two_hosts()
+    sim.partition(["out1", "in1", "in2"], ["out2"])
+    sim.crash("out1")
+    sim.run_for(10)
+    # out2 no longer hears a master on its segment, but in2 still hears in1: g2 waits.
+    assert sim["out2"].state is State.BACKUP
+    assert sim["out2"].router.wantstate is State.MASTER
+
+
+def test_group_transitions_are_reported_after_member_transitions() -> None:
+    sim = two_hosts()
+    names = [(t.router, t.new) for t in sim.group_transitions]
+    assert ("g1", State.MASTER) in names
+    assert ("g2", State.BACKUP) in names

@@ -1,0 +1,575 @@
+"""One virtual router's state machine: RFC 5798 §6.4 with keepalived's behaviour.
+
+Sans-I/O: every input carries ``now`` (seconds on the caller's clock) and returns the actions
+to perform, in order. The router never reads a clock; its timers are deadlines that the driver
+reads from :meth:`Router.next_deadline` and hands back through :meth:`Router.handle_timer`.
+
+Sections follow the RFC: §6.4.1 Initialize, §6.4.2 Backup, §6.4.3 Master. Where keepalived
+differs from the RFC we follow keepalived and say so (docs/keepalived-differences.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from vrrpkit.core.actions import (
+    Action,
+    AddVips,
+    AnnounceVips,
+    PacketDropped,
+    RemoveVips,
+    SendAdvertisement,
+    SplitBrain,
+    StateChanged,
+)
+from vrrpkit.core.addresses import Address, multicast_group
+from vrrpkit.core.config import AUTH_PASS, RouterConfig
+from vrrpkit.core.counters import Counters
+from vrrpkit.core.errors import ConfigError, VrrpError
+from vrrpkit.core.packet import Advertisement, PacketError
+from vrrpkit.core.states import State
+from vrrpkit.core.timers import master_down_interval, skew_time
+from vrrpkit.core.tracking import (
+    FallRise,
+    effective_priority,
+    tracker_contribution,
+    tracker_faults,
+)
+from vrrpkit.core.transitions import Cause, is_allowed
+
+if TYPE_CHECKING:
+    from vrrpkit.core.group import SyncGroup
+
+__all__ = ["INTERFACE_FAULT", "Router", "RouterError"]
+
+#: The fault reason reported while the router's own interface is down.
+INTERFACE_FAULT = "interface"
+
+
+class RouterError(VrrpError):
+    """A router input was used out of order (for example ``start`` twice)."""
+
+
+class Router:
+    """The state machine of one virtual router (one VRID on one interface).
+
+    Inputs: :meth:`start`, :meth:`receive_packet` / :meth:`receive`, :meth:`handle_timer`,
+    :meth:`tracker_result`, :meth:`interface_changed`, :meth:`shutdown`. Each returns the
+    list of actions to perform in order. Remote garbage is counted, never raised.
+    """
+
+    def __init__(self, config: RouterConfig) -> None:
+        if not isinstance(config, RouterConfig):
+            raise ConfigError(f"Router needs a RouterConfig, got {config!r}")
+        self.config = config
+        self._group: SyncGroup | None = None
+        self._auth = config.auth_data.ljust(8, b"\0") if config.version == 2 else b""
+        self._group_addr = multicast_group(config.address)
+        self._address_int = int(config.address)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything but the configuration, as a freshly started process would.
+
+        Drivers call it to model a crash and restart; it returns no actions (a crashed process
+        removes nothing).
+        """
+        cfg = self.config
+        self._state = State.INIT
+        self._wantstate = State.INIT
+        self._counters = Counters()
+        self._trackers = {t.name: t for t in cfg.trackers}
+        self._tracks = {t.name: FallRise.initial(t) for t in cfg.trackers}
+        self._interface_up = True
+        self._group_fault = False
+        self._effective = self._compute_priority()
+        self._master_adver_int = cfg.interval
+        self._mdi = -1.0
+        self._master_address: Address | None = None
+        self._master_priority: int | None = None
+        self._preempt_until: float | None = None
+        self._takeover_cause = Cause.MASTER_DOWN
+        self._protocol_deadline: float | None = None
+        self._garp_deadline: float | None = None
+        self._refresh_deadline: float | None = None
+        self._adverts: dict[int, Advertisement] = {}
+        self._outbox: list[Action] = []
+
+    # -- read-only views -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The router's (instance's) name."""
+        return self.config.name
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._state
+
+    @property
+    def wantstate(self) -> State:
+        """The state this router would be in if its sync group did not hold it back."""
+        return self._wantstate
+
+    @property
+    def effective_priority(self) -> int:
+        """Base priority plus tracker weights, clamped to 1..254 (255 for the owner)."""
+        return self._effective
+
+    @property
+    def counters(self) -> Counters:
+        """A copy of the receive/transmit counters."""
+        return Counters(**self._counters.as_dict())
+
+    @property
+    def master_address(self) -> Address | None:
+        """The address of the current master as last heard (ours while MASTER)."""
+        return self._master_address
+
+    @property
+    def master_priority(self) -> int | None:
+        """The priority of the current master as last heard."""
+        return self._master_priority
+
+    @property
+    def master_adver_interval(self) -> float:
+        """Master_Adver_Interval: learned from the master's adverts in v3, else ours."""
+        return self._master_adver_int
+
+    @property
+    def faults(self) -> frozenset[str]:
+        """Why the router is (or would be) in FAULT: tracker names and ``"interface"``."""
+        reasons = {
+            name for name, tr in self._trackers.items() if tracker_faults(tr, self._tracks[name].up)
+        }
+        if not self._interface_up:
+            reasons.add(INTERFACE_FAULT)
+        return frozenset(reasons)
+
+    @property
+    def tracker_states(self) -> dict[str, bool | None]:
+        """Each tracker's current verdict: True OK, False failing, None no result yet."""
+        return {name: fr.up for name, fr in self._tracks.items()}
+
+    def tracker_contributions(self) -> dict[str, int]:
+        """Priority points each tracker currently adds (0 for weight-0 trackers)."""
+        return {
+            name: tracker_contribution(tr, self._tracks[name].up)
+            for name, tr in self._trackers.items()
+        }
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`handle_timer` has work to do, or None."""
+        best = self._protocol_deadline
+        for deadline in (self._garp_deadline, self._refresh_deadline):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
+
+    def take_actions(self) -> list[Action]:
+        """Drain actions queued for this router by its sync group on another member's input."""
+        return self._drain()
+
+    # -- §6.4.1 Initialize -----------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Start the router: clean stale VIPs, then BACKUP, MASTER (owner) or FAULT."""
+        if self._state not in (State.INIT, State.STOPPED):
+            raise RouterError(f"{self.name}: start() while {self._state}")
+        if self.config.vips:
+            # keepalived removes addresses a crashed predecessor left behind (vrrp_init_state).
+            self._emit(RemoveVips(self.name, self.config.vips))
+        if self.faults:
+            self._set_state(State.FAULT, Cause.STARTUP_FAULT)
+        elif self.config.is_owner:
+            self._try_master(now, Cause.STARTUP_OWNER)
+        else:
+            self._enter_backup(now, Cause.STARTUP)
+        if self._group is not None:
+            self._group.member_started(self, now)
+        return self._drain()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive_packet(
+        self, data: bytes, *, src: Address, dst: Address | None, ttl: int, now: float
+    ) -> list[Action]:
+        """Decode and process one received VRRP message (the IP payload)."""
+        state = self._state
+        if state is not State.BACKUP and state is not State.MASTER:
+            return []  # keepalived ignores packets in INIT and FAULT
+        try:
+            adv = Advertisement.decode(
+                data,
+                src=src,
+                dst=dst if dst is not None else self._group_addr,
+                checksum=self.config.checksum,
+            )
+        except PacketError as error:
+            return self._drop(src, error.counter, str(error))
+        return self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
+
+    def receive(
+        self,
+        adv: Advertisement,
+        *,
+        src: Address,
+        dst: Address | None = None,
+        ttl: int = 255,
+        now: float,
+    ) -> list[Action]:
+        """Process one decoded advertisement (checks of keepalived's vrrp_check_packet)."""
+        state = self._state
+        if state is not State.BACKUP and state is not State.MASTER:
+            return []
+        cfg = self.config
+        if adv.vrid != cfg.vrid:
+            return self._drop(src, "vrid_err", f"VRID {adv.vrid} is not ours ({cfg.vrid})")
+        unicast = bool(cfg.unicast_peers)
+        if ttl != 255 and not unicast:
+            # RFC 5798 §7.1: only a neighbour on the link can send with TTL 255.
+            return self._drop(src, "ip_ttl_err", f"TTL {ttl} is not 255")
+        if adv.version != cfg.version:
+            return self._drop(src, "vers_err", f"version {adv.version} is not {cfg.version}")
+        if cfg.version == 2:
+            if adv.auth_type != cfg.auth_type:
+                return self._drop(
+                    src, "authtype_mismatch", f"auth type {adv.auth_type} is not {cfg.auth_type}"
+                )
+            if cfg.auth_type == AUTH_PASS and not hmac.compare_digest(adv.auth_data, self._auth):
+                return self._drop(src, "auth_failure", "wrong password")
+            if adv.interval != cfg.interval:
+                # keepalived drops these without counting (advert_interval_err stays 0); we count.
+                return self._drop(
+                    src, "advert_interval_err", f"interval {adv.interval} s is not {cfg.interval} s"
+                )
+        if dst is not None and (
+            (dst == self._group_addr or dst.is_multicast)
+            if unicast
+            else (dst != self._group_addr and not dst.is_multicast)
+        ):
+            return self._drop(src, "addr_list_err", f"destination {dst} does not match the mode")
+        counters = self._counters
+        counters.advert_rcvd += 1
+        if adv.addresses != cfg.vips and set(adv.addresses) != set(cfg.vips):
+            # keepalived counts and logs a differing list but still processes the advert.
+            counters.addr_list_err += 1
+        if unicast and cfg.check_unicast_src and src not in cfg.unicast_peers:
+            return self._drop(src, "unknown_source", f"{src} is not a configured unicast peer")
+        if adv.priority == 0:
+            counters.pri_zero_rcvd += 1
+        if state is State.BACKUP:
+            self._backup_receive(adv, src, now)
+        else:
+            self._master_receive(adv, src, now)
+        return self._drain()
+
+    # -- §6.4.2 Backup ---------------------------------------------------------------------
+
+    def _backup_receive(self, adv: Advertisement, src: Address, now: float) -> None:
+        priority = adv.priority
+        if priority == 0:
+            # RFC 5798 §6.4.2: the master resigned; take over after Skew_Time only.
+            self._protocol_deadline = now + skew_time(
+                self.config.version, self._effective, self._master_adver_int
+            )
+            self._takeover_cause = Cause.PRIORITY_ZERO
+            return
+        cfg = self.config
+        if priority >= self._effective:
+            accept = True
+            self._preempt_until = None
+        elif not cfg.preempt and not cfg.is_owner:
+            accept = True  # keepalived's nopreempt applies only in BACKUP; owners ignore it
+        elif cfg.preempt_delay > 0 and not cfg.is_owner:
+            # keepalived: the first lower-priority advert starts the delay; adverts are accepted
+            # (and keep the master alive) until it runs out.
+            if self._preempt_until is None:
+                self._preempt_until = now + cfg.preempt_delay
+            accept = now < self._preempt_until
+        else:
+            accept = False
+        if not accept:
+            return  # RFC 5798 §6.4.2: discard; the down timer keeps running
+        if cfg.version == 3 and adv.interval != self._master_adver_int:
+            self._master_adver_int = adv.interval
+            self._mdi = -1.0
+        self._protocol_deadline = now + self._master_down()
+        self._takeover_cause = Cause.MASTER_DOWN
+        self._master_address = src
+        self._master_priority = priority
+        self._wantstate = State.BACKUP
+
+    def _master_down(self) -> float:
+        if self._mdi < 0:
+            cfg = self.config
+            self._mdi = master_down_interval(
+                cfg.version, self._effective, self._master_adver_int, cfg.down_timer_adverts
+            )
+        return self._mdi
+
+    # -- §6.4.3 Master ---------------------------------------------------------------------
+
+    def _master_receive(self, adv: Advertisement, src: Address, now: float) -> None:
+        cfg = self.config
+        priority = adv.priority
+        if priority == 0:
+            # RFC 5798 §6.4.3: another router resigned; assert ourselves at once.
+            self._send_advert(now)
+            return
+        ours = self._effective
+        if priority == ours and src == cfg.address:
+            return  # our own advert looped back
+        self._counters.split_brain += 1
+        if priority > ours or (priority == ours and int(src) > self._address_int):
+            self._emit(SplitBrain(self.name, src, priority, ours, True))
+            if cfg.higher_prio_send_advert:
+                self._send_advert(now)
+            if cfg.version == 3 and adv.interval != self._master_adver_int:
+                self._master_adver_int = adv.interval
+                self._mdi = -1.0
+            self._master_address = src
+            self._master_priority = priority
+            self._leave_master(now, State.BACKUP, Cause.HIGHER_PRIORITY)
+            if self._group is not None:
+                self._group.member_left_master(self, now)
+            return
+        # keepalived (and RFC 9568): answer a lower priority at once and re-announce the
+        # addresses, so the other side of a healed split brain learns who is master.
+        self._emit(SplitBrain(self.name, src, priority, ours, False))
+        if cfg.lower_prio_advert:
+            self._send_advert(now)
+        repeat = cfg.lower_prio_garp_repeat
+        if repeat and cfg.vips:
+            self._emit(AnnounceVips(self.name, cfg.vips, repeat))
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Run every timer whose deadline is at or before ``now``."""
+        deadline = self._protocol_deadline
+        if deadline is not None and deadline <= now:
+            if self._state is State.MASTER:
+                self._send_advert(now)
+            elif self._state is State.BACKUP:
+                self._protocol_deadline = None
+                self._try_master(now, self._takeover_cause)
+        cfg = self.config
+        deadline = self._garp_deadline
+        if deadline is not None and deadline <= now:
+            self._garp_deadline = None
+            self._emit(AnnounceVips(self.name, cfg.vips, cfg.garp_repeat))
+            if cfg.garp_refresh > 0:
+                self._refresh_deadline = now + cfg.garp_refresh
+        deadline = self._refresh_deadline
+        if deadline is not None and deadline <= now:
+            self._refresh_deadline = now + cfg.garp_refresh
+            self._emit(AnnounceVips(self.name, cfg.vips, cfg.garp_refresh_repeat))
+        return self._drain()
+
+    # -- trackers and interface ------------------------------------------------------------
+
+    def tracker_result(self, name: str, ok: bool, now: float) -> list[Action]:
+        """Feed one result of tracker ``name`` (a timeout is a failure: pass False)."""
+        try:
+            counter = self._tracks[name]
+        except KeyError:
+            raise ConfigError(f"{self.name}: no tracker named {name!r}") from None
+        updated = counter.record(bool(ok))
+        self._tracks[name] = updated
+        if updated.up is not counter.up:
+            self._reevaluate(now)
+        return self._drain()
+
+    def interface_changed(self, up: bool, now: float) -> list[Action]:
+        """The router's own interface went up (and running) or down."""
+        up = bool(up)
+        if up != self._interface_up:
+            self._interface_up = up
+            self._reevaluate(now)
+        return self._drain()
+
+    def _reevaluate(self, now: float) -> None:
+        old = self._effective
+        new = self._compute_priority()
+        if new != old:
+            self._effective = new
+            self._mdi = -1.0
+            if self._state is State.BACKUP and self._protocol_deadline is not None:
+                # keepalived shifts the running down timer by the change in skew.
+                cfg = self.config
+                mai = self._master_adver_int
+                self._protocol_deadline += skew_time(cfg.version, new, mai) - skew_time(
+                    cfg.version, old, mai
+                )
+        state = self._state
+        if state is State.INIT or state is State.STOPPED:
+            return
+        if self.faults:
+            if state is not State.FAULT:
+                self._enter_fault(now, Cause.FAULT)
+                if self._group is not None:
+                    self._group.member_fault(self, now)
+        elif state is State.FAULT:
+            if self._group is not None:
+                self._group.member_recovered(self, now)
+            else:
+                self._leave_fault(
+                    now, owner_cause=Cause.FAULT_CLEARED_OWNER, cause=Cause.FAULT_CLEARED
+                )
+
+    def _compute_priority(self) -> int:
+        return effective_priority(
+            self.config.priority,
+            (
+                tracker_contribution(tr, self._tracks[name].up)
+                for name, tr in self._trackers.items()
+            ),
+        )
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Stop: a MASTER sends priority 0 and removes its addresses; then STOPPED."""
+        if self._state is State.STOPPED:
+            return []
+        if self._state is State.MASTER:
+            self._leave_master(now, State.STOPPED, Cause.SHUTDOWN)
+        else:
+            self._set_state(State.STOPPED, Cause.SHUTDOWN)
+        self._protocol_deadline = self._garp_deadline = self._refresh_deadline = None
+        if self._group is not None:
+            self._group.member_stopped(self, now)
+        return self._drain()
+
+    # -- transitions (also driven by a sync group) -----------------------------------------
+
+    def _try_master(self, now: float, cause: Cause) -> None:
+        self._wantstate = State.MASTER
+        if self._group is not None and not self._group.member_ready(self, now, cause):
+            # Held back by the sync group: stay BACKUP and look again after a full interval.
+            self._protocol_deadline = now + self._master_down()
+            self._takeover_cause = Cause.MASTER_DOWN
+            if self._state is State.INIT or self._state is State.STOPPED:
+                self._set_state(State.BACKUP, Cause.STARTUP)
+            return
+        if self._state is not State.MASTER:
+            self._become_master(now, cause)
+
+    def _become_master(self, now: float, cause: Cause) -> None:
+        cfg = self.config
+        self._wantstate = State.MASTER
+        # keepalived's order: advert first (so the old master drops the addresses before ARP
+        # moves them), then the addresses, then gratuitous ARP/NA, then notifications.
+        self._send_advert(now)
+        if cfg.vips:
+            self._emit(AddVips(self.name, cfg.vips))
+            if cfg.garp_repeat:
+                self._emit(AnnounceVips(self.name, cfg.vips, cfg.garp_repeat))
+                if cfg.garp_delay > 0:
+                    self._garp_deadline = now + cfg.garp_delay
+                elif cfg.garp_refresh > 0:
+                    self._refresh_deadline = now + cfg.garp_refresh
+        self._master_address = cfg.address
+        self._master_priority = self._effective
+        self._preempt_until = None
+        self._counters.become_master += 1
+        self._set_state(State.MASTER, cause)
+
+    def _leave_master(self, now: float, new: State, cause: Cause) -> None:
+        cfg = self.config
+        if new is not State.BACKUP:
+            # Resign with priority 0 so a backup takes over after Skew_Time (RFC 5798 §6.4.3;
+            # keepalived also does it on MASTER -> FAULT, once per path, twice in practice).
+            self._emit(SendAdvertisement(self.name, self._advert(0)))
+            self._counters.advert_sent += 1
+            self._counters.pri_zero_sent += 1
+        if cfg.vips:
+            self._emit(RemoveVips(self.name, cfg.vips))
+        self._garp_deadline = self._refresh_deadline = None
+        self._counters.release_master += 1
+        if new is State.BACKUP:
+            self._protocol_deadline = now + self._master_down()
+            self._takeover_cause = Cause.MASTER_DOWN
+            self._wantstate = State.BACKUP
+        else:
+            self._protocol_deadline = None
+        self._set_state(new, cause)
+
+    def _enter_backup(self, now: float, cause: Cause) -> None:
+        self._wantstate = State.BACKUP
+        self._preempt_until = None
+        self._protocol_deadline = now + self._master_down()
+        self._takeover_cause = Cause.MASTER_DOWN
+        self._set_state(State.BACKUP, cause)
+
+    def _enter_fault(self, now: float, cause: Cause) -> None:
+        if self._state is State.MASTER:
+            self._leave_master(now, State.FAULT, cause)
+        else:
+            self._protocol_deadline = None
+            self._set_state(State.FAULT, cause)
+        self._wantstate = State.FAULT
+
+    def _leave_fault(self, now: float, *, owner_cause: Cause, cause: Cause) -> None:
+        # keepalived resets Master_Adver_Interval to ours on leaving FAULT.
+        if self._master_adver_int != self.config.interval:
+            self._master_adver_int = self.config.interval
+            self._mdi = -1.0
+        self._master_address = None
+        self._master_priority = None
+        if self.config.is_owner:
+            self._wantstate = State.MASTER
+            self._become_master(now, owner_cause)
+        else:
+            self._enter_backup(now, cause)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _set_state(self, new: State, cause: Cause) -> None:
+        old = self._state
+        if not is_allowed(old, cause, new):
+            raise AssertionError(f"{self.name}: transition {old} --{cause}--> {new} not in table")
+        self._state = new
+        self._emit(StateChanged(self.name, old, new, cause.value, self._effective))
+
+    def _advert(self, priority: int) -> Advertisement:
+        adv = self._adverts.get(priority)
+        if adv is None:
+            cfg = self.config
+            adv = Advertisement(
+                version=cfg.version,
+                vrid=cfg.vrid,
+                priority=priority,
+                interval=cfg.interval,
+                addresses=cfg.vips,
+                auth_type=cfg.auth_type,
+                auth_data=cfg.auth_data,
+            )
+            self._adverts[priority] = adv
+        return adv
+
+    def _send_advert(self, now: float) -> None:
+        # RFC 5798 §6.4.3: a master advertises its own configured interval.
+        self._emit(SendAdvertisement(self.name, self._advert(self._effective)))
+        self._counters.advert_sent += 1
+        self._protocol_deadline = now + self.config.interval
+
+    def _drop(self, src: Address | None, counter: str, detail: str) -> list[Action]:
+        setattr(self._counters, counter, getattr(self._counters, counter) + 1)
+        return [PacketDropped(self.name, src, counter, detail)]
+
+    def _emit(self, action: Action) -> None:
+        self._outbox.append(action)
+
+    def _drain(self) -> list[Action]:
+        actions = self._outbox
+        if not actions:
+            return []
+        self._outbox = []
+        return actions
+
+    def __repr__(self) -> str:
+        return f"<Router {self.name} vrid={self.config.vrid} {self._state} prio={self._effective}>"
