@@ -1,0 +1,138 @@
+"""The simulator itself: seeded impairments, partitions and scripted scenarios."""
+
+import pytest
+
+from vrrpkit import ConfigError, State, Tracker
+from vrrpkit.testing import Impairment, Simulation
+
+
+def cluster(seed: int, **impairment: float) -> Simulation:
+    sim = Simulation(seed=seed, impairment=Impairment(**impairment))
+    for i, prio in enumerate((200, 150, 100), start=1):
+        sim.add_router(
+            f"r{i}",
+            vrid=1,
+            priority=prio,
+            address=f"192.0.2.{i}",
+            vips=["192.0.2.100"],
+            interval=0.1,
+        )
+    return sim
+
+
+def timeline(sim: Simulation) -> list[tuple[float, str, State]]:
+    return [(t.time, t.router, t.new) for t in sim.transitions]
+
+
+def test_same_seed_gives_the_same_run_under_every_impairment() -> None:
+    runs = []
+    for _ in range(2):
+        sim = cluster(7, loss=0.3, jitter=0.05, duplicate=0.1, reorder=0.1)
+        sim.run_for(30)
+        runs.append((timeline(sim), sim["r2"].counters))
+    assert runs[0] == runs[1]
+
+
+def test_different_seeds_give_different_runs_under_loss() -> None:
+    a, b = cluster(1, loss=0.5), cluster(2, loss=0.5)
+    a.run_for(30)
+    b.run_for(30)
+    assert timeline(a) != timeline(b)
+
+
+def test_heavy_loss_causes_spurious_takeovers_that_resolve() -> None:
+    sim = cluster(3, loss=0.8)
+    sim.run_for(60)
+    assert sum(1 for t in sim.transitions if t.new is State.MASTER) > 1
+    sim.impair(loss=0.0)
+    sim.run_for(1)
+    assert sim.masters() == ["r1"]
+
+
+def test_duplicated_packets_are_received_twice() -> None:
+    sim = cluster(4, duplicate=1.0)
+    sim.run_for(10)
+    assert sim["r2"].counters.advert_rcvd > 1.5 * sim["r1"].counters.advert_sent - 5
+
+
+def test_delay_postpones_delivery() -> None:
+    sim = Simulation(impairment=Impairment(delay=0.5))
+    sim.add_router("a", vrid=1, priority=200, address="192.0.2.1")
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2")
+    sim.run_for(10)
+    sim.crash("a")
+    crash = sim.now
+    sim.run_until(lambda: sim.masters() == ["b"], timeout=10)
+    # b's takeover at 3.609375 s crossed a's first advert (late by 0.5 s); a answered b's
+    # advert on arrival at 4.109375 s, so a's last advert left at 9.109375 s and reached b
+    # 0.5 s later, restarting its down timer.
+    assert sim.now == pytest.approx(9.109375 + 0.5 + 3.609375, abs=1e-6)
+    assert sim.now > crash
+
+
+def test_partition_with_unlisted_routers_puts_them_together() -> None:
+    sim = cluster(5)
+    sim.run_for(5)
+    sim.partition(["r1"])
+    sim.run_for(5)
+    assert sorted(sim.masters()) == ["r1", "r2"]
+
+
+def test_router_cannot_be_in_two_partitions() -> None:
+    sim = cluster(6)
+    with pytest.raises(ConfigError, match="two partitions"):
+        sim.partition(["r1"], ["r1", "r2"])
+
+
+def test_call_at_runs_scripted_events_at_their_virtual_time() -> None:
+    sim = cluster(8)
+    sim.call_at(2.0, lambda: sim.crash("r1"))
+    sim.run_for(5)
+    assert sim["r1"].state is State.STOPPED and sim["r1"].crashed
+    assert sim.masters() == ["r2"]
+
+
+def test_run_until_reports_a_timeout_as_false() -> None:
+    sim = cluster(9)
+    assert sim.run_until(lambda: sim.masters() == ["r3"], timeout=5) is False
+    assert sim.now == pytest.approx(5.0)
+
+
+def test_unicast_peers_reach_only_their_peers() -> None:
+    sim = Simulation()
+    sim.add_router(
+        "a",
+        vrid=1,
+        priority=200,
+        address="2001:db8::1",
+        vips=["2001:db8::100"],
+        unicast_peers=["2001:db8::2"],
+    )
+    sim.add_router(
+        "b",
+        vrid=1,
+        priority=100,
+        address="2001:db8::2",
+        vips=["2001:db8::100"],
+        unicast_peers=["2001:db8::1"],
+    )
+    sim.add_router("c", vrid=1, priority=50, address="2001:db8::3", vips=["2001:db8::100"])
+    sim.run_for(10)
+    assert sim["b"].state is State.BACKUP
+    assert sim["c"].counters.advert_rcvd == 0  # multicast listener hears no unicast
+    assert sim["b"].counters.ip_ttl_err == 0  # hop limit 64 accepted in unicast mode
+
+
+def test_weighted_interface_tracker_lowers_priority_while_the_link_is_down() -> None:
+    sim = Simulation()
+    sim.add_router(
+        "a", vrid=1, priority=150, address="192.0.2.1", trackers=[Tracker("uplink0", weight=-100)]
+    )
+    sim.tracker_result("a", "uplink0", False)
+    assert sim["a"].effective_priority == 50
+    sim.tracker_result("a", "uplink0", True)
+    assert sim["a"].effective_priority == 150
+
+
+def test_simulation_fixture_is_seeded_per_test(simulation: Simulation) -> None:
+    assert simulation.now == 0.0 and simulation.seed != 0
