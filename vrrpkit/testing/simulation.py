@@ -101,6 +101,7 @@ class RouterHandle:
         self.link_up = True
         self._generation = 0
         self._scheduled: float | None = None
+        self._wire: dict[Address, tuple[Advertisement, bytes]] = {}
 
     @property
     def name(self) -> str:
@@ -153,7 +154,8 @@ class Simulation:
         self._groups: dict[str, SyncGroup] = {}
         self._component: dict[str, int] = {}
         self._impairment = impairment or Impairment()
-        self._wire_cache: dict[tuple[Advertisement, Address, Address], bytes] = {}
+        self._perfect = self._impairment.is_perfect
+        self._listeners: dict[tuple[int, int], list[RouterHandle]] = {}
         #: Every state change, in order: ``(time, router, old, new, reason)``.
         self.transitions: list[TransitionRecord] = []
         #: Sync-group state changes: ``(time, group, old, new, reason)``.
@@ -217,6 +219,7 @@ class Simulation:
         handle = RouterHandle(self, Router(config))
         self._handles[name] = handle
         self._by_address.setdefault(config.address, handle)
+        self._listeners.setdefault((config.address.version, vrid), []).append(handle)
         if start:
             self.start(name)
         return handle
@@ -325,6 +328,7 @@ class Simulation:
     def impair(self, impairment: Impairment | None = None, **fields: Any) -> None:
         """Change how the segment treats packets from now on (``sim.impair(loss=0.1)``)."""
         self._impairment = impairment if impairment is not None else Impairment(**fields)
+        self._perfect = self._impairment.is_perfect
 
     def masters(self, vrid: int | None = None) -> list[str]:
         """Names of the running routers in MASTER (for ``vrid``, if given)."""
@@ -414,48 +418,42 @@ class Simulation:
         config = sender.config
         src = config.address
         self.packets_sent += 1
-        component = self._component.get(sender.name, 0)
+        components = self._component
+        component = components.get(sender.name, 0) if components else 0
         if config.unicast_peers:
             # keepalived sends IPv6 unicast with the default hop limit 64 (lab facts).
             ttl = 255 if src.version == 4 else 64
             for peer in config.unicast_peers:
                 receiver = self._by_address.get(peer)
                 if receiver is not None and receiver is not sender:
-                    self._send(sender, receiver, adv, peer, ttl, component)
+                    data = self._wire(sender, adv, peer)
+                    self._send(receiver, (receiver, data, src, peer, ttl), component)
             return
         dst = multicast_group(src)
-        for receiver in self._handles.values():
-            rconfig = receiver.config
-            if (
-                receiver is sender
-                or rconfig.vrid != adv.vrid
-                or rconfig.address.version != src.version
-            ):
-                continue
-            self._send(sender, receiver, adv, dst, 255, component)
+        data = self._wire(sender, adv, dst)
+        for receiver in self._listeners[(src.version, adv.vrid)]:
+            if receiver is not sender:
+                self._send(receiver, (receiver, data, src, dst, 255), component)
 
-    def _send(
-        self,
-        sender: RouterHandle,
-        receiver: RouterHandle,
-        adv: Advertisement,
-        dst: Address,
-        ttl: int,
-        component: int,
-    ) -> None:
-        if self._component.get(receiver.name, 0) != component:
+    def _wire(self, sender: RouterHandle, adv: Advertisement, dst: Address) -> bytes:
+        # Routers reuse one Advertisement object per priority, so an identity check spares
+        # re-encoding (and re-hashing) the same advert every interval.
+        cache = sender._wire
+        hit = cache.get(dst)
+        if hit is not None and hit[0] is adv:
+            return hit[1]
+        data = adv.encode(src=sender.config.address, dst=dst, checksum=sender.config.checksum)
+        cache[dst] = (adv, data)
+        return data
+
+    def _send(self, receiver: RouterHandle, payload: tuple[Any, ...], component: int) -> None:
+        components = self._component
+        if components and components.get(receiver.name, 0) != component:
             return
-        src = sender.config.address
-        key = (adv, src, dst)
-        data = self._wire_cache.get(key)
-        if data is None:
-            data = adv.encode(src=src, dst=dst, checksum=sender.config.checksum)
-            self._wire_cache[key] = data
-        payload = (receiver, data, src, dst, ttl)
-        impairment = self._impairment
-        if impairment.is_perfect:
+        if self._perfect:
             self._push(self._now, _DELIVER, payload)
             return
+        impairment = self._impairment
         rng = self._random
         if impairment.loss and rng.random() < impairment.loss:
             return
