@@ -49,14 +49,18 @@ IPPROTO_VRRP = 112
 """The IP protocol number of VRRP (RFC 5798 §5.1.1.4), also used in the checksum pseudo-header."""
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
+"""An IP address of either family."""
 AddressInput: TypeAlias = IPv4Address | IPv6Address | str
+"""What ``src``/``dst`` accept: an ipaddress object (fastest) or its text form."""
 Addresses: TypeAlias = tuple[IPv4Address, ...] | tuple[IPv6Address, ...]
+"""The type of :attr:`Advertisement.addresses`: one family, 0..255 entries."""
 
 _ADVERTISEMENT = 1  # the only VRRP message type (RFC 5798 §5.2.2)
 _AUTH_LEN = 8  # RFC 3768 §5.3.10: authentication data is always 8 bytes on the wire
-_AUTH_NONE, _AUTH_PASSWORD, _AUTH_AH = 0, 1, 2
-# Ethernet pads frames to a 46-byte minimum payload; a VRRP message handed over with that padding
-# still attached is accepted if the padding is all zeros (keepalived tolerates it too).
+_AUTH_NONE, _AUTH_AH = 0, 2  # and 1, simple password (RFC 2338 §5.3.6)
+# keepalived accepts Ethernet minimum-frame padding after the message. Ethernet pads its payload
+# to 46 bytes, so padding can only follow a message whose padded total is at most 46 bytes, and it
+# is zeros; anything else past the announced length is a length error.
 _MAX_PADDED_LEN = 46
 _V3_INTERVAL_MASK = 0x0FFF  # RFC 5798 §5.2.7: the top 4 bits are reserved, ignored on receipt
 
@@ -388,7 +392,7 @@ class Advertisement:
 
         # The Internet checksum is the ones' complement sum of 16-bit words; since
         # 2**16 == 1 (mod 0xFFFF), that sum is the big-endian integer modulo 0xFFFF, and a message
-        # verifies when it is 0. Pseudo-headers (RFC 5798 §5.2.8; RFC 2460 §8.1 for IPv6) add
+        # verifies when it is 0. Pseudo-headers (RFC 5798 §5.2.8; RFC 8200 §8.1 for IPv6) add
         # src + dst + protocol + length: the same integer for both families.
         total = int.from_bytes(data, "big")
         if ipv6 or (version == 3 and checksum is not _MESSAGE_ONLY):
