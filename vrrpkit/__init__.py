@@ -1,7 +1,8 @@
 """vrrpkit: embeddable VRRP (RFC 5798 v3, RFC 3768 v2) with keepalived's semantics.
 
 The core (:mod:`vrrpkit.core`) is sans-I/O: routers take inputs with ``now`` and return
-actions. :mod:`vrrpkit.testing` runs whole clusters of them on a virtual clock.
+actions. :class:`Instance` runs one inside an anyio program on real interfaces;
+:mod:`vrrpkit.testing` runs whole clusters on a virtual clock.
 """
 
 from vrrpkit.core.actions import (
@@ -36,6 +37,8 @@ from vrrpkit.core.states import State
 from vrrpkit.core.timers import master_down_interval, skew_time
 from vrrpkit.core.tracking import FallRise, Tracker, effective_priority
 from vrrpkit.core.transitions import TRANSITIONS, Cause, Transition
+from vrrpkit.runtime.instance import Event, Instance, TransportFailure
+from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker
 
 __version__ = "0.1.0.dev0"
 
@@ -50,12 +53,16 @@ __all__ = [
     "AnnounceVips",
     "AuthTypeError",
     "Cause",
+    "CheckTracker",
     "ChecksumError",
     "ChecksumMode",
     "ConfigError",
     "Counters",
+    "Event",
     "FallRise",
     "GroupStateChanged",
+    "Instance",
+    "InterfaceTracker",
     "IntervalError",
     "InvalidTypeError",
     "PacketDropped",
@@ -65,6 +72,7 @@ __all__ = [
     "Router",
     "RouterConfig",
     "RouterError",
+    "ScriptTracker",
     "SendAdvertisement",
     "SplitBrain",
     "State",
@@ -72,6 +80,7 @@ __all__ = [
     "SyncGroup",
     "Tracker",
     "Transition",
+    "TransportFailure",
     "VersionError",
     "VrrpError",
     "__version__",

@@ -1,0 +1,351 @@
+"""vrrpkit.Instance on the fake clock and network, under asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from vrrpkit import ConfigError, State, StateChanged, Tracker
+from vrrpkit.runtime.instance import Instance
+from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker
+from vrrpkit.testing.fakes import (
+    FakeAddressManager,
+    FakeAnnouncer,
+    FakeClock,
+    FakeLinkMonitor,
+    FakeNetwork,
+    FakeRunner,
+)
+
+pytestmark = pytest.mark.anyio
+
+VIP = "192.0.2.100"
+
+
+class Node:
+    """One instance with its own fakes, on a shared network and clock."""
+
+    def __init__(
+        self,
+        net: FakeNetwork,
+        clock: FakeClock,
+        name: str,
+        address: str,
+        priority: int,
+        **kwargs: Any,
+    ) -> None:
+        self.net = net
+        self.address = address
+        self.addresses = FakeAddressManager(["eth0"])
+        self.links = FakeLinkMonitor()
+        self.announcer = FakeAnnouncer()
+        self.runner: FakeRunner = kwargs.pop("runner", FakeRunner())
+        self.instance = Instance(
+            name,
+            interface="eth0",
+            vrid=51,
+            priority=priority,
+            vips=[VIP],
+            clock=clock,
+            socket=net.socket(address),
+            addresses=self.addresses,
+            links=self.links,
+            announcer=self.announcer,
+            runner=self.runner,
+            **kwargs,
+        )
+
+    def holds_vip(self) -> bool:
+        return self.addresses.holds("eth0", VIP)
+
+
+@asynccontextmanager
+async def running(*nodes: Node) -> AsyncIterator[anyio.abc.TaskGroup]:
+    async with anyio.create_task_group() as tg:
+        for node in nodes:
+            await tg.start(node.instance.run)
+        yield tg
+        for node in nodes:
+            node.instance.stop()
+
+
+def pair(**a_kwargs: Any) -> tuple[FakeClock, Node, Node]:
+    net, clock = FakeNetwork(), FakeClock()
+    a = Node(net, clock, "a", "192.0.2.1", 200, **a_kwargs)
+    b = Node(net, clock, "b", "192.0.2.2", 100)
+    return clock, a, b
+
+
+async def test_higher_priority_instance_becomes_master_and_adds_the_vip() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+        assert b.instance.state is State.BACKUP
+        assert a.holds_vip() and not b.holds_vip()
+        assert a.announcer.announced == [a.instance.config.vips[0]] * 5
+
+
+async def test_master_takes_over_exactly_master_down_interval_after_the_crash() -> None:
+    clock, a, b = pair()
+    changes: list[tuple[float, State]] = []
+    b.instance.on_transition(lambda c: changes.append((clock.now(), c.new)))
+    async with running(a, b):
+        await clock.advance(5)
+        # A crash as the network sees it: a falls silent, without a priority-0 advert.
+        a.net.cut(a.address)
+        await clock.advance(10)
+        assert b.instance.state is State.MASTER
+    took = next(t for t, s in changes if s is State.MASTER)
+    assert took == pytest.approx(4.21875 + 3.609375, abs=1e-6)
+
+
+async def test_graceful_stop_hands_over_in_skew_time_and_removes_vips_first() -> None:
+    clock, a, b = pair()
+    order: list[str] = []
+    a.instance.on_stop(lambda c: order.append(f"stop callback, vip held={a.holds_vip()}"))
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.instance.run)
+        await tg.start(b.instance.run)
+        await clock.advance(5)
+        a.instance.stop()
+        await clock.advance(0.5)
+        assert a.instance.state is State.STOPPED
+        assert order == ["stop callback, vip held=False"]
+        await clock.advance(0.2)
+        assert b.instance.state is State.MASTER
+        b.instance.stop()
+    assert a.instance.counters.pri_zero_sent == 1
+
+
+async def test_exception_inside_async_with_stops_gracefully_with_priority_zero() -> None:
+    clock, a, b = pair()
+    async with anyio.create_task_group() as tg:
+        await tg.start(b.instance.run)
+        with pytest.raises(RuntimeError, match="application bug"):
+            async with a.instance:
+                await clock.advance(5)
+                assert a.instance.state is State.MASTER
+                raise RuntimeError("application bug")
+        assert a.instance.state is State.STOPPED
+        assert not a.holds_vip()
+        await clock.advance(0.7)  # skew(100) = 0.609375 s
+        assert b.instance.state is State.MASTER
+        b.instance.stop()
+
+
+async def test_callbacks_run_in_transition_order_after_the_vips_change() -> None:
+    clock, a, b = pair()
+    seen: list[str] = []
+
+    async def slow(change: StateChanged) -> None:
+        await anyio.sleep(0)
+        seen.append(f"{change.new} vip={a.holds_vip()}")
+
+    a.instance.on_transition(slow)
+    a.instance.on_master(lambda c: seen.append("on_master"))
+    async with running(a, b):
+        await clock.advance(5)
+    assert seen == ["BACKUP vip=False", "on_master", "MASTER vip=True", "STOPPED vip=False"]
+
+
+async def test_callback_that_raises_is_logged_counted_and_harmless(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, a, b = pair()
+
+    def broken(change: StateChanged) -> None:
+        raise ValueError("bad callback")
+
+    a.instance.on_master(broken)
+    async with running(a, b):
+        await clock.advance(10)
+        assert a.instance.state is State.MASTER
+        assert a.instance.status()["callback_errors"] == 1
+    assert "bad callback" in caplog.text
+
+
+async def test_slow_callback_never_delays_the_adverts() -> None:
+    clock, a, b = pair(callback_timeout=None)
+    release = anyio.Event()
+
+    async def stuck(change: StateChanged) -> None:
+        await release.wait()
+
+    a.instance.on_master(stuck)
+    async with running(a, b):
+        await clock.advance(5)
+        sent = a.instance.counters.advert_sent
+        await clock.advance(10)
+        assert a.instance.counters.advert_sent == sent + 10
+        release.set()
+
+
+async def test_callback_timeout_cancels_a_hung_async_callback() -> None:
+    clock, a, b = pair(callback_timeout=0.01)
+
+    async def hung(change: StateChanged) -> None:
+        await anyio.sleep_forever()
+
+    a.instance.on_master(hung)
+    async with running(a, b):
+        await clock.advance(5)
+        with anyio.fail_after(5):
+            while a.instance.status()["callback_timeouts"] == 0:
+                await anyio.sleep(0.01)
+
+
+async def test_events_iterator_reports_state_changes() -> None:
+    clock, a, b = pair()
+    seen: list[State] = []
+
+    async def watch() -> None:
+        async for event in a.instance.events():
+            if isinstance(event, StateChanged):
+                seen.append(event.new)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await tg.start(a.instance.run)
+        await tg.start(b.instance.run)
+        await clock.advance(5)
+        a.instance.stop()
+        b.instance.stop()
+    assert seen == [State.BACKUP, State.MASTER, State.STOPPED]
+
+
+async def test_in_process_check_failing_moves_the_vip() -> None:
+    healthy = {"ok": True}
+    clock, a, b = pair(trackers=[CheckTracker("app", lambda: healthy["ok"], weight=-150)])
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+        healthy["ok"] = False
+        await clock.advance(6)
+        assert a.instance.effective_priority == 50
+        assert b.instance.state is State.MASTER and b.holds_vip() and not a.holds_vip()
+
+
+async def test_check_that_raises_counts_as_a_failure() -> None:
+    def boom() -> bool:
+        raise OSError("database unreachable")
+
+    clock, a, b = pair(trackers=[CheckTracker("db", boom)])
+    async with running(a, b):
+        await clock.advance(1)
+        assert a.instance.state is State.FAULT
+
+
+async def test_track_script_exit_status_sets_the_tracker() -> None:
+    status = {"code": 0}
+    runner = FakeRunner({"/usr/local/bin/check": lambda argv: status["code"]})
+    clock, a, b = pair(
+        runner=runner, trackers=[ScriptTracker("chk", ["/usr/local/bin/check"], weight=-150)]
+    )
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+        status["code"] = 1
+        await clock.advance(6)
+        assert b.instance.state is State.MASTER
+    assert runner.calls[0] == ("/usr/local/bin/check",)
+
+
+async def test_missing_track_script_counts_as_a_failure_unlike_keepalived() -> None:
+    clock, a, b = pair(trackers=[ScriptTracker("chk", ["/nonexistent"])])
+    async with running(a, b):
+        await clock.advance(2)
+        assert a.instance.state is State.FAULT
+
+
+async def test_interface_down_puts_the_master_in_fault_and_removes_the_vip() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        a.links.set("eth0", False)
+        await clock.advance(0.01)
+        assert a.instance.state is State.FAULT
+        assert not a.holds_vip()
+        a.links.set("eth0", True)
+        await clock.advance(0.01)
+        assert a.instance.state is State.BACKUP
+
+
+async def test_tracked_interface_weight_lowers_priority() -> None:
+    clock, a, b = pair(trackers=[InterfaceTracker("uplink", weight=-30)])
+    a.links.set("uplink", True)
+    async with running(a, b):
+        await clock.advance(1)
+        a.links.set("uplink", False)
+        await clock.advance(0.01)
+        assert a.instance.effective_priority == 170
+
+
+async def test_notify_scripts_get_keepalived_arguments_in_order() -> None:
+    runner = FakeRunner({"/n": lambda argv: 0, "/m": lambda argv: 0, "/s": lambda argv: 0})
+    clock, a, b = pair(
+        runner=runner, notify=["/n"], notify_master=["/m", "arg"], notify_stop=["/s"]
+    )
+    async with running(a, b):
+        await clock.advance(5)
+    assert runner.calls == [
+        ("/n", "INSTANCE", "a", "BACKUP", "200"),
+        ("/m", "arg"),
+        ("/n", "INSTANCE", "a", "MASTER", "200"),
+        ("/s",),
+        ("/n", "INSTANCE", "a", "STOP", "200"),
+    ]
+
+
+async def test_vip_add_refused_is_reported_and_the_instance_carries_on() -> None:
+    clock, a, b = pair()
+    a.addresses.fail_add.add(a.instance.config.vips[0])
+    failures: list[object] = []
+
+    async def watch() -> None:
+        async for event in a.instance.events():
+            failures.append(event)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await tg.start(a.instance.run)
+        await tg.start(b.instance.run)
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+        assert a.instance.status()["transport_failures"] == 1
+        a.instance.stop()
+        b.instance.stop()
+    assert any(type(f).__name__ == "TransportFailure" for f in failures)
+
+
+async def test_status_is_a_json_ready_dict() -> None:
+    import json
+
+    clock, a, b = pair(trackers=[Tracker("manual", weight=-10)])
+    async with running(a, b):
+        await clock.advance(5)
+        await a.instance.tracker_result("manual", False)
+        status = json.loads(json.dumps(a.instance.status()))
+    assert status["state"] == "MASTER"
+    assert status["effective_priority"] == 190
+    assert status["trackers"]["manual"] == {"weight": -10, "ok": False, "contribution": -10}
+    assert status["vips_held"] == [VIP]
+
+
+async def test_stale_vip_left_by_a_crash_is_removed_at_start() -> None:
+    clock, a, b = pair()
+    await a.addresses.add("eth0", a.instance.config.vips[0])
+    async with running(b, a):
+        await clock.advance(0.01)
+        assert not a.holds_vip()
+
+
+def test_bad_configuration_fails_at_construction() -> None:
+    with pytest.raises(ConfigError, match="vrid"):
+        Instance("x", interface="eth0", vrid=0, priority=100, vips=[VIP])
+    with pytest.raises(ConfigError, match="virtual IP"):
+        Instance("x", interface="eth0", vrid=1, priority=100, vips=["not-an-ip"])

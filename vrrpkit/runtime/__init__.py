@@ -1,0 +1,1 @@
+"""The anyio runtime: :class:`Instance` pumps transports into a core router."""

@@ -1,0 +1,84 @@
+"""Ordered, awaited, isolated delivery of state changes to Python callbacks.
+
+keepalived forks notify scripts and forgets them, so they may run concurrently and finish out
+of order. Here each change is delivered only after every callback of the previous one has
+returned (or timed out); a callback that raises is logged and counted, and never reaches the
+protocol.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import anyio
+
+from vrrpkit.core.states import State
+
+__all__ = ["Callback", "CallbackRegistry"]
+
+logger = logging.getLogger("vrrpkit.callbacks")
+
+Callback: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
+C = TypeVar("C", bound=Callback)
+
+
+class CallbackRegistry:
+    """Callbacks for every change and for entering one state, called in keepalived's order.
+
+    keepalived runs the state's own notify before the generic one; likewise the per-state
+    callbacks run before the ``on_transition`` ones. They run on their own task: a slow async
+    callback delays the next callback, never the protocol's timers, and is cancelled after the
+    timeout. Sync callbacks run on the event loop and must be quick; put blocking work in an
+    async callback with ``await anyio.to_thread.run_sync(...)``.
+    """
+
+    def __init__(self, *, timeout: float | None, owner: str) -> None:
+        self._timeout = timeout
+        self._owner = owner
+        self._any: list[Callback] = []
+        self._by_state: dict[State, list[Callback]] = {}
+        #: Callbacks that raised.
+        self.errors = 0
+        #: Callbacks cancelled after the timeout.
+        self.timeouts = 0
+
+    def add(self, callback: C, state: State | None = None) -> C:
+        """Register ``callback`` for every change (``state`` None) or for entering ``state``."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        if state is None:
+            self._any.append(callback)
+        else:
+            self._by_state.setdefault(state, []).append(callback)
+        return callback
+
+    def __bool__(self) -> bool:
+        return bool(self._any or self._by_state)
+
+    async def deliver(self, event: Any, new: State) -> None:
+        """Call every callback for ``event`` (entering ``new``), one after another."""
+        for callback in (*self._by_state.get(new, ()), *self._any):
+            await self._call(callback, event)
+
+    async def _call(self, callback: Callback, event: Any) -> None:
+        name = getattr(callback, "__qualname__", repr(callback))
+        with anyio.move_on_after(self._timeout) as scope:
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.errors += 1
+                logger.exception("%s: callback %s raised on %s", self._owner, name, event)
+        if scope.cancelled_caught:
+            self.timeouts += 1
+            logger.error(
+                "%s: callback %s timed out after %s s on %s",
+                self._owner,
+                name,
+                self._timeout,
+                event,
+            )

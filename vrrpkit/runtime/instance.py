@@ -1,0 +1,726 @@
+"""Instance: one VRRP virtual router running inside an anyio application.
+
+The instance owns a core :class:`~vrrpkit.core.router.Router` and pumps its transports into
+it: received packets, timer deadlines, tracker results and link changes go in; the actions
+that come out are performed in order (advert, addresses, gratuitous ARP/NA) and state changes
+are handed to callbacks and notify programs on a separate task, so a slow callback never
+delays the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from vrrpkit.core.actions import (
+    Action,
+    AddVips,
+    AnnounceVips,
+    PacketDropped,
+    RemoveVips,
+    SendAdvertisement,
+    SplitBrain,
+    StateChanged,
+)
+from vrrpkit.core.addresses import Address, multicast_group, to_address, to_addresses
+from vrrpkit.core.config import RouterConfig
+from vrrpkit.core.counters import Counters
+from vrrpkit.core.errors import ConfigError, VrrpError
+from vrrpkit.core.router import Router
+from vrrpkit.core.states import State
+from vrrpkit.core.tracking import Tracker
+from vrrpkit.runtime.callbacks import Callback, CallbackRegistry
+from vrrpkit.runtime.notify import NotifyScripts
+from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
+from vrrpkit.transports.base import (
+    AddressManager,
+    AdvertSocket,
+    Announcer,
+    Clock,
+    LinkMonitor,
+    ProcessRunner,
+    TransportError,
+)
+
+__all__ = ["Event", "Instance", "TransportFailure"]
+
+logger = logging.getLogger("vrrpkit.instance")
+
+
+@attrs.frozen
+class TransportFailure:
+    """A transport operation failed; the instance logged it and carried on (or went FAULT)."""
+
+    instance: str
+    operation: str
+    error: str
+
+
+Event: TypeAlias = StateChanged | SplitBrain | TransportFailure
+
+
+def _vip(value: Any) -> IPv4Interface | IPv6Interface:
+    """A VIP with its prefix: ``"192.0.2.10"`` (full length) or ``"192.0.2.10/24"``."""
+    if isinstance(value, (IPv4Interface, IPv6Interface)):
+        return value
+    try:
+        return ip_interface(value)
+    except ValueError as exc:
+        raise ConfigError(f"not a virtual IP address: {value!r}") from exc
+
+
+class Instance:
+    """One virtual router on one interface, embedded in an anyio program.
+
+    Use it as ``async with Instance(...) as inst:`` or run it with ``await inst.run()`` under
+    a task group (``await tg.start(inst.run)`` waits until it has started). Leaving the
+    ``async with`` block for any reason, an exception included, stops it gracefully: a MASTER
+    sends priority 0 and removes its addresses, so a backup takes over within skew time.
+
+    Transports default to the real ones (raw socket, netlink, AF_PACKET, subprocesses, the
+    event loop's clock); pass fakes from :mod:`vrrpkit.testing` to test on a virtual clock.
+    Further keyword ``options`` are :class:`vrrpkit.RouterConfig` fields (for example
+    ``down_timer_adverts``, ``garp_repeat``, ``lower_prio_advert``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        interface: str,
+        vrid: int,
+        priority: int,
+        vips: Iterable[Any],
+        interval: float = 1.0,
+        version: int = 3,
+        preempt: bool = True,
+        preempt_delay: float = 0.0,
+        unicast_peers: Iterable[Any] = (),
+        source: Any = None,
+        trackers: Iterable[TrackerSpec] = (),
+        notify: Sequence[str] | None = None,
+        notify_master: Sequence[str] | None = None,
+        notify_backup: Sequence[str] | None = None,
+        notify_fault: Sequence[str] | None = None,
+        notify_stop: Sequence[str] | None = None,
+        notify_timeout: float = 10.0,
+        callback_timeout: float | None = 10.0,
+        shutdown_timeout: float = 10.0,
+        clock: Clock | None = None,
+        socket: AdvertSocket | None = None,
+        addresses: AddressManager | None = None,
+        links: LinkMonitor | None = None,
+        announcer: Announcer | None = None,
+        runner: ProcessRunner | None = None,
+        netns: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(interface, str) or not interface:
+            raise ConfigError(f"interface must be a non-empty string, got {interface!r}")
+        self._vips = tuple(_vip(v) for v in vips)
+        self._source = to_address(source) if source is not None else None
+        peers = to_addresses(unicast_peers)
+        self._specs = tuple(trackers)
+        for spec in self._specs:
+            if not isinstance(spec, (Tracker, CheckTracker, ScriptTracker, InterfaceTracker)):
+                raise ConfigError(f"not a tracker: {spec!r}")
+        family = self._family(peers)
+        # Until the socket knows our real source address, a placeholder of the right family
+        # lets the whole configuration be validated now, where the user wrote it.
+        placeholder = to_address("192.0.2.0" if family == 4 else "fe80::")
+        self._config = RouterConfig(
+            name=name,
+            vrid=vrid,
+            priority=priority,
+            address=self._source or placeholder,
+            vips=tuple(v.ip for v in self._vips),
+            interval=interval,
+            version=version,
+            preempt=preempt,
+            preempt_delay=preempt_delay,
+            trackers=tuple(
+                spec if isinstance(spec, Tracker) else spec.tracker for spec in self._specs
+            ),
+            unicast_peers=peers,
+            **options,
+        )
+        self.interface = interface
+        self._notify = NotifyScripts(
+            notify=notify,
+            master=notify_master,
+            backup=notify_backup,
+            fault=notify_fault,
+            stop=notify_stop,
+        )
+        self._notify_timeout = notify_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
+        self._clock = clock
+        self._socket = socket
+        self._addresses = addresses
+        self._links = links
+        self._announcer = announcer
+        self._runner = runner
+        self._netns = netns
+        self._router = Router(self._config)
+        self._lock = anyio.Lock()
+        self._timer_scope: anyio.CancelScope | None = None
+        self._subscribers: set[MemoryObjectSendStream[Event]] = set()
+        self._stop_requested = anyio.Event()
+        self._running = False
+        self._host_tg: anyio.abc.TaskGroup | None = None
+        self._vips_held: set[Address] = set()
+        self._notify_failures = 0
+        self._transport_failures = 0
+        self._last_transition: float | None = None
+        self._group_hook: Callable[[Instance, list[Action]], Awaitable[None]] | None = None
+        self._changes: MemoryObjectSendStream[StateChanged] | None = None
+
+    def _family(self, peers: tuple[Address, ...]) -> int:
+        for candidate in (self._source, *(v.ip for v in self._vips), *peers):
+            if candidate is not None:
+                return candidate.version
+        return 4
+
+    # -- public views ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The instance's name."""
+        return self._config.name
+
+    @property
+    def config(self) -> RouterConfig:
+        """The core configuration (its address is the real source once running)."""
+        return self._router.config
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._router.state
+
+    @property
+    def effective_priority(self) -> int:
+        """The effective priority (base plus tracker weights)."""
+        return self._router.effective_priority
+
+    @property
+    def counters(self) -> Counters:
+        """A copy of the protocol counters."""
+        return self._router.counters
+
+    @property
+    def router(self) -> Router:
+        """The core router (read its properties; drive it only through the instance)."""
+        return self._router
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: state, priorities, trackers, master, counters."""
+        router, cfg = self._router, self._router.config
+        states = router.tracker_states
+        contributions = router.tracker_contributions()
+        return {
+            "name": self.name,
+            "interface": self.interface,
+            "vrid": cfg.vrid,
+            "version": cfg.version,
+            "state": router.state.value,
+            "wantstate": router.wantstate.value,
+            "base_priority": cfg.priority,
+            "effective_priority": router.effective_priority,
+            "address": str(cfg.address),
+            "master_address": None if router.master_address is None else str(router.master_address),
+            "master_priority": router.master_priority,
+            "interval": cfg.interval,
+            "master_adver_interval": router.master_adver_interval,
+            "preempt": cfg.preempt,
+            "preempt_delay": cfg.preempt_delay,
+            "unicast_peers": [str(p) for p in cfg.unicast_peers],
+            "vips": [str(v) for v in self._vips],
+            "vips_held": sorted(str(v) for v in self._vips_held),
+            "faults": sorted(router.faults),
+            "trackers": {
+                t.name: {
+                    "weight": t.weight,
+                    "ok": states[t.name],
+                    "contribution": contributions[t.name],
+                }
+                for t in cfg.trackers
+            },
+            "last_transition": self._last_transition,
+            "counters": router.counters.as_dict(),
+            "callback_errors": self._callbacks.errors,
+            "callback_timeouts": self._callbacks.timeouts,
+            "notify_failures": self._notify_failures,
+            "transport_failures": self._transport_failures,
+        }
+
+    # -- callbacks and events --------------------------------------------------------------
+
+    def on_transition(self, callback: Callback) -> Callback:
+        """Call ``callback(change: StateChanged)`` on every state change (sync or async)."""
+        return self._callbacks.add(callback)
+
+    def on_master(self, callback: Callback) -> Callback:
+        """Call ``callback(change)`` on becoming MASTER (after the VIPs are up)."""
+        return self._callbacks.add(callback, State.MASTER)
+
+    def on_backup(self, callback: Callback) -> Callback:
+        """Call ``callback(change)`` on becoming BACKUP (after the VIPs are gone)."""
+        return self._callbacks.add(callback, State.BACKUP)
+
+    def on_fault(self, callback: Callback) -> Callback:
+        """Call ``callback(change)`` on entering FAULT (after the VIPs are gone)."""
+        return self._callbacks.add(callback, State.FAULT)
+
+    def on_stop(self, callback: Callback) -> Callback:
+        """Call ``callback(change)`` on stopping (after priority 0 and VIP removal)."""
+        return self._callbacks.add(callback, State.STOPPED)
+
+    async def events(self, buffer: int = 256) -> AsyncIterator[Event]:
+        """Iterate over state changes, split-brain reports and transport failures.
+
+        Each iteration has its own buffer; a reader that falls ``buffer`` events behind loses
+        the newest ones (logged). The iteration ends when the instance stops.
+        """
+        send, receive = anyio.create_memory_object_stream[Event](buffer)
+        self._subscribers.add(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            self._subscribers.discard(send)
+
+    def _publish(self, event: Event) -> None:
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(event)
+            except anyio.WouldBlock:
+                logger.warning("%s: an events() reader is too slow; dropped %s", self.name, event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(send)
+
+    # -- inputs from the application ---------------------------------------------------------
+
+    async def tracker_result(self, name: str, ok: bool) -> None:
+        """Feed one result of tracker ``name`` (for plain :class:`vrrpkit.Tracker` values)."""
+        await self._input(lambda now: self._router.tracker_result(name, ok, now))
+
+    def stop(self) -> None:
+        """Ask a running instance to stop gracefully (``run`` then returns)."""
+        self._stop_requested.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Instance:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.run)
+        except BaseException as exc:
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._host_tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        # Whatever ended the block (an exception included), stop gracefully and let the
+        # original exception, if any, propagate unchanged.
+        self.stop()
+        tg, self._host_tg = self._host_tg, None
+        assert tg is not None
+        await tg.__aexit__(None, None, None)
+        return None
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Instance] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until :meth:`stop` or cancellation, then stop gracefully."""
+        if self._running:
+            raise VrrpError(f"instance {self.name!r} is already running")
+        self._running = True
+        self._stop_requested = anyio.Event()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._open_transports(stack)
+                await self._run_open(task_status)
+        finally:
+            self._running = False
+            for send in list(self._subscribers):
+                send.close()
+            self._subscribers.clear()
+
+    async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
+        changes_send, changes_receive = anyio.create_memory_object_stream[StateChanged](1000)
+        self._changes = changes_send
+        dispatcher_done = anyio.Event()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._dispatch, changes_receive, dispatcher_done)
+            try:
+                async with anyio.create_task_group() as tg:
+                    await self._start()
+                    tg.start_soon(self._receive_loop)
+                    tg.start_soon(self._timer_loop)
+                    tg.start_soon(self._link_loop)
+                    for spec in self._specs:
+                        if isinstance(spec, (CheckTracker, ScriptTracker)):
+                            tg.start_soon(self._periodic_tracker, spec)
+                    task_status.started(self)
+                    await self._stop_requested.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self._shutdown_timeout):
+                    await self._shutdown()
+                    changes_send.close()
+                    await dispatcher_done.wait()
+                    # If the dispatcher was cancelled with us, deliver what it left.
+                    while True:
+                        try:
+                            change = changes_receive.receive_nowait()
+                        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                            break
+                        await self._deliver(change)
+                    changes_receive.close()
+
+    async def _open_transports(self, stack: contextlib.AsyncExitStack) -> None:
+        # Imported here so that a program using only fakes never touches raw sockets.
+        from vrrpkit.transports.clock import AnyioClock
+
+        if self._clock is None:
+            self._clock = AnyioClock()
+        if self._socket is None:
+            from vrrpkit.transports.rawsocket import RawAdvertSocket
+
+            family = self._config.address.version
+            self._socket = await RawAdvertSocket.open(
+                self.interface,
+                4 if family == 4 else 6,
+                source=self._source,
+                multicast=not self._config.unicast_peers,
+                netns=self._netns,
+            )
+            stack.push_async_callback(self._socket.aclose)
+        if self._addresses is None:
+            from vrrpkit.transports.netlink import NetlinkAddressManager
+
+            self._addresses = await NetlinkAddressManager.open(netns=self._netns)
+            stack.push_async_callback(self._addresses.aclose)
+        if self._links is None:
+            from vrrpkit.transports.netlink import NetlinkLinkMonitor
+
+            self._links = await NetlinkLinkMonitor.open(netns=self._netns)
+            stack.push_async_callback(self._links.aclose)
+        if self._announcer is None:
+            from vrrpkit.transports.garp import GarpSender
+
+            self._announcer = await GarpSender.open(self.interface, netns=self._netns)
+            stack.push_async_callback(self._announcer.aclose)
+        if self._runner is None:
+            from vrrpkit.transports.process import SubprocessRunner
+
+            self._runner = SubprocessRunner()
+        local = self._socket.local_address
+        if local != self._router.config.address or self._router.state is not State.INIT:
+            self._router = Router(attrs.evolve(self._config, address=local))
+
+    # -- the pump ----------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        assert self._links is not None
+        async with self._lock:
+            now = self._now()
+            if not await self._links.is_up(self.interface):
+                self._router.interface_changed(False, now)
+            for spec in self._specs:
+                if isinstance(spec, InterfaceTracker):
+                    up = await self._links.is_up(spec.ifname)
+                    self._router.tracker_result(spec.ifname, up, now)
+            self._vips_held.clear()
+            await self._perform(self._router.start(now))
+
+    async def _input(self, step: Callable[[float], list[Action]]) -> None:
+        async with self._lock:
+            before = self._router.next_deadline()
+            await self._perform(step(self._now()))
+            if self._router.next_deadline() != before:
+                self._wake_timer()
+
+    def _now(self) -> float:
+        assert self._clock is not None
+        return self._clock.now()
+
+    def _wake_timer(self) -> None:
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
+
+    async def _timer_loop(self) -> None:
+        assert self._clock is not None
+        while True:
+            deadline = self._router.next_deadline()
+            with anyio.CancelScope() as scope:
+                self._timer_scope = scope
+                if deadline is None:
+                    await anyio.sleep_forever()
+                else:
+                    await self._clock.sleep_until(deadline)
+            self._timer_scope = None
+            if scope.cancelled_caught:
+                continue
+            async with self._lock:
+                now = self._now()
+                due = self._router.next_deadline()
+                if due is not None and due <= now:
+                    await self._perform(self._router.handle_timer(now))
+
+    async def _receive_loop(self) -> None:
+        assert self._socket is not None
+        sock = self._socket
+        vrid = self._config.vrid
+        while True:
+            try:
+                packets = await sock.receive_batch()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except TransportError as exc:
+                self._transport_failed("receive", exc)
+                await anyio.sleep(0.1)
+                continue
+            async with self._lock:
+                now = self._now()
+                before = self._router.next_deadline()
+                for packet in packets:
+                    data = packet.data
+                    if len(data) > 1 and data[1] != vrid:
+                        continue  # another VRID on the same link: not ours, not counted
+                    actions = self._router.receive_packet(
+                        data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=now
+                    )
+                    if actions:
+                        await self._perform(actions)
+                if self._router.next_deadline() != before:
+                    self._wake_timer()
+
+    async def _link_loop(self) -> None:
+        assert self._links is not None
+        tracked = {s.ifname for s in self._specs if isinstance(s, InterfaceTracker)}
+        async for event in self._links:
+            if event.ifname == self.interface:
+                logger.info(
+                    "%s: interface %s is %s", self.name, event.ifname, "up" if event.up else "down"
+                )
+                await self._input(functools.partial(self._router.interface_changed, event.up))
+            if event.ifname in tracked:
+                await self._input(
+                    functools.partial(self._router.tracker_result, event.ifname, event.up)
+                )
+
+    async def _periodic_tracker(self, spec: CheckTracker | ScriptTracker) -> None:
+        assert self._clock is not None
+        clock = self._clock
+        next_run = clock.now()
+        while True:
+            await clock.sleep_until(next_run)
+            started = clock.now()
+            ok = await self._run_check(spec)
+            await self._input(functools.partial(self._router.tracker_result, spec.name, ok))
+            # keepalived starts the next run an interval after the previous start; a run that
+            # overran the interval makes it skip the missed slots ("expect idle").
+            next_run = started + spec.interval
+            if next_run <= clock.now():
+                missed = math.floor((clock.now() - started) / spec.interval)
+                next_run = started + (missed + 1) * spec.interval
+
+    async def _run_check(self, spec: CheckTracker | ScriptTracker) -> bool:
+        timeout = spec.effective_timeout
+        if isinstance(spec, ScriptTracker):
+            assert self._runner is not None
+            result = await self._runner.run(spec.argv, timeout=timeout)
+            if result.error is not None:
+                logger.warning(
+                    "%s: track script %s cannot run: %s", self.name, spec.name, result.error
+                )
+            return result.ok
+        ok = False
+        with anyio.move_on_after(timeout) as scope:
+            try:
+                if spec.in_thread:
+                    value = await anyio.to_thread.run_sync(spec.check, abandon_on_cancel=True)
+                else:
+                    value = spec.check()
+                if inspect.isawaitable(value):
+                    value = await value
+                ok = bool(value)
+            except Exception:
+                logger.exception("%s: check %s raised (counts as a failure)", self.name, spec.name)
+                ok = False
+        if scope.cancelled_caught:
+            logger.warning(
+                "%s: check %s timed out after %s s (counts as a failure)",
+                self.name,
+                spec.name,
+                timeout,
+            )
+        return ok
+
+    async def _shutdown(self) -> None:
+        async with self._lock:
+            if self._router.state is not State.STOPPED:
+                await self._perform(self._router.shutdown(self._now()))
+            if self._vips_held:
+                # A MASTER's shutdown removed them already; this covers a failed removal.
+                await self._perform([RemoveVips(self.name, tuple(self._vips_held))])
+
+    # -- performing actions ------------------------------------------------------------------
+
+    async def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendAdvertisement):
+                await self._send(action)
+            elif isinstance(action, AddVips):
+                await self._add_vips(action.addresses)
+            elif isinstance(action, RemoveVips):
+                await self._remove_vips(action.addresses)
+            elif isinstance(action, AnnounceVips):
+                await self._announce(action)
+            elif isinstance(action, StateChanged):
+                self._last_transition = self._now()
+                logger.info(
+                    "%s: %s -> %s (%s, priority %d)",
+                    action.instance,
+                    action.old,
+                    action.new,
+                    action.reason,
+                    action.priority,
+                )
+                self._publish(action)
+                try:
+                    if self._changes is None:
+                        raise anyio.ClosedResourceError
+                    self._changes.send_nowait(action)
+                except (anyio.WouldBlock, anyio.ClosedResourceError):
+                    logger.error(
+                        "%s: callback queue unavailable; %s not delivered", self.name, action
+                    )
+            elif isinstance(action, SplitBrain):
+                logger.warning(
+                    "%s: split brain: another master %s (priority %d, ours %d); %s",
+                    action.instance,
+                    action.peer,
+                    action.peer_priority,
+                    action.our_priority,
+                    "yielding" if action.yielded else "asserting ourselves",
+                )
+                self._publish(action)
+            elif isinstance(action, PacketDropped):
+                logger.debug(
+                    "%s: dropped a packet from %s: %s (%s)",
+                    action.instance,
+                    action.source,
+                    action.detail,
+                    action.counter,
+                )
+        if self._group_hook is not None:
+            await self._group_hook(self, actions)
+
+    async def _send(self, action: SendAdvertisement) -> None:
+        assert self._socket is not None
+        cfg = self._router.config
+        src = cfg.address
+        destinations = cfg.unicast_peers or (multicast_group(src),)
+        for dst in destinations:
+            data = action.advertisement.encode(src=src, dst=dst, checksum=cfg.checksum)
+            try:
+                await self._socket.send(data, dst)
+            except TransportError as exc:
+                self._transport_failed(f"send advert to {dst}", exc)
+
+    async def _add_vips(self, addresses: tuple[Address, ...]) -> None:
+        assert self._addresses is not None
+        for vip in self._vips:
+            if vip.ip in addresses:
+                try:
+                    await self._addresses.add(self.interface, vip.ip, vip.network.prefixlen)
+                    self._vips_held.add(vip.ip)
+                except TransportError as exc:
+                    self._transport_failed(f"add {vip}", exc)
+
+    async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
+        assert self._addresses is not None
+        for vip in self._vips:
+            if vip.ip in addresses:
+                try:
+                    await self._addresses.remove(self.interface, vip.ip, vip.network.prefixlen)
+                    self._vips_held.discard(vip.ip)
+                except TransportError as exc:
+                    self._transport_failed(f"remove {vip}", exc)
+
+    async def _announce(self, action: AnnounceVips) -> None:
+        assert self._announcer is not None
+        for _ in range(action.repeat):
+            for vip in action.addresses:
+                try:
+                    await self._announcer.announce(vip)
+                except TransportError as exc:
+                    self._transport_failed(f"announce {vip}", exc)
+                    return
+
+    def _transport_failed(self, operation: str, exc: BaseException) -> None:
+        self._transport_failures += 1
+        logger.error("%s: %s failed: %s", self.name, operation, exc)
+        self._publish(TransportFailure(self.name, operation, str(exc)))
+
+    # -- callbacks and notify programs -------------------------------------------------------
+
+    async def _dispatch(
+        self, changes: MemoryObjectReceiveStream[StateChanged], done: anyio.Event
+    ) -> None:
+        try:
+            async for change in changes:
+                with anyio.CancelScope(shield=True):
+                    await self._deliver(change)
+        finally:
+            done.set()
+
+    async def _deliver(self, change: StateChanged) -> None:
+        await self._callbacks.deliver(change, change.new)
+        if self._notify:
+            await self._run_notifies("INSTANCE", self.name, change.new, change.priority)
+
+    async def _run_notifies(self, kind: str, name: str, new: State, priority: int) -> None:
+        assert self._runner is not None
+        for argv in self._notify.commands(kind, name, new, priority):
+            result = await self._runner.run(argv, timeout=self._notify_timeout)
+            if not result.ok:
+                self._notify_failures += 1
+                logger.warning(
+                    "%s: notify %s failed: %s",
+                    self.name,
+                    argv[0],
+                    result.error
+                    or f"exit {result.returncode}" + (" (timed out)" if result.timed_out else ""),
+                )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Instance {self.name} {self.interface} vrid={self._config.vrid} "
+            f"{self.state} prio={self.effective_priority}>"
+        )

@@ -1,0 +1,346 @@
+"""Fake transports for running :class:`vrrpkit.Instance` on a virtual clock and network.
+
+Each fake implements one Protocol of :mod:`vrrpkit.transports.base` and records what it was
+asked to do, so tests can assert on the order of effects. They work under asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import heapq
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
+from typing import Generic, TypeVar
+
+import anyio
+
+from vrrpkit.core.addresses import Address, to_address
+from vrrpkit.transports.base import (
+    IPInterface,
+    LinkEvent,
+    ProcessResult,
+    ReceivedPacket,
+    TransportError,
+)
+
+T = TypeVar("T")
+
+__all__ = [
+    "FakeAddressManager",
+    "FakeAdvertSocket",
+    "FakeAnnouncer",
+    "FakeClock",
+    "FakeLinkMonitor",
+    "FakeNetwork",
+    "FakeRunner",
+]
+
+
+class FakeClock:
+    """A manual clock: time moves only when a test calls :meth:`advance`.
+
+    Sleepers wake in deadline order, each at exactly its deadline, and every woken task runs
+    until it blocks again before the clock moves on — so a run is deterministic.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._seq = 0
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+
+    def now(self) -> float:
+        """The current virtual time."""
+        return self._now
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Block until :meth:`advance` brings the time to ``deadline``."""
+        if deadline <= self._now:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (deadline, self._seq, event))
+        await event.wait()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, waking each sleeper at its own deadline."""
+        await self.advance_to(self._now + seconds)
+
+    async def advance_to(self, target: float) -> None:
+        """Move time forward to ``target`` (never backwards)."""
+        await anyio.wait_all_tasks_blocked()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _seq, event = heapq.heappop(self._sleepers)
+            if deadline > self._now:
+                self._now = deadline
+            event.set()
+            await anyio.wait_all_tasks_blocked()
+        self._now = max(self._now, target)
+        await anyio.wait_all_tasks_blocked()
+
+
+class FakeNetwork:
+    """A simulated Ethernet segment joining :class:`FakeAdvertSocket` endpoints.
+
+    Multicast reaches every other socket of the same family; unicast reaches the socket whose
+    address is the destination. ``cut(address)`` isolates an endpoint (cable pulled).
+    """
+
+    def __init__(self) -> None:
+        self._sockets: list[FakeAdvertSocket] = []
+        self._cut: set[Address] = set()
+        #: Every packet sent: (src, dst, data), in order.
+        self.sent: list[tuple[Address, Address, bytes]] = []
+
+    def socket(self, address: str | Address, *, ifindex: int = 1) -> FakeAdvertSocket:
+        """A new endpoint with source ``address``."""
+        sock = FakeAdvertSocket(self, to_address(address), ifindex)
+        self._sockets.append(sock)
+        return sock
+
+    def cut(self, address: str | Address) -> None:
+        """Isolate the endpoint with ``address``: it neither sends nor receives."""
+        self._cut.add(to_address(address))
+
+    def mend(self, address: str | Address) -> None:
+        """Reconnect an endpoint isolated by :meth:`cut`."""
+        self._cut.discard(to_address(address))
+
+    def _deliver(self, sender: FakeAdvertSocket, data: bytes, dst: Address) -> None:
+        src = sender.local_address
+        self.sent.append((src, dst, data))
+        if src in self._cut:
+            return
+        for sock in self._sockets:
+            if sock is sender or sock.closed or sock.local_address in self._cut:
+                continue
+            if sock.local_address.version != src.version:
+                continue
+            if dst.is_multicast or dst == sock.local_address:
+                ttl = 255 if dst.is_multicast or src.version == 4 else 64
+                sock._queue(ReceivedPacket(data, src, dst, ttl, sock.ifindex))
+
+
+class _Mailbox(Generic[T]):
+    """A queue that a single task waits on; closing it wakes the waiter."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._limit = limit
+        self._waiter: anyio.Event | None = None
+        self.closed = False
+
+    def put(self, item: T) -> None:
+        if self.closed or len(self._items) >= self._limit:
+            return  # a full receive buffer drops, as a kernel socket does
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    async def get_all(self) -> builtins.list[T]:
+        while not self._items:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+        items = builtins.list(self._items)
+        self._items.clear()
+        return items
+
+
+class FakeAdvertSocket:
+    """An :class:`~vrrpkit.transports.base.AdvertSocket` on a :class:`FakeNetwork`."""
+
+    def __init__(self, network: FakeNetwork, address: Address, ifindex: int) -> None:
+        self._network = network
+        self._address = address
+        self._ifindex = ifindex
+        self._mailbox: _Mailbox[ReceivedPacket] = _Mailbox(1000)
+        self._pending: collections.deque[ReceivedPacket] = collections.deque()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the endpoint is closed."""
+        return self._mailbox.closed
+
+    @property
+    def local_address(self) -> Address:
+        """The source address of this endpoint."""
+        return self._address
+
+    @property
+    def ifindex(self) -> int:
+        """The fake interface index."""
+        return self._ifindex
+
+    def _queue(self, packet: ReceivedPacket) -> None:
+        self._mailbox.put(packet)
+
+    async def receive(self) -> ReceivedPacket:
+        """The next packet."""
+        if not self._pending:
+            self._pending.extend(await self._mailbox.get_all())
+        return self._pending.popleft()
+
+    async def receive_batch(self) -> builtins.list[ReceivedPacket]:
+        """Every queued packet (waits for at least one)."""
+        if self._pending:
+            packets = builtins.list(self._pending)
+            self._pending.clear()
+            return packets
+        return await self._mailbox.get_all()
+
+    async def send(self, data: bytes, dst: Address) -> None:
+        """Put ``data`` on the segment."""
+        if self.closed:
+            raise TransportError("socket is closed")
+        await anyio.lowlevel.checkpoint()
+        self._network._deliver(self, data, dst)
+
+    async def aclose(self) -> None:
+        """Close the endpoint; a blocked receive raises ``anyio.ClosedResourceError``."""
+        self._mailbox.close()
+        await anyio.lowlevel.checkpoint()
+
+
+class FakeAddressManager:
+    """An :class:`~vrrpkit.transports.base.AddressManager` over in-memory interfaces.
+
+    ``log`` records ``("add"|"remove", ifname, address)`` in order. ``fail_add`` makes adds
+    of the listed addresses raise :class:`TransportError` (as a refused netlink request).
+    """
+
+    def __init__(self, interfaces: Sequence[str] = ("eth0",)) -> None:
+        self.addresses: dict[str, set[IPInterface]] = {name: set() for name in interfaces}
+        self.log: builtins.list[tuple[str, str, Address]] = []
+        self.fail_add: set[Address] = set()
+
+    def _iface(self, ifname: str) -> set[IPInterface]:
+        try:
+            return self.addresses[ifname]
+        except KeyError:
+            raise TransportError(f"no interface {ifname!r}") from None
+
+    def holds(self, ifname: str, address: str | Address) -> bool:
+        """Whether ``address`` is on ``ifname`` now."""
+        ip = to_address(address)
+        return any(i.ip == ip for i in self.addresses.get(ifname, ()))
+
+    async def add(self, ifname: str, address: Address, prefixlen: int | None = None) -> bool:
+        """Add ``address`` (idempotent)."""
+        await anyio.lowlevel.checkpoint()
+        iface = self._iface(ifname)
+        if address in self.fail_add:
+            raise TransportError(f"cannot add {address} to {ifname}")
+        self.log.append(("add", ifname, address))
+        plen = prefixlen if prefixlen is not None else address.max_prefixlen
+        entry: IPv4Interface | IPv6Interface = ip_interface(f"{address}/{plen}")
+        if any(i.ip == address for i in iface):
+            return False
+        iface.add(entry)
+        return True
+
+    async def remove(self, ifname: str, address: Address, prefixlen: int | None = None) -> bool:
+        """Remove ``address`` (idempotent)."""
+        await anyio.lowlevel.checkpoint()
+        iface = self._iface(ifname)
+        self.log.append(("remove", ifname, address))
+        present = {i for i in iface if i.ip == address}
+        iface.difference_update(present)
+        return bool(present)
+
+    async def list(self, ifname: str) -> builtins.list[IPInterface]:
+        """The addresses on ``ifname``."""
+        await anyio.lowlevel.checkpoint()
+        return sorted(self._iface(ifname), key=str)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class FakeLinkMonitor:
+    """A :class:`~vrrpkit.transports.base.LinkMonitor` driven by :meth:`set`."""
+
+    def __init__(self, up: Mapping[str, bool] | None = None) -> None:
+        self._state: dict[str, bool] = dict(up or {})
+        self._mailbox: _Mailbox[LinkEvent] = _Mailbox(10_000)
+
+    def set(self, ifname: str, up: bool) -> None:
+        """Change an interface's state and report it."""
+        if self._state.get(ifname, True) != up:
+            self._state[ifname] = up
+            self._mailbox.put(LinkEvent(ifname, up))
+
+    async def is_up(self, ifname: str) -> bool:
+        """The interface's state (interfaces never mentioned are up)."""
+        await anyio.lowlevel.checkpoint()
+        return self._state.get(ifname, True)
+
+    async def _events(self) -> AsyncIterator[LinkEvent]:
+        while True:
+            try:
+                events = await self._mailbox.get_all()
+            except anyio.ClosedResourceError:
+                return
+            for event in events:
+                yield event
+
+    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+        return self._events()
+
+    async def aclose(self) -> None:
+        """End the iteration."""
+        self._mailbox.close()
+        await anyio.lowlevel.checkpoint()
+
+
+class FakeAnnouncer:
+    """An :class:`~vrrpkit.transports.base.Announcer` that records each announcement."""
+
+    def __init__(self) -> None:
+        self.announced: builtins.list[Address] = []
+
+    async def announce(self, address: Address) -> None:
+        """Record one gratuitous ARP / unsolicited NA."""
+        await anyio.lowlevel.checkpoint()
+        self.announced.append(address)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class FakeRunner:
+    """A :class:`~vrrpkit.transports.base.ProcessRunner` whose programs are Python functions.
+
+    ``programs[argv[0]]`` is called with the argv and returns an exit code; a program not
+    registered behaves as a missing executable. ``calls`` records every argv in order.
+    """
+
+    def __init__(self, programs: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
+        self.programs: dict[str, Callable[[Sequence[str]], int]] = dict(programs or {})
+        self.calls: builtins.list[tuple[str, ...]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessResult:
+        """Run the registered function for ``argv[0]``."""
+        await anyio.lowlevel.checkpoint()
+        args = tuple(argv)
+        self.calls.append(args)
+        program = self.programs.get(args[0]) if args else None
+        if program is None:
+            return ProcessResult(args, None, error=f"no such program: {args[:1]}")
+        return ProcessResult(args, program(args))

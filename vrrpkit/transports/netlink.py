@@ -1,0 +1,564 @@
+"""Addresses and link state through rtnetlink, on any anyio backend.
+
+pyroute2 0.9 drives its sockets with asyncio, so its ``IPRoute``/``AsyncIPRoute`` cannot run
+on trio (and the sync ``IPRoute`` cannot run inside a running asyncio loop). This module uses
+pyroute2 only to encode and decode rtnetlink messages (``ifaddrmsg``, ``ifinfmsg``,
+``MarshalRtnl``) and owns the ``AF_NETLINK`` sockets itself: non-blocking, woken through
+:func:`anyio.wait_readable`, so no thread and no foreign event loop is involved. Sockets are
+created inside the requested network namespace and keep it for life.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import errno
+import itertools
+import logging
+import socket
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+from pyroute2.netlink import (
+    NETLINK_EXT_ACK,
+    NETLINK_ROUTE,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import (
+    IFA_F_DADFAILED,
+    IFA_F_NODAD,
+    IFA_F_SECONDARY,
+    IFA_F_TENTATIVE,
+    ifaddrmsg,
+)
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_RUNNING, IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from vrrpkit.transports.base import IPAddress, IPInterface, LinkEvent, TransportError
+from vrrpkit.transports.netns import call_in_netns
+
+__all__ = [
+    "AddressRecord",
+    "NetlinkAddressManager",
+    "NetlinkError",
+    "NetlinkLinkMonitor",
+    "interface_addresses_blocking",
+]
+
+logger = logging.getLogger(__name__)
+
+_RECV_BUFFER = 256 * 1024
+_DUMP_RETRIES = 5
+
+
+class NetlinkError(TransportError):
+    """The kernel refused a netlink request; ``errno`` holds its error code."""
+
+
+class _Channel:
+    """One non-blocking NETLINK_ROUTE socket and the request/reply exchange over it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._marshal = MarshalRtnl()
+        self._seq = itertools.count(1)
+        self._lock = anyio.Lock()
+        self._buffer = bytearray(_RECV_BUFFER)
+        self.closed = False
+
+    @staticmethod
+    def create_socket(groups: int, rcvbuf: int | None = None) -> socket.socket:
+        """Create the socket in the current thread's namespace (call via run_in_netns)."""
+        sock = socket.socket(
+            socket.AF_NETLINK,
+            socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+            NETLINK_ROUTE,
+        )
+        try:
+            if rcvbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if not groups:
+                sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            sock.bind((0, groups))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def receive_nowait(self) -> builtins.list[Any]:
+        """Parse one queued datagram; raises BlockingIOError if none is queued."""
+        size = self._sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
+        if size > len(self._buffer):
+            # The kernel dropped the tail; treat it like lost notifications.
+            raise OSError(errno.ENOBUFS, f"netlink message of {size} bytes truncated")
+        return list(self._marshal.parse(bytes(self._buffer[:size])))
+
+    def discard_queued(self) -> None:
+        """Drop every datagram already queued on the socket."""
+        while True:
+            try:
+                self._sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
+            except OSError as exc:
+                # Anything but a repeated overrun ends the drain; receive() reports it.
+                if exc.errno != errno.ENOBUFS:
+                    return
+
+    async def receive(self) -> builtins.list[Any]:
+        """Wait for and parse the next datagram."""
+        while True:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            try:
+                return self.receive_nowait()
+            except BlockingIOError:
+                await anyio.wait_readable(self._sock)
+
+    async def _send(self, data: bytes) -> None:
+        while True:
+            try:
+                self._sock.send(data)
+                return
+            except BlockingIOError:
+                await anyio.wait_writable(self._sock)
+
+    async def request(
+        self, msg: Any, msg_type: int, flags: int = 0, *, dump: bool = False
+    ) -> builtins.list[Any]:
+        """Send one request and return its reply messages; raise NetlinkError if refused."""
+        await anyio.lowlevel.checkpoint()
+        # Not derived from the flags: NLM_F_DUMP's bits overlap NLM_F_EXCL and NLM_F_REPLACE.
+        flags |= NLM_F_DUMP if dump else NLM_F_ACK
+        async with self._lock:
+            seq = next(self._seq)
+            msg["header"]["type"] = msg_type
+            msg["header"]["flags"] = NLM_F_REQUEST | flags
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            try:
+                await self._send(msg.data)
+                replies: builtins.list[Any] = []
+                while True:
+                    for part in await self.receive():
+                        header = part["header"]
+                        if header["sequence_number"] != seq:
+                            # A reply to a request whose caller was cancelled.
+                            continue
+                        if header["type"] == NLMSG_ERROR:
+                            code = -int(part["error"] or 0)
+                            if code:
+                                raise NetlinkError(_describe(part, code), errno=code)
+                            return replies
+                        if header["type"] == NLMSG_DONE:
+                            return replies
+                        replies.append(part)
+            except OSError as exc:
+                raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
+
+    async def dump(self, msg_factory: Any, msg_type: int) -> builtins.list[Any]:
+        """Run a dump request, repeating it if the kernel reports it was interrupted."""
+        for _ in range(_DUMP_RETRIES):
+            replies = await self.request(msg_factory(), msg_type, dump=True)
+            if not any(part["header"]["flags"] & NLM_F_DUMP_INTR for part in replies):
+                return replies
+        raise TransportError("netlink dump kept being interrupted by concurrent changes")
+
+    def close(self) -> None:
+        """Close the socket, waking a task waiting on it."""
+        if self.closed:
+            return
+        self.closed = True
+        anyio.notify_closing(self._sock)
+        self._sock.close()
+
+
+def _describe(part: Any, code: int) -> str:
+    detail = part["header"].get("error")
+    text = str(detail) if detail is not None else ""
+    return text or f"[Errno {code}] {errno.errorcode.get(code, '?')}"
+
+
+def _ifname_request(ifname: str) -> Any:
+    msg = ifinfmsg()
+    msg["family"] = socket.AF_UNSPEC
+    msg["attrs"] = [("IFLA_IFNAME", ifname)]
+    return msg
+
+
+def _link_state(part: Any) -> tuple[int, str, bool] | None:
+    name = part.get_attr("IFLA_IFNAME")
+    if name is None:
+        return None
+    flags = int(part["flags"])
+    return int(part["index"]), str(name), bool(flags & IFF_UP and flags & IFF_RUNNING)
+
+
+async def _open_channels(
+    netns: str | None, *specs: tuple[int, int | None]
+) -> builtins.list[_Channel]:
+    """Open one channel per (multicast groups, receive buffer size) in ``netns``."""
+
+    def create() -> builtins.list[socket.socket]:
+        socks: builtins.list[socket.socket] = []
+        try:
+            for groups, rcvbuf in specs:
+                socks.append(_Channel.create_socket(groups, rcvbuf))
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
+
+    try:
+        socks = await call_in_netns(netns, create)
+    except OSError as exc:
+        raise TransportError(f"cannot open netlink socket: {exc}", errno=exc.errno) from exc
+    return [_Channel(sock) for sock in socks]
+
+
+@attrs.frozen
+class AddressRecord:
+    """An address as the kernel lists it: interface index, address/prefix and IFA_F_* flags."""
+
+    ifindex: int
+    interface: IPInterface
+    flags: int
+
+    @property
+    def primary(self) -> bool:
+        """False for an IPv4 secondary address or an IPv6 temporary address."""
+        return not self.flags & IFA_F_SECONDARY
+
+    @property
+    def usable(self) -> bool:
+        """False while duplicate address detection runs or after it failed."""
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+
+
+def _address_dump_request() -> Any:
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_UNSPEC
+    return msg
+
+
+def _parse_address(part: Any) -> AddressRecord | None:
+    if part["header"]["type"] != RTM_NEWADDR:
+        return None
+    prefixlen = int(part["prefixlen"])
+    flags = int(part.get_attr("IFA_FLAGS") or part["flags"])
+    interface: IPInterface
+    if part["family"] == socket.AF_INET:
+        # IFA_ADDRESS is the peer on point-to-point links; IFA_LOCAL is ours.
+        text = part.get_attr("IFA_LOCAL") or part.get_attr("IFA_ADDRESS")
+        interface = IPv4Interface((IPv4Address(text), prefixlen))
+    elif part["family"] == socket.AF_INET6:
+        interface = IPv6Interface((IPv6Address(part.get_attr("IFA_ADDRESS")), prefixlen))
+    else:
+        return None
+    return AddressRecord(ifindex=int(part["index"]), interface=interface, flags=flags)
+
+
+def interface_addresses_blocking(ifindex: int | None = None) -> builtins.list[AddressRecord]:
+    """List the addresses of one interface (or all) in the calling thread's namespace.
+
+    This blocks (briefly: the kernel answers at once); it is meant for setup code that runs
+    on a thread, e.g. through :func:`~vrrpkit.transports.netns.run_in_netns`.
+    """
+    marshal = MarshalRtnl()
+    for _ in range(_DUMP_RETRIES):
+        request = _address_dump_request()
+        request["header"]["type"] = RTM_GETADDR
+        request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        request["header"]["sequence_number"] = 1
+        request.encode()
+        records: builtins.list[AddressRecord] = []
+        interrupted = False
+        with socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        ) as sock:
+            sock.bind((0, 0))
+            sock.send(request.data)
+            done = False
+            while not done:
+                for part in marshal.parse(sock.recv(_RECV_BUFFER)):
+                    kind = part["header"]["type"]
+                    if kind == NLMSG_ERROR and part["error"]:
+                        code = -int(part["error"])
+                        raise NetlinkError(_describe(part, code), errno=code)
+                    if kind in (NLMSG_DONE, NLMSG_ERROR):
+                        done = True
+                        break
+                    interrupted |= bool(part["header"]["flags"] & NLM_F_DUMP_INTR)
+                    record = _parse_address(part)
+                    if record is not None and ifindex in (None, record.ifindex):
+                        records.append(record)
+        if not interrupted:
+            return records
+    raise TransportError("netlink dump kept being interrupted by concurrent changes")
+
+
+class NetlinkAddressManager:
+    """:class:`~vrrpkit.transports.base.AddressManager` over rtnetlink.
+
+    Requests are serialised on one socket. IPv6 addresses get ``IFA_F_NODAD`` so they are
+    usable at once, as keepalived does for its VIPs.
+    """
+
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
+
+    @classmethod
+    async def open(cls, *, netns: str | None = None) -> NetlinkAddressManager:
+        """Open a manager for the interfaces of ``netns`` (a name or path; None: our own)."""
+        (channel,) = await _open_channels(netns, (0, None))
+        return cls(channel)
+
+    async def __aenter__(self) -> NetlinkAddressManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def ifindex(self, ifname: str) -> int:
+        """Return the index of interface ``ifname``; raise TransportError if it is missing."""
+        try:
+            replies = await self._channel.request(_ifname_request(ifname), RTM_GETLINK)
+        except NetlinkError as exc:
+            if exc.errno in (errno.ENODEV, errno.EINVAL, errno.ERANGE):
+                raise TransportError(f"no interface {ifname!r}", errno=exc.errno) from exc
+            raise
+        for part in replies:
+            if part["header"]["type"] == RTM_NEWLINK:
+                return int(part["index"])
+        raise TransportError(f"no interface {ifname!r}", errno=errno.ENODEV)
+
+    async def add(self, ifname: str, address: IPAddress, prefixlen: int | None = None) -> bool:
+        """Add ``address/prefixlen`` to ``ifname``; return False if it was already there."""
+        index = await self.ifindex(ifname)
+        msg = _address_message(index, address, _prefixlen(address, prefixlen))
+        try:
+            await self._channel.request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        logger.debug("added %s/%s to %s", address, msg["prefixlen"], ifname)
+        return True
+
+    async def remove(self, ifname: str, address: IPAddress, prefixlen: int | None = None) -> bool:
+        """Remove ``address`` from ``ifname``; return False if it was not there."""
+        index = await self.ifindex(ifname)
+        wanted = None if prefixlen is None else _prefixlen(address, prefixlen)
+        removed = False
+        for present in await self._list_index(index):
+            if present.ip != address:
+                continue
+            if wanted is not None and present.network.prefixlen != wanted:
+                continue
+            msg = _address_message(index, address, present.network.prefixlen)
+            try:
+                await self._channel.request(msg, RTM_DELADDR)
+            except NetlinkError as exc:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT):
+                    raise
+                continue
+            removed = True
+            logger.debug("removed %s from %s", present, ifname)
+        return removed
+
+    async def list(self, ifname: str) -> builtins.list[IPInterface]:
+        """Return the addresses on ``ifname`` with their prefix lengths."""
+        return await self._list_index(await self.ifindex(ifname))
+
+    async def _list_index(self, index: int) -> builtins.list[IPInterface]:
+        replies = await self._channel.dump(_address_dump_request, RTM_GETADDR)
+        records = (_parse_address(part) for part in replies)
+        return [record.interface for record in records if record and record.ifindex == index]
+
+    async def aclose(self) -> None:
+        """Close the netlink socket."""
+        self._channel.close()
+        await anyio.lowlevel.checkpoint()
+
+
+def _prefixlen(address: IPAddress, prefixlen: int | None) -> int:
+    if prefixlen is None:
+        return address.max_prefixlen
+    if not 0 <= prefixlen <= address.max_prefixlen:
+        raise ValueError(f"prefix length {prefixlen} is invalid for {address}")
+    return prefixlen
+
+
+def _address_message(index: int, address: IPAddress, prefixlen: int) -> Any:
+    msg = ifaddrmsg()
+    msg["index"] = index
+    msg["prefixlen"] = prefixlen
+    if isinstance(address, IPv4Address):
+        msg["family"] = socket.AF_INET
+        msg["attrs"] = [("IFA_LOCAL", str(address)), ("IFA_ADDRESS", str(address))]
+    else:
+        msg["family"] = socket.AF_INET6
+        msg["flags"] = IFA_F_NODAD
+        msg["attrs"] = [("IFA_ADDRESS", str(address)), ("IFA_FLAGS", IFA_F_NODAD)]
+    return msg
+
+
+class NetlinkLinkMonitor:
+    """:class:`~vrrpkit.transports.base.LinkMonitor` over rtnetlink link notifications.
+
+    An interface is up when both IFF_UP and IFF_RUNNING are set (keepalived's rule), so a
+    lost carrier counts as down. The monitor starts from a snapshot of every interface and
+    yields an event only when an interface's state differs from what it last reported; if
+    the kernel drops notifications (ENOBUFS) it re-reads the snapshot and reports the
+    differences.
+    """
+
+    def __init__(self, events: _Channel, queries: _Channel) -> None:
+        self._events = events
+        self._queries = queries
+        self._links: dict[int, tuple[str, bool]] = {}
+        self._pending: collections.deque[LinkEvent] = collections.deque()
+
+    @classmethod
+    async def open(
+        cls, *, netns: str | None = None, rcvbuf: int = 1024 * 1024
+    ) -> NetlinkLinkMonitor:
+        """Start monitoring the interfaces of ``netns`` (a name or path; None: our own).
+
+        ``rcvbuf`` is the notification socket's receive buffer size in bytes.
+        """
+        events, queries = await _open_channels(netns, (RTMGRP_LINK, rcvbuf), (0, None))
+        monitor = cls(events, queries)
+        try:
+            # Subscribed before the snapshot, so no change can fall between the two.
+            monitor._links = await monitor._snapshot()
+        except BaseException:
+            events.close()
+            queries.close()
+            raise
+        return monitor
+
+    async def __aenter__(self) -> NetlinkLinkMonitor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+        return self
+
+    async def __anext__(self) -> LinkEvent:
+        while not self._pending:
+            try:
+                parts = await self._events.receive()
+            except anyio.ClosedResourceError:
+                raise StopAsyncIteration from None
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise TransportError(f"link monitor failed: {exc}", errno=exc.errno) from exc
+                logger.warning("link notifications were lost; re-reading interface states")
+                # Notifications still queued predate the loss; the snapshot supersedes them.
+                self._events.discard_queued()
+                await self._resync()
+                continue
+            for part in parts:
+                self._handle(part)
+        return self._pending.popleft()
+
+    def _handle(self, part: Any) -> None:
+        kind = part["header"]["type"]
+        if kind not in (RTM_NEWLINK, RTM_DELLINK):
+            return
+        state = _link_state(part)
+        if state is None:
+            return
+        index, name, up = state
+        if kind == RTM_DELLINK:
+            old = self._links.pop(index, None)
+            if old is not None and old[1]:
+                self._pending.append(LinkEvent(old[0], False))
+            return
+        self._update(index, name, up)
+
+    def _update(self, index: int, name: str, up: bool) -> None:
+        old = self._links.get(index)
+        self._links[index] = (name, up)
+        if old is not None and old[0] != name:
+            if old[1]:
+                self._pending.append(LinkEvent(old[0], False))
+            old = None
+        if old is None or old[1] != up:
+            self._pending.append(LinkEvent(name, up))
+
+    async def _snapshot(self) -> dict[int, tuple[str, bool]]:
+        def factory() -> Any:
+            msg = ifinfmsg()
+            msg["family"] = socket.AF_UNSPEC
+            return msg
+
+        links: dict[int, tuple[str, bool]] = {}
+        for part in await self._queries.dump(factory, RTM_GETLINK):
+            state = _link_state(part) if part["header"]["type"] == RTM_NEWLINK else None
+            if state is not None:
+                links[state[0]] = (state[1], state[2])
+        return links
+
+    async def _resync(self) -> None:
+        fresh = await self._snapshot()
+        for index in set(self._links) - set(fresh):
+            name, up = self._links.pop(index)
+            if up:
+                self._pending.append(LinkEvent(name, False))
+        for index, (name, up) in fresh.items():
+            self._update(index, name, up)
+
+    async def is_up(self, ifname: str) -> bool:
+        """Ask the kernel whether ``ifname`` is up and running (False if it does not exist)."""
+        try:
+            replies = await self._queries.request(_ifname_request(ifname), RTM_GETLINK)
+        except NetlinkError as exc:
+            if exc.errno in (errno.ENODEV, errno.EINVAL, errno.ERANGE):
+                return False
+            raise
+        for part in replies:
+            state = _link_state(part) if part["header"]["type"] == RTM_NEWLINK else None
+            if state is not None:
+                return state[2]
+        return False
+
+    async def aclose(self) -> None:
+        """Stop monitoring; a task iterating the monitor sees the iteration end."""
+        self._events.close()
+        self._queries.close()
+        await anyio.lowlevel.checkpoint()

@@ -1,0 +1,389 @@
+"""Raw IP protocol 112 sockets (IPv4 and IPv6, multicast and unicast) on anyio.
+
+One :class:`RawAdvertSocket` serves one interface and one address family:
+
+- it is bound to the device (``SO_BINDTODEVICE``), joins the VRRP group on that interface
+  only (``IP_MULTICAST_ALL=0``), does not loop its own multicast back, and sends with
+  TTL/hop limit 255 and TOS/traffic class 0xc0;
+- it is *not* bound to an address, because a raw socket bound to an address only receives
+  packets addressed to it, which would drop the group's traffic. The source address is set
+  per packet through ``IP_PKTINFO``/``IPV6_PKTINFO`` instead, so it is always
+  :attr:`RawAdvertSocket.local_address`;
+- IPv6 sockets set ``IPV6_CHECKSUM`` at offset 6: the kernel fills in the VRRPv3 checksum
+  (pseudo-header included) of every packet sent, whatever the caller put in those two
+  bytes, and silently drops received packets whose checksum is wrong. IPv4 has no such
+  option: the caller computes the checksum.
+
+Received IPv4 packets arrive with their IP header, which supplies TTL, source and
+destination and is then stripped. For IPv6 they come from ``IPV6_HOPLIMIT`` and
+``IPV6_PKTINFO`` ancillary data.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import errno
+import fcntl
+import logging
+import socket
+import struct
+from ipaddress import IPv4Address, IPv6Address
+from types import TracebackType
+from typing import Literal
+
+import anyio
+import anyio.lowlevel
+
+from vrrpkit.transports.base import IPAddress, ReceivedPacket, TransportError
+from vrrpkit.transports.netlink import interface_addresses_blocking
+from vrrpkit.transports.netns import call_in_netns
+
+__all__ = [
+    "VRRP_GROUP_V4",
+    "VRRP_GROUP_V6",
+    "VRRP_PROTOCOL",
+    "RawAdvertSocket",
+    "interface_index",
+]
+
+logger = logging.getLogger(__name__)
+
+VRRP_PROTOCOL = 112
+VRRP_GROUP_V4 = IPv4Address("224.0.0.18")
+VRRP_GROUP_V6 = IPv6Address("ff02::12")
+
+# Linux values that Python's socket module does not export on every supported version.
+_IP_PKTINFO = 8
+_IP_MULTICAST_ALL = 49
+_IPV6_MULTICAST_ALL = 29
+_SIOCGIFINDEX = 0x8933
+
+_TOS = 0xC0
+_MULTICAST_TTL = 255
+_MAX_PACKET = 65535
+_MAX_BATCH = 256
+_IPV6_CHECKSUM_OFFSET = 6
+_ANC_V4 = socket.CMSG_SPACE(12)
+_ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+
+def interface_index(sock: socket.socket, ifname: str) -> int:
+    """Return the index of ``ifname`` in the network namespace of ``sock``."""
+    name = ifname.encode()
+    if not name or len(name) >= 16 or b"\0" in name:
+        raise TransportError(f"invalid interface name {ifname!r}", errno=errno.EINVAL)
+    try:
+        reply = fcntl.ioctl(sock.fileno(), _SIOCGIFINDEX, struct.pack("16si12x", name, 0))
+    except OSError as exc:
+        raise TransportError(f"no interface {ifname!r}: {exc}", errno=exc.errno) from exc
+    index: int = struct.unpack_from("16si", reply)[1]
+    return index
+
+
+def _primary_address(ifindex: int, ip_version: int) -> IPAddress:
+    """Return the primary IPv4 address or the IPv6 link-local of the interface.
+
+    Addresses still under duplicate address detection come last: the kernel refuses to send
+    from them.
+    """
+    candidates = [
+        record
+        for record in interface_addresses_blocking(ifindex)
+        if record.primary
+        and record.interface.version == ip_version
+        and (ip_version == 4 or record.interface.ip.is_link_local)
+    ]
+    if not candidates:
+        kind = "IPv4 address" if ip_version == 4 else "IPv6 link-local address"
+        raise TransportError(f"interface {ifindex} has no {kind}", errno=errno.EADDRNOTAVAIL)
+    candidates.sort(key=lambda record: not record.usable)
+    return candidates[0].interface.ip
+
+
+def _strip_scope(text: str) -> str:
+    return text.partition("%")[0]
+
+
+class RawAdvertSocket:
+    """:class:`~vrrpkit.transports.base.AdvertSocket` on a raw IP protocol 112 socket.
+
+    Create it with :meth:`open`. Malformed or truncated packets are dropped with a debug log;
+    they never raise.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        ifname: str,
+        ifindex: int,
+        local_address: IPAddress,
+    ) -> None:
+        self._sock = sock
+        self._ifname = ifname
+        self._ifindex = ifindex
+        self._local = local_address
+        self._ipv6 = isinstance(local_address, IPv6Address)
+        self._queued: collections.deque[ReceivedPacket] = collections.deque()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        ifname: str,
+        ip_version: Literal[4, 6],
+        *,
+        source: IPAddress | None = None,
+        group: IPAddress | None = None,
+        multicast: bool = True,
+        unicast_ttl: int = 255,
+        netns: str | None = None,
+    ) -> RawAdvertSocket:
+        """Open a socket on ``ifname``.
+
+        ``source`` defaults to the interface's primary IPv4 address or first IPv6 link-local
+        address (TransportError if it has none). ``group`` defaults to 224.0.0.18/ff02::12
+        and is joined unless ``multicast`` is False. ``unicast_ttl`` is the TTL/hop limit of
+        unicast sends (multicast always uses 255). ``netns`` names the network namespace
+        the interface lives in (None: the current one).
+        """
+        if ip_version not in (4, 6):
+            raise ValueError(f"ip_version must be 4 or 6, not {ip_version!r}")
+        if group is None:
+            group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+        for value in (source, group):
+            if value is not None and value.version != ip_version:
+                raise ValueError(f"{value} is not an IPv{ip_version} address")
+        if not group.is_multicast:
+            raise ValueError(f"{group} is not a multicast group")
+        if not 1 <= unicast_ttl <= 255:
+            raise ValueError(f"unicast_ttl must be within 1..255, not {unicast_ttl}")
+
+        def setup() -> RawAdvertSocket:
+            family = socket.AF_INET if ip_version == 4 else socket.AF_INET6
+            try:
+                sock = socket.socket(
+                    family,
+                    socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                    VRRP_PROTOCOL,
+                )
+            except OSError as exc:
+                raise TransportError(f"cannot open raw socket: {exc}", errno=exc.errno) from exc
+            try:
+                ifindex = interface_index(sock, ifname)
+                local = source if source is not None else _primary_address(ifindex, ip_version)
+                _configure(sock, ifname, ifindex, ip_version, group if multicast else None)
+                if ip_version == 4:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, unicast_ttl)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, unicast_ttl)
+            except OSError as exc:
+                sock.close()
+                raise TransportError(
+                    f"cannot set up raw socket on {ifname!r}: {exc}", errno=exc.errno
+                ) from exc
+            except BaseException:
+                sock.close()
+                raise
+            return cls(sock, ifname=ifname, ifindex=ifindex, local_address=local)
+
+        return await call_in_netns(netns, setup)
+
+    @property
+    def local_address(self) -> IPAddress:
+        """The source address of every packet this socket sends."""
+        return self._local
+
+    @property
+    def ifindex(self) -> int:
+        """Index of the interface the socket is bound to."""
+        return self._ifindex
+
+    @property
+    def ifname(self) -> str:
+        """Name of the interface the socket is bound to."""
+        return self._ifname
+
+    async def __aenter__(self) -> RawAdvertSocket:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def receive(self) -> ReceivedPacket:
+        """Wait for and return the next packet."""
+        if not self._queued:
+            self._queued.extend(await self.receive_batch())
+        else:
+            await anyio.lowlevel.checkpoint()
+        return self._queued.popleft()
+
+    async def receive_batch(self) -> builtins.list[ReceivedPacket]:
+        """Wait until readable, then return every queued packet (at least one)."""
+        if self._queued:
+            await anyio.lowlevel.checkpoint()
+            batch = list(self._queued)
+            self._queued.clear()
+            return batch
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            await anyio.wait_readable(self._sock)
+            batch = self._drain()
+            if batch:
+                return batch
+
+    def _drain(self) -> builtins.list[ReceivedPacket]:
+        batch: builtins.list[ReceivedPacket] = []
+        ancsize = _ANC_V6 if self._ipv6 else _ANC_V4
+        while len(batch) < _MAX_BATCH and not self._closed:
+            try:
+                data, ancdata, flags, address = self._sock.recvmsg(_MAX_PACKET, ancsize)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                # Not expected (no IP_RECVERR, so ICMP errors are not queued), but one bad
+                # read must not stop the receive loop.
+                logger.debug("%s: receive error ignored: %s", self._ifname, exc)
+                continue
+            if flags & socket.MSG_TRUNC:
+                logger.debug("%s: dropped a truncated packet", self._ifname)
+                continue
+            if self._ipv6:
+                packet = self._parse_v6(data, ancdata, address)
+            else:
+                packet = self._parse_v4(data, ancdata)
+            if packet is not None:
+                batch.append(packet)
+        return batch
+
+    def _parse_v4(
+        self, data: bytes, ancdata: builtins.list[tuple[int, int, bytes]]
+    ) -> ReceivedPacket | None:
+        if len(data) < 20 or data[0] >> 4 != 4:
+            logger.debug("%s: dropped a packet without a valid IPv4 header", self._ifname)
+            return None
+        header_len = (data[0] & 0x0F) * 4
+        total_len = struct.unpack_from("!H", data, 2)[0]
+        if header_len < 20 or total_len < header_len or total_len > len(data):
+            logger.debug("%s: dropped a packet with bad IPv4 lengths", self._ifname)
+            return None
+        ifindex = self._ifindex
+        for level, kind, value in ancdata:
+            if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(value) >= 4:
+                ifindex = struct.unpack_from("@i", value)[0]
+        return ReceivedPacket(
+            data=data[header_len:total_len],
+            src=IPv4Address(data[12:16]),
+            dst=IPv4Address(data[16:20]),
+            ttl=data[8],
+            ifindex=ifindex,
+        )
+
+    def _parse_v6(
+        self,
+        data: bytes,
+        ancdata: builtins.list[tuple[int, int, bytes]],
+        address: tuple[str, int, int, int],
+    ) -> ReceivedPacket | None:
+        hops: int | None = None
+        dst: IPv6Address | None = None
+        ifindex = self._ifindex
+        for level, kind, value in ancdata:
+            if level != socket.IPPROTO_IPV6:
+                continue
+            if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hops = struct.unpack_from("@i", value)[0]
+            elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
+                raw_dst, ifindex = struct.unpack_from("@16sI", value)
+                dst = IPv6Address(raw_dst)
+        if hops is None or dst is None:
+            logger.debug("%s: dropped a packet without hop limit or destination", self._ifname)
+            return None
+        try:
+            src = IPv6Address(_strip_scope(address[0]))
+        except ValueError:
+            logger.debug("%s: dropped a packet from unparsable %r", self._ifname, address[0])
+            return None
+        return ReceivedPacket(data=data, src=src, dst=dst, ttl=hops, ifindex=ifindex)
+
+    async def send(self, data: bytes, dst: IPAddress) -> None:
+        """Send ``data`` to ``dst`` from :attr:`local_address`; TransportError on failure."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if dst.version != self._local.version:
+            raise TransportError(f"cannot send to {dst} from {self._local}", errno=errno.EINVAL)
+        if isinstance(dst, IPv6Address):
+            scope = self._ifindex if dst.is_link_local or dst.is_multicast else 0
+            target: tuple[str, int] | tuple[str, int, int, int] = (str(dst), 0, 0, scope)
+            info = struct.pack("@16sI", self._local.packed, self._ifindex)
+            control = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
+        else:
+            target = (str(dst), 0)
+            info = struct.pack("@i4s4s", self._ifindex, self._local.packed, bytes(4))
+            control = [(socket.IPPROTO_IP, _IP_PKTINFO, info)]
+        while True:
+            try:
+                self._sock.sendmsg([data], control, 0, target)
+                break
+            except BlockingIOError:
+                await anyio.wait_writable(self._sock)
+            except OSError as exc:
+                raise TransportError(
+                    f"{self._ifname}: cannot send to {dst}: {exc}", errno=exc.errno
+                ) from exc
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def aclose(self) -> None:
+        """Close the socket; a task blocked in a receive method gets ClosedResourceError."""
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
+
+def _configure(
+    sock: socket.socket,
+    ifname: str,
+    ifindex: int,
+    ip_version: int,
+    group: IPAddress | None,
+) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+    if ip_version == 4:
+        ip = socket.IPPROTO_IP
+        sock.setsockopt(ip, _IP_MULTICAST_ALL, 0)
+        sock.setsockopt(ip, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(ip, socket.IP_MULTICAST_TTL, _MULTICAST_TTL)
+        sock.setsockopt(ip, socket.IP_TOS, _TOS)
+        sock.setsockopt(ip, _IP_PKTINFO, 1)
+        sock.setsockopt(
+            ip, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex)
+        )
+        if group is not None:
+            mreqn = struct.pack("4s4si", group.packed, bytes(4), ifindex)
+            sock.setsockopt(ip, socket.IP_ADD_MEMBERSHIP, mreqn)
+        return
+    ip6 = socket.IPPROTO_IPV6
+    try:
+        sock.setsockopt(ip6, _IPV6_MULTICAST_ALL, 0)
+    except OSError:
+        # Kernels before 4.20 lack the option; SO_BINDTODEVICE still limits reception.
+        logger.debug("IPV6_MULTICAST_ALL is not supported")
+    sock.setsockopt(ip6, socket.IPV6_MULTICAST_LOOP, 0)
+    sock.setsockopt(ip6, socket.IPV6_MULTICAST_HOPS, _MULTICAST_TTL)
+    sock.setsockopt(ip6, socket.IPV6_TCLASS, _TOS)
+    sock.setsockopt(ip6, socket.IPV6_MULTICAST_IF, ifindex)
+    sock.setsockopt(ip6, socket.IPV6_RECVHOPLIMIT, 1)
+    sock.setsockopt(ip6, socket.IPV6_RECVPKTINFO, 1)
+    sock.setsockopt(ip6, socket.IPV6_CHECKSUM, _IPV6_CHECKSUM_OFFSET)
+    if group is not None:
+        sock.setsockopt(ip6, socket.IPV6_JOIN_GROUP, group.packed + struct.pack("@I", ifindex))
