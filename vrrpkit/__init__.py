@@ -37,6 +37,7 @@ from vrrpkit.core.states import State
 from vrrpkit.core.timers import master_down_interval, skew_time
 from vrrpkit.core.tracking import FallRise, Tracker, effective_priority
 from vrrpkit.core.transitions import TRANSITIONS, Cause, Transition
+from vrrpkit.runtime.group import Group
 from vrrpkit.runtime.instance import Event, Instance, TransportFailure
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker
 
@@ -60,6 +61,7 @@ __all__ = [
     "Counters",
     "Event",
     "FallRise",
+    "Group",
     "GroupStateChanged",
     "Instance",
     "InterfaceTracker",

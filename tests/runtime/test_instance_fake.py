@@ -349,3 +349,41 @@ def test_bad_configuration_fails_at_construction() -> None:
         Instance("x", interface="eth0", vrid=0, priority=100, vips=[VIP])
     with pytest.raises(ConfigError, match="virtual IP"):
         Instance("x", interface="eth0", vrid=1, priority=100, vips=["not-an-ip"])
+
+
+async def test_sync_group_members_fail_over_together() -> None:
+    from vrrpkit import GroupStateChanged
+    from vrrpkit.runtime.group import Group
+
+    net, clock = FakeNetwork(), FakeClock()
+    inside = FakeNetwork()
+    runner = FakeRunner({"/g": lambda argv: 0})
+    nodes = {}
+    for host, prio in ((1, 200), (2, 100)):
+        out = Node(net, clock, f"out{host}", f"192.0.2.{host}", prio, runner=runner)
+        inn = Node(inside, clock, f"in{host}", f"198.51.100.{host}", prio)
+        nodes[host] = (out, inn)
+    group_changes: list[State] = []
+    g1 = Group("g1", [n.instance for n in nodes[1]], notify=["/g"])
+    g1.on_transition(
+        lambda c: group_changes.append(c.new) if isinstance(c, GroupStateChanged) else None
+    )
+    g2 = Group("g2", [n.instance for n in nodes[2]])
+    async with g1, g2:
+        await clock.advance(5)
+        assert g1.state is State.MASTER and g2.state is State.BACKUP
+        assert all(n.holds_vip() for n in nodes[1])
+        nodes[1][0].links.set("eth0", False)  # out1 loses its link
+        await clock.advance(0.01)
+        assert nodes[1][1].instance.state is State.FAULT  # in1 follows into FAULT
+        assert not nodes[1][1].holds_vip()
+        await clock.advance(2)
+        assert g2.state is State.MASTER
+        assert all(n.holds_vip() for n in nodes[2])
+    assert group_changes[:3] == [State.BACKUP, State.MASTER, State.FAULT]
+    group_notifies = [c for c in runner.calls if c[0] == "/g"]
+    assert group_notifies[:3] == [
+        ("/g", "GROUP", "g1", "BACKUP", "0"),
+        ("/g", "GROUP", "g1", "MASTER", "0"),
+        ("/g", "GROUP", "g1", "FAULT", "0"),
+    ]

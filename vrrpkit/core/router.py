@@ -69,6 +69,24 @@ class Router:
         self._address_int = int(config.address)
         self.reset()
 
+    def update_config(self, config: RouterConfig) -> None:
+        """Replace the configuration of a router that is not running (INIT or STOPPED).
+
+        The runtime uses it to fill in the source address the socket chose.
+        """
+        if self._state is not State.INIT and self._state is not State.STOPPED:
+            raise RouterError(f"{self.name}: configuration can change only while not running")
+        if config.name != self.config.name or config.trackers != self.config.trackers:
+            raise RouterError(f"{self.name}: name and trackers cannot change")
+        self.config = config
+        self._auth = config.auth_data.ljust(8, b"\0") if config.version == 2 else b""
+        self._group_addr = multicast_group(config.address)
+        self._address_int = int(config.address)
+        self._adverts.clear()
+        self._master_adver_int = config.interval
+        self._mdi = -1.0
+        self._effective = self._compute_priority()
+
     def reset(self) -> None:
         """Forget everything but the configuration, as a freshly started process would.
 

@@ -439,8 +439,9 @@ class Instance:
 
             self._runner = SubprocessRunner()
         local = self._socket.local_address
-        if local != self._router.config.address or self._router.state is not State.INIT:
-            self._router = Router(attrs.evolve(self._config, address=local))
+        if local != self._router.config.address:
+            # The router object stays the same (a sync group holds it); only its address changes.
+            self._router.update_config(attrs.evolve(self._router.config, address=local))
 
     # -- the pump ----------------------------------------------------------------------------
 

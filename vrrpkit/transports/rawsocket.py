@@ -178,6 +178,7 @@ class RawAdvertSocket:
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, unicast_ttl)
                 else:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, unicast_ttl)
+                _discard_queued(sock)
             except OSError as exc:
                 sock.close()
                 raise TransportError(
@@ -348,6 +349,15 @@ class RawAdvertSocket:
             anyio.notify_closing(self._sock)
             self._sock.close()
         await anyio.lowlevel.checkpoint()
+
+
+def _discard_queued(sock: socket.socket) -> None:
+    # Until SO_BINDTODEVICE took effect the socket accepted packets from every interface.
+    while True:
+        try:
+            sock.recv(_MAX_PACKET)
+        except OSError:
+            return
 
 
 def _configure(
