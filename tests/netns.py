@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -68,7 +70,20 @@ def unavailable_reason() -> str | None:
     except LabError as exc:
         return f"cannot create network namespaces: {exc}"
     delete_namespaces([probe])
+    remove_stale()
     return None
+
+
+def remove_stale() -> None:
+    """Delete namespaces left by earlier runs whose process is gone (killed mid-run)."""
+    stale = []
+    for name in _listed():
+        match = re.fullmatch(r"vk([0-9a-f]+)-\d+-[a-z0-9]+", name)
+        if match is None or name.startswith(PREFIX):
+            continue
+        if not Path(f"/proc/{int(match.group(1), 16)}").exists():
+            stale.append(name)
+    delete_namespaces(stale)
 
 
 def _new_name(role: str) -> str:
@@ -94,15 +109,18 @@ def delete_namespaces(names: Sequence[str]) -> None:
     _created.difference_update(names)
 
 
-def leftovers() -> list[str]:
-    """Return the namespaces of this process that still exist."""
+def _listed() -> list[str]:
     if shutil.which("ip") is None:
         return []
     listing = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, check=False
     ).stdout
-    names = (line.split()[0] for line in listing.splitlines() if line.strip())
-    return [name for name in names if name.startswith(PREFIX)]
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
+
+
+def leftovers() -> list[str]:
+    """Return the namespaces of this process that still exist."""
+    return [name for name in _listed() if name.startswith(PREFIX)]
 
 
 def remove_leftovers() -> None:

@@ -1,0 +1,194 @@
+"""Gratuitous ARP and unsolicited NA: frame layout, and frames captured on another host."""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+import anyio
+import pytest
+from netns import Lab, next_frame, open_capture
+from vectors import internet_checksum
+
+from vrrpkit.transports import GarpSender, TransportError
+from vrrpkit.transports.garp import (
+    ALL_NODES,
+    BROADCAST_MAC,
+    build_gratuitous_arp,
+    build_unsolicited_na,
+    format_mac,
+    icmpv6_checksum,
+    parse_mac,
+)
+
+# Only a guard against a hang; no test asserts anything about timing.
+GUARD = 10
+
+MAC = bytes.fromhex("020000000199")
+VIP4 = IPv4Address("192.0.2.100")
+VIP6 = IPv6Address("2001:db8::100")
+
+
+def parse_arp(frame: bytes) -> dict[str, object]:
+    """The Ethernet and ARP fields of a frame."""
+    (htype, ptype, hlen, plen, op, sha, spa, tha, tpa) = struct.unpack_from(
+        "!HHBBH6s4s6s4s", frame, 14
+    )
+    return {
+        "eth_dst": frame[0:6],
+        "eth_src": frame[6:12],
+        "ethertype": frame[12:14],
+        "htype": htype,
+        "ptype": ptype,
+        "hlen": hlen,
+        "plen": plen,
+        "op": op,
+        "sha": sha,
+        "spa": IPv4Address(spa),
+        "tha": tha,
+        "tpa": IPv4Address(tpa),
+    }
+
+
+def parse_na(frame: bytes) -> dict[str, object]:
+    """The Ethernet, IPv6 and ICMPv6 NA fields of a frame, and whether its checksum holds."""
+    ip = frame[14:54]
+    icmp = frame[54:]
+    payload_len, next_header, hop_limit = struct.unpack_from("!HBB", ip, 4)
+    src, dst = IPv6Address(ip[8:24]), IPv6Address(ip[24:40])
+    pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(icmp), 58)
+    return {
+        "eth_dst": frame[0:6],
+        "eth_src": frame[6:12],
+        "ethertype": frame[12:14],
+        "version": ip[0] >> 4,
+        "payload_len": payload_len,
+        "next_header": next_header,
+        "hop_limit": hop_limit,
+        "src": src,
+        "dst": dst,
+        "type": icmp[0],
+        "code": icmp[1],
+        "checksum_ok": internet_checksum(pseudo + icmp) == 0,
+        "flags": icmp[4],
+        "target": IPv6Address(icmp[8:24]),
+        "option": icmp[24:],
+    }
+
+
+def test_gratuitous_arp_frame() -> None:
+    frame = build_gratuitous_arp(VIP4, MAC)
+    assert len(frame) == 42
+    assert parse_arp(frame) == {
+        "eth_dst": BROADCAST_MAC,
+        "eth_src": MAC,
+        "ethertype": b"\x08\x06",
+        "htype": 1,
+        "ptype": 0x0800,
+        "hlen": 6,
+        "plen": 4,
+        "op": 1,
+        "sha": MAC,
+        "spa": VIP4,
+        "tha": BROADCAST_MAC,
+        "tpa": VIP4,
+    }
+
+
+@pytest.mark.parametrize("router", [False, True])
+def test_unsolicited_na_frame(router: bool) -> None:
+    frame = build_unsolicited_na(VIP6, MAC, router=router)
+    assert len(frame) == 14 + 40 + 32
+    fields = parse_na(frame)
+    assert fields == {
+        "eth_dst": bytes.fromhex("333300000001"),
+        "eth_src": MAC,
+        "ethertype": b"\x86\xdd",
+        "version": 6,
+        "payload_len": 32,
+        "next_header": 58,
+        "hop_limit": 255,
+        "src": VIP6,
+        "dst": ALL_NODES,
+        "type": 136,
+        "code": 0,
+        "checksum_ok": True,
+        "flags": 0xA0 if router else 0x20,
+        "target": VIP6,
+        "option": b"\x02\x01" + MAC,
+    }
+
+
+def test_checksum_matches_a_hand_computed_value() -> None:
+    # Sum of the words of pseudo-header and message, folded and complemented by hand.
+    message = bytes.fromhex("88000000") + bytes(4)
+    src, dst = IPv6Address("fe80::1"), IPv6Address("ff02::1")
+    words = 0xFE80 + 0x0001 + 0xFF02 + 0x0001 + 8 + 58 + 0x8800
+    folded = (words & 0xFFFF) + (words >> 16)
+    assert icmpv6_checksum(src, dst, message) == ~folded & 0xFFFF
+
+
+def test_mac_helpers_and_bad_input() -> None:
+    assert parse_mac("02:00:00:00:01:99") == MAC
+    assert format_mac(MAC) == "02:00:00:00:01:99"
+    with pytest.raises(ValueError):
+        parse_mac("02:00:00:00:01")
+    with pytest.raises(ValueError):
+        build_gratuitous_arp(VIP4, b"\x00" * 5)
+    with pytest.raises(ValueError):
+        build_unsolicited_na(VIP6, b"\x00" * 7)
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_gratuitous_arp_is_received(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    try:
+        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+            assert sender.mac == h1.mac
+            await sender.announce(VIP4)
+            with anyio.fail_after(GUARD):
+                frame = await next_frame(
+                    capture, lambda f: f[12:14] == b"\x08\x06" and f[28:32] == VIP4.packed
+                )
+    finally:
+        capture.close()
+    fields = parse_arp(frame)
+    assert (fields["eth_dst"], fields["eth_src"], fields["op"]) == (BROADCAST_MAC, h1.mac, 1)
+    assert (fields["sha"], fields["spa"], fields["tpa"]) == (h1.mac, VIP4, VIP4)
+    assert fields["tha"] == BROADCAST_MAC
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_unsolicited_na_is_received(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    try:
+        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+            await sender.announce(VIP6)
+            with anyio.fail_after(GUARD):
+                frame = await next_frame(
+                    capture, lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
+                )
+    finally:
+        capture.close()
+    fields = parse_na(frame)
+    assert (fields["src"], fields["dst"], fields["hop_limit"]) == (VIP6, ALL_NODES, 255)
+    assert (fields["eth_src"], fields["target"]) == (h1.mac, VIP6)
+    assert fields["checksum_ok"] is True
+    assert fields["flags"] == 0x20
+    assert fields["option"] == b"\x02\x01" + h1.mac
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_sender_errors_are_typed(lab: Lab) -> None:
+    h1 = lab.hosts[0]
+    with pytest.raises(TransportError):
+        await GarpSender.open("nosuch0", netns=h1.netns)
+    async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+        h1.ip("link", "set", h1.ifname, "down")
+        with pytest.raises(TransportError):
+            await sender.announce(VIP4)

@@ -1,0 +1,192 @@
+"""Addresses and link state through rtnetlink, inside lab namespaces, on asyncio and trio."""
+
+from __future__ import annotations
+
+import logging
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+
+import anyio
+import pytest
+from netns import Lab
+
+from vrrpkit.transports import (
+    LinkEvent,
+    NetlinkAddressManager,
+    NetlinkLinkMonitor,
+    TransportError,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.netns]
+
+# Only a guard against a hang; no test asserts anything about timing.
+GUARD = 10
+
+
+def shown(lab_addresses: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    """``ip -j addr`` entries keyed by address."""
+    return {str(entry["local"]): entry for entry in lab_addresses}
+
+
+async def test_ipv4_vip_add_and_remove_are_idempotent(lab: Lab) -> None:
+    host = lab.hosts[0]
+    vip = IPv4Address("192.0.2.100")
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        assert await manager.add(host.ifname, vip) is True
+        assert await manager.add(host.ifname, vip) is False
+        assert IPv4Interface("192.0.2.100/32") in await manager.list(host.ifname)
+        assert shown(host.addresses())["192.0.2.100"]["prefixlen"] == 32
+
+        assert await manager.remove(host.ifname, vip) is True
+        assert await manager.remove(host.ifname, vip) is False
+        assert IPv4Interface("192.0.2.100/32") not in await manager.list(host.ifname)
+        assert "192.0.2.100" not in shown(host.addresses())
+        # The lab's own address was left alone.
+        assert IPv4Interface(f"{host.ipv4}/24") in await manager.list(host.ifname)
+
+
+@pytest.mark.parametrize("vip", ["2001:db8::100", "fe80::100"])
+async def test_ipv6_vip_is_added_without_dad(lab: Lab, vip: str) -> None:
+    host = lab.hosts[0]
+    address = IPv6Address(vip)
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        assert await manager.add(host.ifname, address) is True
+        assert await manager.add(host.ifname, address) is False
+        assert IPv6Interface(f"{vip}/128") in await manager.list(host.ifname)
+        entry = shown(host.addresses())[vip]
+        assert entry.get("nodad") is True
+        assert "tentative" not in entry
+        assert await manager.remove(host.ifname, address) is True
+        assert await manager.remove(host.ifname, address) is False
+        assert vip not in shown(host.addresses())
+
+
+async def test_prefix_length(lab: Lab) -> None:
+    host = lab.hosts[0]
+    address = IPv4Address("198.51.100.7")
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        assert await manager.add(host.ifname, address, 24) is True
+        assert IPv4Interface("198.51.100.7/24") in await manager.list(host.ifname)
+        assert await manager.remove(host.ifname, address, 32) is False
+        assert await manager.remove(host.ifname, address) is True
+        assert "198.51.100.7" not in shown(host.addresses())
+        with pytest.raises(ValueError):
+            await manager.add(host.ifname, address, 33)
+
+
+async def test_concurrent_requests_share_one_socket(lab: Lab) -> None:
+    host = lab.hosts[0]
+    vips = [IPv4Address(f"198.51.100.{n}") for n in range(10, 30)]
+    results: list[bool] = []
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+
+        async def add(vip: IPv4Address) -> None:
+            results.append(await manager.add(host.ifname, vip))
+
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tg:
+                for vip in vips:
+                    tg.start_soon(add, vip)
+        assert results == [True] * len(vips)
+        present = {entry.ip for entry in await manager.list(host.ifname)}
+        assert present >= set(vips)
+
+
+async def test_missing_interface_and_namespace(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        with pytest.raises(TransportError):
+            await manager.add("nosuch0", IPv4Address("192.0.2.100"))
+        with pytest.raises(TransportError):
+            await manager.remove("nosuch0", IPv4Address("192.0.2.100"))
+        with pytest.raises(TransportError):
+            await manager.list("nosuch0")
+    with pytest.raises(TransportError):
+        await NetlinkAddressManager.open(netns=f"{host.netns}-missing")
+
+
+async def next_event(monitor: NetlinkLinkMonitor, ifname: str) -> LinkEvent:
+    """The monitor's next event about ``ifname``."""
+    async for event in monitor:
+        if event.ifname == ifname:
+            return event
+    raise AssertionError("the monitor stopped")
+
+
+async def test_link_down_and_up(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkLinkMonitor.open(netns=host.netns) as monitor:
+        assert await monitor.is_up(host.ifname) is True
+        assert await monitor.is_up("nosuch0") is False
+        with anyio.fail_after(GUARD):
+            host.ip("link", "set", host.ifname, "down")
+            assert await next_event(monitor, host.ifname) == LinkEvent(host.ifname, False)
+            assert await monitor.is_up(host.ifname) is False
+            host.ip("link", "set", host.ifname, "up")
+            assert await next_event(monitor, host.ifname) == LinkEvent(host.ifname, True)
+            assert await monitor.is_up(host.ifname) is True
+
+
+async def test_carrier_loss_counts_as_down(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkLinkMonitor.open(netns=host.netns) as monitor:
+        with anyio.fail_after(GUARD):
+            lab.set_port(host, False)
+            assert await next_event(monitor, host.ifname) == LinkEvent(host.ifname, False)
+            # Administratively still up: only IFF_RUNNING went away.
+            assert "UP" in host.link_flags()
+            assert await monitor.is_up(host.ifname) is False
+            lab.set_port(host, True)
+            assert await next_event(monitor, host.ifname) == LinkEvent(host.ifname, True)
+
+
+async def test_new_and_deleted_interfaces(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkLinkMonitor.open(netns=host.netns) as monitor:
+        with anyio.fail_after(GUARD):
+            host.ip("link", "add", "t0", "type", "veth", "peer", "name", "t1")
+            assert await next_event(monitor, "t0") == LinkEvent("t0", False)
+            host.ip("link", "set", "t1", "up")
+            host.ip("link", "set", "t0", "up")
+            assert await next_event(monitor, "t0") == LinkEvent("t0", True)
+            host.ip("link", "del", "t0")
+            assert await next_event(monitor, "t0") == LinkEvent("t0", False)
+
+
+async def test_lost_notifications_are_recovered(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    """With a tiny receive buffer the kernel drops notifications; a resync repairs the state."""
+    host = lab.hosts[0]
+    caplog.set_level(logging.WARNING, logger="vrrpkit.transports.netlink")
+    async with await NetlinkLinkMonitor.open(netns=host.netns, rcvbuf=1) as monitor:
+        for _ in range(10):
+            host.ip("link", "set", host.ifname, "down")
+            host.ip("link", "set", host.ifname, "up")
+        host.ip("link", "set", host.ifname, "down")
+        host.ip("link", "add", "mark0", "type", "veth", "peer", "name", "mark1")
+        seen: list[LinkEvent] = []
+        with anyio.fail_after(GUARD):
+            async for event in monitor:
+                seen.append(event)
+                if event.ifname == "mark0":
+                    break
+    assert [event.up for event in seen if event.ifname == host.ifname][-1] is False
+    assert "notifications were lost" in caplog.text
+
+
+async def test_closing_ends_the_iteration(lab: Lab) -> None:
+    host = lab.hosts[0]
+    monitor = await NetlinkLinkMonitor.open(netns=host.netns)
+    seen: list[LinkEvent] = []
+    finished = anyio.Event()
+
+    async def iterate(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        async for event in monitor:
+            seen.append(event)
+        finished.set()
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            await tg.start(iterate)
+            await monitor.aclose()
+    assert finished.is_set()
+    assert seen == []

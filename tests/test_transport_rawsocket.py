@@ -1,0 +1,288 @@
+"""Raw protocol-112 sockets between namespaces: multicast and unicast, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+import anyio
+import pytest
+from netns import Host, Lab, next_frame, open_capture
+from vectors import with_checksum
+
+from vrrpkit.transports import (
+    VRRP_GROUP_V4,
+    VRRP_GROUP_V6,
+    RawAdvertSocket,
+    ReceivedPacket,
+    TransportError,
+    run_in_netns,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.netns]
+
+# Only a guard against a hang; no test asserts anything about timing.
+GUARD = 10
+
+
+def advert(vip: IPv4Address | IPv6Address, *, priority: int = 150, checksum: int = 0) -> bytes:
+    """A VRRPv3 advertisement for VRID 51 with one address and the given checksum field."""
+    return struct.pack("!BBBBHH", 0x31, 51, priority, 1, 100, checksum) + vip.packed
+
+
+@asynccontextmanager
+async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
+    """A RawAdvertSocket on ``host``'s eth0, closed on exit."""
+    sock = await RawAdvertSocket.open(host.ifname, ip_version, netns=host.netns, **options)
+    try:
+        yield sock
+    finally:
+        await sock.aclose()
+
+
+async def test_ipv4_multicast(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    data = advert(IPv4Address("192.0.2.100"))
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        assert sender.local_address == h1.ipv4
+        with anyio.fail_after(GUARD):
+            await sender.send(data, VRRP_GROUP_V4)
+            packet = await receiver.receive()
+    assert packet == ReceivedPacket(
+        data=data, src=h1.ipv4, dst=VRRP_GROUP_V4, ttl=255, ifindex=h2.ifindex()
+    )
+
+
+async def test_ipv4_unicast_to_a_socket_without_multicast(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    data = advert(IPv4Address("192.0.2.100"))
+    async with opened(h1, 4) as sender, opened(h2, 4, multicast=False) as receiver:
+        with anyio.fail_after(GUARD):
+            await sender.send(data, h2.ipv4)
+            packet = await receiver.receive()
+    assert (packet.data, packet.src, packet.dst, packet.ttl) == (data, h1.ipv4, h2.ipv4, 255)
+
+
+async def test_ipv4_configured_source(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    extra = IPv4Address("198.51.100.1")
+    h1.ip("addr", "add", f"{extra}/24", "dev", h1.ifname)
+    async with opened(h1, 4, source=extra) as sender, opened(h2, 4) as receiver:
+        with anyio.fail_after(GUARD):
+            await sender.send(b"x" * 8, VRRP_GROUP_V4)
+            packet = await receiver.receive()
+    assert packet.src == extra
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_wire_format(lab: Lab, ip_version: int) -> None:
+    """TOS/traffic class 0xc0, TTL/hop limit 255 and protocol 112 as seen on the wire."""
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    data = advert(IPv4Address("192.0.2.100"))
+    try:
+        async with opened(h1, ip_version) as sender:
+            group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+            ethertype = b"\x08\x00" if ip_version == 4 else b"\x86\xdd"
+            await sender.send(data, group)
+            with anyio.fail_after(GUARD):
+                frame = await next_frame(
+                    capture, lambda f: f[12:14] == ethertype and _proto(f) == 112
+                )
+    finally:
+        capture.close()
+    ip_header = frame[14:]
+    if ip_version == 4:
+        assert ip_header[1] == 0xC0
+        assert ip_header[8] == 255
+        assert IPv4Address(ip_header[16:20]) == group
+    else:
+        first_word = struct.unpack_from("!I", ip_header)[0]
+        assert (first_word >> 20) & 0xFF == 0xC0
+        assert ip_header[7] == 255
+        assert IPv6Address(ip_header[24:40]) == group
+
+
+def _proto(frame: bytes) -> int:
+    """The IP protocol / next header of an Ethernet frame carrying IPv4 or IPv6."""
+    return frame[14 + 9] if frame[12:14] == b"\x08\x00" else frame[14 + 6]
+
+
+@pytest.mark.parametrize("sent_checksum", [0, 0xDEAD])
+async def test_ipv6_multicast_and_kernel_checksum(lab: Lab, sent_checksum: int) -> None:
+    h1, h2 = lab.hosts
+    data = advert(IPv6Address("2001:db8::100"), checksum=sent_checksum)
+    async with opened(h1, 6) as sender, opened(h2, 6) as receiver:
+        assert sender.local_address == h1.link_local
+        with anyio.fail_after(GUARD):
+            await sender.send(data, VRRP_GROUP_V6)
+            packet = await receiver.receive()
+    # The kernel (IPV6_CHECKSUM at offset 6) replaced whatever the sender put there.
+    expected = with_checksum(data, h1.link_local, VRRP_GROUP_V6)
+    assert packet == ReceivedPacket(
+        data=expected, src=h1.link_local, dst=VRRP_GROUP_V6, ttl=255, ifindex=h2.ifindex()
+    )
+
+
+async def test_ipv6_unicast_global_source_and_hop_limit(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    data = advert(IPv6Address("2001:db8::100"))
+    async with opened(h2, 6, multicast=False) as receiver:
+        async with opened(h1, 6, source=h1.ipv6) as sender:
+            with anyio.fail_after(GUARD):
+                await sender.send(data, h2.ipv6)
+                packet = await receiver.receive()
+        assert (packet.src, packet.dst, packet.ttl) == (h1.ipv6, h2.ipv6, 255)
+        assert packet.data == with_checksum(data, h1.ipv6, h2.ipv6)
+
+        async with opened(h1, 6, source=h1.ipv6, unicast_ttl=64) as sender:
+            with anyio.fail_after(GUARD):
+                await sender.send(data, h2.ipv6)
+                packet = await receiver.receive()
+        assert packet.ttl == 64
+
+
+async def test_ipv6_unicast_to_link_local(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 6) as sender, opened(h2, 6) as receiver:
+        with anyio.fail_after(GUARD):
+            await sender.send(advert(IPv6Address("2001:db8::100")), h2.link_local)
+            packet = await receiver.receive()
+    assert (packet.src, packet.dst, packet.ttl) == (h1.link_local, h2.link_local, 255)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_own_multicast_is_not_looped_back(lab: Lab, ip_version: int) -> None:
+    h1, h2 = lab.hosts
+    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    async with opened(h1, ip_version) as first, opened(h2, ip_version) as second:
+        with anyio.fail_after(GUARD):
+            await first.send(advert(IPv4Address("192.0.2.1")), group)
+            await second.send(advert(IPv4Address("192.0.2.2")), group)
+            packet = await first.receive()
+    # Had the first packet looped back, it would have been queued before the second one.
+    assert packet.src == second.local_address
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_batch_drains_every_queued_packet(lab: Lab, ip_version: int) -> None:
+    h1, h2 = lab.hosts
+    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    sent = [advert(IPv4Address("192.0.2.100"), priority=p) for p in range(1, 21)]
+    received: list[int] = []
+    async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
+        for data in sent:
+            await sender.send(data, group)
+        with anyio.fail_after(GUARD):
+            while len(received) < len(sent):
+                batch = await receiver.receive_batch()
+                assert batch
+                received += [packet.data[2] for packet in batch]
+    assert received == list(range(1, 21))
+
+
+async def test_close_wakes_a_blocked_receiver(lab: Lab) -> None:
+    (h1, _) = lab.hosts
+    sock = await RawAdvertSocket.open(h1.ifname, 4, netns=h1.netns)
+    outcome: list[BaseException] = []
+
+    async def receive(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await sock.receive()
+        except anyio.ClosedResourceError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tg:
+            await tg.start(receive)
+            await sock.aclose()
+    assert len(outcome) == 1
+    with pytest.raises(anyio.ClosedResourceError):
+        await sock.send(b"x" * 8, VRRP_GROUP_V4)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_icmp_errors_from_a_silent_peer_are_harmless(
+    make_lab: Callable[[int], Lab], ip_version: int
+) -> None:
+    """A unicast peer without a VRRP socket answers with ICMP errors; they break nothing."""
+    h1, h2, h3 = make_lab(3).hosts
+    silent = h3.ipv4 if ip_version == 4 else h3.ipv6
+    source = {"source": h1.ipv6} if ip_version == 6 else {}
+    peer_source = {"source": h2.ipv6} if ip_version == 6 else {}
+    async with (
+        opened(h1, ip_version, **source) as sender,
+        opened(h2, ip_version, **peer_source) as peer,
+    ):
+        for _ in range(3):
+            await sender.send(b"\x31" * 8, silent)
+        capture = open_capture(h1)
+        try:
+            await sender.send(b"\x31" * 8, silent)
+            with anyio.fail_after(GUARD):
+                await next_frame(capture, _is_icmp_error)
+        finally:
+            capture.close()
+        with anyio.fail_after(GUARD):
+            await sender.send(b"\x31" * 8, peer.local_address)
+            assert (await peer.receive()).src == sender.local_address
+            await peer.send(b"\x31" * 8, sender.local_address)
+            assert (await sender.receive()).src == peer.local_address
+
+
+def _is_icmp_error(frame: bytes) -> bool:
+    """Whether the frame is an ICMP destination unreachable or ICMPv6 parameter problem."""
+    if frame[12:14] == b"\x08\x00":
+        return frame[14 + 9] == 1 and frame[14 + 20] == 3  # destination unreachable
+    return frame[12:14] == b"\x86\xdd" and frame[14 + 6] == 58 and frame[14 + 40] == 4
+
+
+async def test_bad_ipv6_checksum_is_dropped_by_the_kernel(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+
+    def plain_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, h1.ifindex())
+        return sock
+
+    bad = advert(IPv6Address("2001:db8::bad"), checksum=0xDEAD)
+    good = advert(IPv6Address("2001:db8::600d"))
+    plain = run_in_netns(h1.netns, plain_socket)
+    try:
+        async with opened(h1, 6) as sender, opened(h2, 6) as receiver:
+            plain.sendto(bad, (str(VRRP_GROUP_V6), 0, 0, h1.ifindex()))
+            await sender.send(good, VRRP_GROUP_V6)
+            with anyio.fail_after(GUARD):
+                packet = await receiver.receive()
+    finally:
+        plain.close()
+    assert packet.data[8:] == good[8:]
+
+
+async def test_open_errors(lab: Lab) -> None:
+    (h1, _) = lab.hosts
+    with pytest.raises(TransportError):
+        await RawAdvertSocket.open("nosuch0", 4, netns=h1.netns)
+    with pytest.raises(TransportError):
+        await RawAdvertSocket.open(h1.ifname, 4, netns=f"{h1.netns}-missing")
+    with pytest.raises(TransportError, match="link-local"):
+        await RawAdvertSocket.open("lo", 6, netns=h1.netns)
+    with pytest.raises(ValueError):
+        await RawAdvertSocket.open(h1.ifname, 4, source=h1.ipv6, netns=h1.netns)
+
+
+async def test_send_errors_are_typed(lab: Lab) -> None:
+    (h1, _) = lab.hosts
+    async with opened(h1, 4) as sock:
+        with pytest.raises(TransportError):
+            await sock.send(b"x" * 8, VRRP_GROUP_V6)
+        h1.ip("link", "set", h1.ifname, "down")
+        with pytest.raises(TransportError) as caught:
+            await sock.send(b"x" * 8, VRRP_GROUP_V4)
+    assert caught.value.errno is not None
