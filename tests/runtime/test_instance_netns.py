@@ -1,0 +1,248 @@
+"""vrrpkit.Instance on real interfaces: network namespaces, raw sockets, netlink, GARP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from netns import Host, Lab, next_frame, open_capture
+
+from vrrpkit import Instance, ScriptTracker, State, StateChanged
+
+pytestmark = [pytest.mark.anyio, pytest.mark.netns]
+
+VIP4 = "192.0.2.100"
+VIP6 = "2001:db8::100"
+FAST = 0.1  # VRRPv3 advert interval: Master_Down_Interval ~0.36 s
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (a guard against hangs, not a timing assertion)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+def holds(host: Host, vip: str) -> bool:
+    return any(entry.get("local") == vip for entry in host.addresses())
+
+
+def node(host: Host, name: str, priority: int, **kwargs: Any) -> Instance:
+    kwargs.setdefault("vips", [VIP4])
+    kwargs.setdefault("interval", FAST)
+    return Instance(
+        name, interface=host.ifname, vrid=51, priority=priority, netns=host.netns, **kwargs
+    )
+
+
+@asynccontextmanager
+async def cluster(*instances: Instance) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        for inst in instances:
+            await tg.start(inst.run)
+        try:
+            yield
+        finally:
+            for inst in instances:
+                inst.stop()
+
+
+async def test_election_puts_the_vip_on_the_master_only(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        assert b.state is State.BACKUP and not holds(h2, VIP4)
+        assert str(a.config.address) == "192.0.2.1"
+        await eventually(lambda: b.counters.advert_rcvd >= 3)
+        assert b.router.master_address == h1.ipv4
+
+
+async def test_graceful_stop_moves_the_vip_to_the_backup(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(b):
+        async with a:
+            await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        assert not holds(h1, VIP4)
+        await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+        assert b.counters.pri_zero_rcvd == 1
+
+
+async def test_v3_ipv6_election_and_failover_with_link_local_sources(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a = node(h1, "a", 200, vips=[VIP6])
+    b = node(h2, "b", 100, vips=[VIP6])
+    async with cluster(b):
+        async with a:
+            await eventually(lambda: a.state is State.MASTER and holds(h1, VIP6))
+            assert a.config.address == h1.link_local
+            await eventually(lambda: b.counters.advert_rcvd >= 2)
+        await eventually(lambda: b.state is State.MASTER and holds(h2, VIP6))
+    assert b.counters.chk_err == 0 and b.counters.ip_ttl_err == 0
+
+
+async def test_v2_ipv4_with_password_authentication(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    opts: dict[str, Any] = {"version": 2, "interval": 1.0, "auth_type": 1, "auth_data": b"s3cret"}
+    a, b = node(h1, "a", 200, **opts), node(h2, "b", 100, **opts)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER and b.counters.advert_rcvd >= 1)
+        assert b.counters.auth_failure == 0
+        assert b.state is State.BACKUP
+
+
+async def test_v2_wrong_password_is_counted_and_both_become_master(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a = node(h1, "a", 200, version=2, interval=1.0, auth_type=1, auth_data=b"one")
+    b = node(h2, "b", 100, version=2, interval=1.0, auth_type=1, auth_data=b"two")
+    async with cluster(a, b):
+        await eventually(lambda: b.counters.auth_failure >= 1)
+        await eventually(lambda: b.state is State.MASTER)
+
+
+async def test_unicast_peers_elect_without_multicast(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a = node(h1, "a", 200, unicast_peers=[str(h2.ipv4)])
+    b = node(h2, "b", 100, unicast_peers=[str(h1.ipv4)])
+    async with cluster(b):
+        async with a:
+            await eventually(lambda: a.state is State.MASTER and b.counters.advert_rcvd >= 2)
+            assert b.state is State.BACKUP
+        await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+
+
+async def test_interface_down_puts_the_master_in_fault_and_removes_the_vip(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        lab.set_port(h1, False)
+        await eventually(lambda: a.state is State.FAULT)
+        assert not holds(h1, VIP4)
+        await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+        lab.set_port(h1, True)
+        await eventually(lambda: a.state is State.MASTER and not holds(h2, VIP4))
+
+
+async def test_failing_track_script_lowers_priority_and_moves_the_vip(
+    lab: Lab, tmp_path: Path
+) -> None:
+    h1, h2 = lab.hosts
+    flag = tmp_path / "healthy"
+    flag.touch()
+    check = ScriptTracker(
+        "chk", ["/bin/sh", "-c", f"test -e {flag}"], interval=0.1, weight=-150, fall=2, rise=2
+    )
+    a, b = node(h1, "a", 200, trackers=[check]), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER)
+        flag.unlink()
+        await eventually(lambda: a.effective_priority == 50)
+        await eventually(
+            lambda: b.state is State.MASTER and holds(h2, VIP4) and not holds(h1, VIP4)
+        )
+        flag.touch()
+        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+
+
+async def test_new_master_sends_gratuitous_arps_for_the_vip(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2, 0x0806)
+    try:
+        a = node(h1, "a", 200)
+        async with cluster(a):
+            with anyio.fail_after(10):
+                frame = await next_frame(capture, lambda f: f[12:14] == b"\x08\x06")
+        assert frame[0:6] == b"\xff" * 6
+        assert frame[6:12] == h1.mac
+        assert frame[28:32] == frame[38:42] == bytes([192, 0, 2, 100])
+    finally:
+        capture.close()
+
+
+async def test_new_ipv6_master_sends_unsolicited_neighbour_advertisements(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2, 0x86DD)
+    try:
+        a = node(h1, "a", 200, vips=[VIP6])
+        async with cluster(a):
+            with anyio.fail_after(10):
+                frame = await next_frame(capture, lambda f: len(f) > 54 and f[54] == 136)
+        assert frame[0:6] == bytes.fromhex("333300000001")
+        assert frame[21] == 255  # hop limit
+    finally:
+        capture.close()
+
+
+async def test_callbacks_and_notify_scripts_get_keepalived_arguments_in_order(
+    lab: Lab, tmp_path: Path
+) -> None:
+    h1 = lab.hosts[0]
+    log = tmp_path / "notify.log"
+    script = tmp_path / "notify.sh"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    script.chmod(0o755)
+    a = node(h1, "a", 200, notify=[str(script)], notify_master=[str(script), "became-master"])
+    seen: list[str] = []
+    a.on_transition(lambda c: seen.append(f"{c.new} vip={holds(h1, VIP4)}"))
+    async with a:
+        await eventually(lambda: a.state is State.MASTER)
+        await eventually(lambda: log.exists() and "MASTER" in log.read_text())
+    assert seen == ["BACKUP vip=False", "MASTER vip=True", "STOPPED vip=False"]
+    assert log.read_text().splitlines() == [
+        "INSTANCE a BACKUP 200",
+        "became-master",
+        "INSTANCE a MASTER 200",
+        "INSTANCE a STOP 200",
+    ]
+
+
+async def test_hard_kill_of_the_master_process_fails_over_and_leaves_the_vip_behind(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    b = node(h2, "b", 100)
+    changes: list[StateChanged] = []
+    b.on_transition(changes.append)
+    script = Path(__file__).with_name("netns_node.py")
+    args = {
+        "name": "a",
+        "interface": h1.ifname,
+        "vrid": 51,
+        "priority": 200,
+        "vips": [VIP4],
+        "interval": FAST,
+        "netns": h1.netns,
+    }
+    async with cluster(b):
+        process = subprocess.Popen(
+            [sys.executable, str(script), json.dumps(args)],
+            stdout=subprocess.PIPE,
+            env={**os.environ},
+        )
+        try:
+            assert process.stdout is not None
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+            assert line.strip() == b"started"
+            await eventually(lambda: holds(h1, VIP4) and b.router.master_priority == 200)
+            process.send_signal(signal.SIGKILL)
+            await anyio.to_thread.run_sync(process.wait)
+            await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+            assert holds(h1, VIP4)  # keepalived too leaves it behind after SIGKILL
+            assert b.counters.pri_zero_rcvd == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
