@@ -246,3 +246,43 @@ async def test_hard_kill_of_the_master_process_fails_over_and_leaves_the_vip_beh
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+
+
+async def test_many_instances_in_one_process_share_one_socket_per_interface_and_family(
+    lab: Lab,
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with TransportHub() as hub1, TransportHub() as hub2:
+        instances = []
+        for vrid in range(1, 6):
+            for host, hub, prio in (
+                (h1, hub1, 200 if vrid % 2 else 100),
+                (h2, hub2, 100 if vrid % 2 else 200),
+            ):
+                vips = [f"198.51.100.{vrid}"] if vrid != 5 else ["2001:db8::5"]
+                instances.append(
+                    Instance(
+                        f"{host.number}-{vrid}",
+                        interface=host.ifname,
+                        vrid=vrid,
+                        priority=prio,
+                        vips=vips,
+                        interval=FAST,
+                        netns=host.netns,
+                        hub=hub,
+                    )
+                )
+        async with cluster(*instances):
+            await eventually(lambda: sum(i.state is State.MASTER for i in instances) == 5)
+            await eventually(
+                lambda: all(
+                    i.counters.advert_rcvd > 2 or i.state is State.MASTER for i in instances
+                )
+            )
+            assert hub1.sockets == hub2.sockets == 2  # IPv4 and IPv6 on eth0
+            masters = {i.name for i in instances if i.state is State.MASTER}
+            assert masters == {"1-1", "2-2", "1-3", "2-4", "1-5"}
+            assert holds(h1, "198.51.100.1") and holds(h2, "198.51.100.2")
+            assert all(i.counters.vrid_err == 0 for i in instances)

@@ -43,6 +43,7 @@ from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry
+from vrrpkit.runtime.hub import TransportHub
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
 from vrrpkit.transports.base import (
@@ -126,6 +127,7 @@ class Instance:
         announcer: Announcer | None = None,
         runner: ProcessRunner | None = None,
         netns: str | None = None,
+        hub: TransportHub | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(interface, str) or not interface:
@@ -175,6 +177,7 @@ class Instance:
         self._announcer = announcer
         self._runner = runner
         self._netns = netns
+        self._hub = hub
         self._router = Router(self._config)
         self._lock = anyio.Lock()
         self._timer_scope: anyio.CancelScope | None = None
@@ -407,32 +410,53 @@ class Instance:
 
         if self._clock is None:
             self._clock = AnyioClock()
+        family = self._config.address.version
+        multicast = not self._config.unicast_peers
+        hub = self._hub
         if self._socket is None:
-            from vrrpkit.transports.rawsocket import RawAdvertSocket
+            if hub is not None:
+                self._socket = await hub.advert_socket(
+                    self.interface,
+                    family,
+                    vrid=self._config.vrid,
+                    source=self._source,
+                    multicast=multicast,
+                    netns=self._netns,
+                )
+            else:
+                from vrrpkit.transports.rawsocket import RawAdvertSocket
 
-            family = self._config.address.version
-            self._socket = await RawAdvertSocket.open(
-                self.interface,
-                4 if family == 4 else 6,
-                source=self._source,
-                multicast=not self._config.unicast_peers,
-                netns=self._netns,
-            )
+                self._socket = await RawAdvertSocket.open(
+                    self.interface,
+                    4 if family == 4 else 6,
+                    source=self._source,
+                    multicast=multicast,
+                    netns=self._netns,
+                )
             stack.push_async_callback(self._socket.aclose)
         if self._addresses is None:
-            from vrrpkit.transports.netlink import NetlinkAddressManager
+            if hub is not None:
+                self._addresses = await hub.address_manager(self._netns)
+            else:
+                from vrrpkit.transports.netlink import NetlinkAddressManager
 
-            self._addresses = await NetlinkAddressManager.open(netns=self._netns)
+                self._addresses = await NetlinkAddressManager.open(netns=self._netns)
             stack.push_async_callback(self._addresses.aclose)
         if self._links is None:
-            from vrrpkit.transports.netlink import NetlinkLinkMonitor
+            if hub is not None:
+                self._links = await hub.link_monitor(self._netns)
+            else:
+                from vrrpkit.transports.netlink import NetlinkLinkMonitor
 
-            self._links = await NetlinkLinkMonitor.open(netns=self._netns)
+                self._links = await NetlinkLinkMonitor.open(netns=self._netns)
             stack.push_async_callback(self._links.aclose)
         if self._announcer is None:
-            from vrrpkit.transports.garp import GarpSender
+            if hub is not None:
+                self._announcer = await hub.announcer(self.interface, self._netns)
+            else:
+                from vrrpkit.transports.garp import GarpSender
 
-            self._announcer = await GarpSender.open(self.interface, netns=self._netns)
+                self._announcer = await GarpSender.open(self.interface, netns=self._netns)
             stack.push_async_callback(self._announcer.aclose)
         if self._runner is None:
             from vrrpkit.transports.process import SubprocessRunner

@@ -11,11 +11,11 @@ import collections
 import heapq
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from typing import Generic, TypeVar
 
 import anyio
 
 from vrrpkit.core.addresses import Address, to_address
+from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.transports.base import (
     IPInterface,
     LinkEvent,
@@ -23,8 +23,6 @@ from vrrpkit.transports.base import (
     ReceivedPacket,
     TransportError,
 )
-
-T = TypeVar("T")
 
 __all__ = [
     "FakeAddressManager",
@@ -122,41 +120,6 @@ class FakeNetwork:
                 sock._queue(ReceivedPacket(data, src, dst, ttl, sock.ifindex))
 
 
-class _Mailbox(Generic[T]):
-    """A queue that a single task waits on; closing it wakes the waiter."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: collections.deque[T] = collections.deque()
-        self._limit = limit
-        self._waiter: anyio.Event | None = None
-        self.closed = False
-
-    def put(self, item: T) -> None:
-        if self.closed or len(self._items) >= self._limit:
-            return  # a full receive buffer drops, as a kernel socket does
-        self._items.append(item)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
-
-    async def get_all(self) -> builtins.list[T]:
-        while not self._items:
-            if self.closed:
-                raise anyio.ClosedResourceError
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
-        items = builtins.list(self._items)
-        self._items.clear()
-        return items
-
-
 class FakeAdvertSocket:
     """An :class:`~vrrpkit.transports.base.AdvertSocket` on a :class:`FakeNetwork`."""
 
@@ -164,7 +127,7 @@ class FakeAdvertSocket:
         self._network = network
         self._address = address
         self._ifindex = ifindex
-        self._mailbox: _Mailbox[ReceivedPacket] = _Mailbox(1000)
+        self._mailbox: Mailbox[ReceivedPacket] = Mailbox(1000)
         self._pending: collections.deque[ReceivedPacket] = collections.deque()
 
     @property
@@ -272,7 +235,7 @@ class FakeLinkMonitor:
 
     def __init__(self, up: Mapping[str, bool] | None = None) -> None:
         self._state: dict[str, bool] = dict(up or {})
-        self._mailbox: _Mailbox[LinkEvent] = _Mailbox(10_000)
+        self._mailbox: Mailbox[LinkEvent] = Mailbox(10_000)
 
     def set(self, ifname: str, up: bool) -> None:
         """Change an interface's state and report it."""

@@ -1,0 +1,267 @@
+"""TransportHub: the real transports shared by every instance of one process.
+
+keepalived opens one socket per interface and family and dispatches packets by VRID; a hub
+does the same for :class:`~vrrpkit.Instance` objects: one raw socket per (namespace,
+interface, family, source, mode), read by one task that hands each packet to the instance of
+its VRID; one netlink address manager and one link monitor per namespace, with the link
+events fanned out; one gratuitous ARP/NA sender per interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from vrrpkit.core.addresses import Address
+from vrrpkit.core.errors import ConfigError
+from vrrpkit.runtime.mailbox import Mailbox
+from vrrpkit.transports.base import (
+    AddressManager,
+    AdvertSocket,
+    Announcer,
+    LinkEvent,
+    LinkMonitor,
+    ReceivedPacket,
+    TransportError,
+)
+
+__all__ = ["TransportHub"]
+
+logger = logging.getLogger("vrrpkit.hub")
+
+_SocketKey = tuple[str | None, str, int, Address | None, bool]
+
+
+class _SharedSocket:
+    """One real socket and the per-VRID ports reading from it."""
+
+    def __init__(self, sock: AdvertSocket) -> None:
+        self.sock = sock
+        self.ports: dict[int, _Port] = {}
+        self.unknown_vrid = 0
+
+    async def read(self) -> None:
+        while True:
+            try:
+                packets = await self.sock.receive_batch()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except TransportError as exc:
+                logger.error("shared socket receive failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            for packet in packets:
+                data = packet.data
+                port = self.ports.get(data[1]) if len(data) > 1 else None
+                if port is None:
+                    self.unknown_vrid += 1  # keepalived drops unknown VRIDs uncounted per VRID
+                else:
+                    port.mailbox.put(packet)
+
+
+class _Port:
+    """An :class:`AdvertSocket` view of a shared socket for one VRID."""
+
+    def __init__(self, shared: _SharedSocket, vrid: int) -> None:
+        self._shared = shared
+        self._vrid = vrid
+        self.mailbox: Mailbox[ReceivedPacket] = Mailbox(1000)
+
+    @property
+    def local_address(self) -> Address:
+        return self._shared.sock.local_address
+
+    @property
+    def ifindex(self) -> int:
+        return self._shared.sock.ifindex
+
+    async def receive(self) -> ReceivedPacket:
+        return (await self.receive_batch())[0]
+
+    async def receive_batch(self) -> list[ReceivedPacket]:
+        return await self.mailbox.get_all()
+
+    async def send(self, data: bytes, dst: Address) -> None:
+        await self._shared.sock.send(data, dst)
+
+    async def aclose(self) -> None:
+        self.mailbox.close()
+        if self._shared.ports.get(self._vrid) is self:
+            del self._shared.ports[self._vrid]
+        await anyio.lowlevel.checkpoint()
+
+
+class _SharedLinks:
+    """One link monitor whose events are copied to every subscriber."""
+
+    def __init__(self, monitor: LinkMonitor) -> None:
+        self.monitor = monitor
+        self.views: set[_LinkView] = set()
+
+    async def read(self) -> None:
+        async for event in self.monitor:
+            for view in list(self.views):
+                view.mailbox.put(event)
+        for view in list(self.views):
+            view.mailbox.close()
+
+
+class _LinkView:
+    """A :class:`LinkMonitor` view of a shared monitor."""
+
+    def __init__(self, shared: _SharedLinks) -> None:
+        self._shared = shared
+        self.mailbox: Mailbox[LinkEvent] = Mailbox(10_000)
+        shared.views.add(self)
+
+    async def is_up(self, ifname: str) -> bool:
+        return await self._shared.monitor.is_up(ifname)
+
+    async def _events(self) -> AsyncIterator[LinkEvent]:
+        while True:
+            try:
+                events = await self.mailbox.get_all()
+            except anyio.ClosedResourceError:
+                return
+            for event in events:
+                yield event
+
+    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+        return self._events()
+
+    async def aclose(self) -> None:
+        self._shared.views.discard(self)
+        self.mailbox.close()
+        await anyio.lowlevel.checkpoint()
+
+
+class _Unclosable:
+    """Hands a shared transport to an instance without letting the instance close it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
+class TransportHub:
+    """Real transports shared by many instances: ``async with TransportHub() as hub``.
+
+    Pass it as ``Instance(..., hub=hub)``; the instance then takes its socket, netlink
+    managers and announcer from the hub. Closing the hub closes them all.
+    """
+
+    def __init__(self) -> None:
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._sockets: dict[_SocketKey, _SharedSocket] = {}
+        self._addresses: dict[str | None, AddressManager] = {}
+        self._links: dict[str | None, _SharedLinks] = {}
+        self._announcers: dict[tuple[str | None, str], Announcer] = {}
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> TransportHub:
+        await self._stack.__aenter__()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._lock = anyio.Lock()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._stack.__aexit__(exc_type, exc, tb)
+        self._tg = None
+
+    def _require(self) -> tuple[anyio.abc.TaskGroup, anyio.Lock]:
+        if self._tg is None or self._lock is None:
+            raise ConfigError("use the hub inside `async with TransportHub() as hub:`")
+        return self._tg, self._lock
+
+    @property
+    def sockets(self) -> int:
+        """How many real advert sockets are open."""
+        return len(self._sockets)
+
+    async def advert_socket(
+        self,
+        ifname: str,
+        family: int,
+        *,
+        vrid: int,
+        source: Address | None,
+        multicast: bool,
+        netns: str | None,
+    ) -> AdvertSocket:
+        """A socket view for ``vrid`` on the shared socket of ``ifname``/``family``."""
+        tg, lock = self._require()
+        key: _SocketKey = (netns, ifname, family, source, multicast)
+        async with lock:
+            shared = self._sockets.get(key)
+            if shared is None:
+                from vrrpkit.transports.rawsocket import RawAdvertSocket
+
+                sock = await RawAdvertSocket.open(
+                    ifname, 4 if family == 4 else 6, source=source, multicast=multicast, netns=netns
+                )
+                self._stack.push_async_callback(sock.aclose)
+                shared = self._sockets[key] = _SharedSocket(sock)
+                tg.start_soon(shared.read)
+            if vrid in shared.ports:
+                raise ConfigError(f"VRID {vrid} is already used on {ifname} (IPv{family})")
+            port = shared.ports[vrid] = _Port(shared, vrid)
+            return port
+
+    async def address_manager(self, netns: str | None) -> AddressManager:
+        """The namespace's shared netlink address manager."""
+        _tg, lock = self._require()
+        async with lock:
+            manager = self._addresses.get(netns)
+            if manager is None:
+                from vrrpkit.transports.netlink import NetlinkAddressManager
+
+                manager = await NetlinkAddressManager.open(netns=netns)
+                self._stack.push_async_callback(manager.aclose)
+                self._addresses[netns] = manager
+            return _Unclosable(manager)
+
+    async def link_monitor(self, netns: str | None) -> LinkMonitor:
+        """A view of the namespace's shared link monitor."""
+        tg, lock = self._require()
+        async with lock:
+            shared = self._links.get(netns)
+            if shared is None:
+                from vrrpkit.transports.netlink import NetlinkLinkMonitor
+
+                monitor = await NetlinkLinkMonitor.open(netns=netns)
+                self._stack.push_async_callback(monitor.aclose)
+                shared = self._links[netns] = _SharedLinks(monitor)
+                tg.start_soon(shared.read)
+            return _LinkView(shared)
+
+    async def announcer(self, ifname: str, netns: str | None) -> Announcer:
+        """The interface's shared gratuitous ARP / NA sender."""
+        _tg, lock = self._require()
+        async with lock:
+            sender = self._announcers.get((netns, ifname))
+            if sender is None:
+                from vrrpkit.transports.garp import GarpSender
+
+                sender = await GarpSender.open(ifname, netns=netns)
+                self._stack.push_async_callback(sender.aclose)
+                self._announcers[(netns, ifname)] = sender
+            return _Unclosable(sender)

@@ -1,0 +1,54 @@
+"""A small single-reader mailbox used by shared transports and the fakes."""
+
+from __future__ import annotations
+
+import collections
+from typing import Generic, TypeVar
+
+import anyio
+
+__all__ = ["Mailbox"]
+
+T = TypeVar("T")
+
+
+class Mailbox(Generic[T]):
+    """A bounded queue that one task drains in batches; closing it wakes the waiter.
+
+    Unlike a memory object stream it needs no closing to be garbage-collected quietly, and a
+    full mailbox drops new items (as a kernel socket buffer does) instead of blocking.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._limit = limit
+        self._waiter: anyio.Event | None = None
+        self.closed = False
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` (dropped if closed or full)."""
+        if self.closed or len(self._items) >= self._limit:
+            return  # a full receive buffer drops, as a kernel socket does
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        """Refuse new items; a waiting reader gets ClosedResourceError once drained."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    async def get_all(self) -> list[T]:
+        """Wait for at least one item, then return and remove every queued item."""
+        while not self._items:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items
