@@ -26,3 +26,27 @@ async def test_virtual_time_under_trio_mock_clock() -> None:
     start = clock.now()
     await clock.sleep_until(start + 3600)
     assert clock.now() == start + 3600
+
+
+async def test_precise_clock_sleeps_until_the_monotonic_deadline() -> None:
+    import time
+
+    from vrrpkit.transports import PreciseClock
+
+    clock = PreciseClock()
+    start = clock.now()
+    assert abs(start - time.monotonic()) < 1.0
+    await clock.sleep_until(start + 0.02)
+    assert clock.now() >= start + 0.02
+    await clock.sleep_until(start)  # a deadline in the past returns at once
+
+
+async def test_precise_clock_sleep_can_be_cancelled() -> None:
+    import anyio
+
+    from vrrpkit.transports import PreciseClock
+
+    clock = PreciseClock()
+    with anyio.move_on_after(0.01) as scope:
+        await clock.sleep_until(clock.now() + 3600)
+    assert scope.cancelled_caught

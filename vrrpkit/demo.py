@@ -1,8 +1,10 @@
-"""The main demonstration: a three-router cluster on the simulator, with its timeline.
+"""The main demonstration: a three-router cluster and its failover timeline.
 
-Run it with ``python -m vrrpkit.demo``. Election, a crash of the master, failover, the old
-master coming back and preempting, then a graceful hand-back with priority 0 — each event with
-the time the RFC formulas predict next to the time it happened.
+Run it with ``python -m vrrpkit.demo``. As root (with iproute2) the routers are real
+processes in network namespaces (:mod:`vrrpkit.demo_netns`); otherwise, or with
+``--simulate``, they run on the deterministic simulator. Election, a crash of the master,
+failover, the old master coming back and preempting, then a graceful hand-back with priority
+0 — each event with the time the RFC formulas predict next to the time it took.
 """
 
 from __future__ import annotations
@@ -111,8 +113,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1.0,
         help="VRRPv3 advertisement interval in seconds (default 1.0)",
     )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use the simulator even where network namespaces are available",
+    )
     args = parser.parse_args(argv)
-    run(args.interval)
+    from vrrpkit.testing.netlab import lab_unavailable_reason
+
+    reason = lab_unavailable_reason()
+    if args.simulate or reason is not None:
+        run(args.interval)
+        if reason is not None:
+            print(
+                f"\n(Simulated: {reason}. For the real thing, three processes in network "
+                "namespaces with real sockets and VIPs, run as root: "
+                "sudo .venv/bin/python -m vrrpkit.demo)"
+            )
+        return 0
+    from vrrpkit import demo_netns
+
+    demo_netns.run(args.interval)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from vrrpkit import demo
 
 
@@ -16,4 +18,16 @@ def test_demo_prints_election_crash_failover_preemption_and_hand_back() -> None:
 
 
 def test_demo_main_exits_zero() -> None:
-    assert demo.main(["--interval", "0.1"]) == 0
+    assert demo.main(["--simulate", "--interval", "0.1"]) == 0
+
+
+@pytest.mark.netns
+def test_namespace_demo_measures_failover_against_the_formulas() -> None:
+    from vrrpkit import demo_netns
+
+    out = io.StringIO()
+    demo_netns.run(interval=0.1, out=out)
+    text = out.getvalue()
+    assert "r2's first advert" in text and "theory Master_Down_Interval 341.4 ms" in text
+    assert "priority-0 advert (theory skew 41.4 ms)" in text
+    assert "Lab deleted." in text

@@ -19,7 +19,7 @@ from vrrpkit.transports.base import (
     ReceivedPacket,
     TransportError,
 )
-from vrrpkit.transports.clock import AnyioClock
+from vrrpkit.transports.clock import AnyioClock, PreciseClock
 from vrrpkit.transports.garp import GarpSender, build_gratuitous_arp, build_unsolicited_na
 from vrrpkit.transports.netlink import NetlinkAddressManager, NetlinkError, NetlinkLinkMonitor
 from vrrpkit.transports.netns import call_in_netns, run_in_netns
@@ -42,6 +42,7 @@ __all__ = [
     "NetlinkAddressManager",
     "NetlinkError",
     "NetlinkLinkMonitor",
+    "PreciseClock",
     "ProcessResult",
     "ProcessRunner",
     "RawAdvertSocket",

@@ -1,10 +1,25 @@
-"""The real clock: anyio's monotonic event-loop time."""
+"""The real clocks: the event loop's time, and a precise monotonic clock on timerfd."""
 
 from __future__ import annotations
 
-import anyio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import time
 
-__all__ = ["AnyioClock"]
+import anyio
+import anyio.lowlevel
+
+__all__ = ["AnyioClock", "PreciseClock"]
+
+logger = logging.getLogger(__name__)
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = 0o4000
+_TFD_CLOEXEC = 0o2000000
+_TFD_TIMER_ABSTIME = 1
 
 
 class AnyioClock:
@@ -21,3 +36,67 @@ class AnyioClock:
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the event loop's time reaches ``deadline``."""
         await anyio.sleep_until(deadline)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.timerfd_create  # noqa: B018 - probe that the symbol exists
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+class PreciseClock:
+    """:class:`~vrrpkit.transports.base.Clock` on CLOCK_MONOTONIC with timerfd wake-ups.
+
+    asyncio and trio wait in epoll with whole-millisecond timeouts, so their sleeps end up to
+    about a millisecond late. A timerfd armed for the absolute deadline makes the kernel wake
+    the loop at the deadline itself, as keepalived's timer thread does; failover then lands
+    within a fraction of a millisecond of the RFC formula. Falls back to the event loop's
+    sleep where timerfd is unavailable.
+    """
+
+    def __init__(self) -> None:
+        self._libc = _libc()
+        if self._libc is None:
+            logger.info("timerfd unavailable: timers use the event loop's resolution")
+
+    def now(self) -> float:
+        """Return CLOCK_MONOTONIC in seconds."""
+        return time.monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep until CLOCK_MONOTONIC reaches ``deadline``."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        libc = self._libc
+        if libc is None:
+            await anyio.sleep(remaining)
+            return
+        fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            await anyio.sleep(remaining)
+            return
+        try:
+            seconds = int(deadline)
+            spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((deadline - seconds) * 1e9)))
+            if libc.timerfd_settime(fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+                await anyio.sleep(remaining)
+                return
+            while time.monotonic() < deadline:
+                await anyio.wait_readable(fd)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 8)
+        finally:
+            os.close(fd)
