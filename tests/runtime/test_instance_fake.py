@@ -301,7 +301,7 @@ async def test_notify_scripts_get_keepalived_arguments_in_order() -> None:
     ]
 
 
-async def test_vip_add_refused_is_reported_and_the_instance_carries_on() -> None:
+async def test_vip_add_refused_is_reported_and_retried_at_each_advert() -> None:
     clock, a, b = pair()
     a.addresses.fail_add.add(a.instance.config.vips[0])
     failures: list[object] = []
@@ -317,6 +317,10 @@ async def test_vip_add_refused_is_reported_and_the_instance_carries_on() -> None
         await clock.advance(5)
         assert a.instance.state is State.MASTER
         assert a.instance.status()["transport_failures"] == 1
+        assert not a.holds_vip()
+        a.addresses.fail_add.clear()
+        await clock.advance(1)  # retried at the next advert
+        assert a.holds_vip()
         a.instance.stop()
         b.instance.stop()
     assert any(type(f).__name__ == "TransportFailure" for f in failures)

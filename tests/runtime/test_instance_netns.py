@@ -286,3 +286,15 @@ async def test_many_instances_in_one_process_share_one_socket_per_interface_and_
             assert masters == {"1-1", "2-2", "1-3", "2-4", "1-5"}
             assert holds(h1, "198.51.100.1") and holds(h2, "198.51.100.2")
             assert all(i.counters.vrid_err == 0 for i in instances)
+
+
+async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_crash(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER)
+        h1.ip("link", "del", h1.ifname)
+        await eventually(lambda: a.state is State.FAULT)
+        await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))

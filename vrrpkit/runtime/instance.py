@@ -406,10 +406,10 @@ class Instance:
 
     async def _open_transports(self, stack: contextlib.AsyncExitStack) -> None:
         # Imported here so that a program using only fakes never touches raw sockets.
-        from vrrpkit.transports.clock import AnyioClock
+        from vrrpkit.transports.clock import PreciseClock
 
         if self._clock is None:
-            self._clock = AnyioClock()
+            self._clock = PreciseClock()
         family = self._config.address.version
         multicast = not self._config.unicast_peers
         hub = self._hub
@@ -515,6 +515,13 @@ class Instance:
                 due = self._router.next_deadline()
                 if due is not None and due <= now:
                     await self._perform(self._router.handle_timer(now))
+                    if self._router.state is State.MASTER and len(self._vips_held) != len(
+                        self._vips
+                    ):
+                        # A refused VIP (interface busy, address conflict) is retried once per
+                        # advert interval while we are MASTER.
+                        missing = tuple(v.ip for v in self._vips if v.ip not in self._vips_held)
+                        await self._add_vips(missing, retry=True)
 
     async def _receive_loop(self) -> None:
         assert self._socket is not None
@@ -678,15 +685,18 @@ class Instance:
             except TransportError as exc:
                 self._transport_failed(f"send advert to {dst}", exc)
 
-    async def _add_vips(self, addresses: tuple[Address, ...]) -> None:
+    async def _add_vips(self, addresses: tuple[Address, ...], retry: bool = False) -> None:
         assert self._addresses is not None
         for vip in self._vips:
             if vip.ip in addresses:
                 try:
                     await self._addresses.add(self.interface, vip.ip, vip.network.prefixlen)
                     self._vips_held.add(vip.ip)
+                    if retry:
+                        logger.info("%s: added %s on retry", self.name, vip)
                 except TransportError as exc:
-                    self._transport_failed(f"add {vip}", exc)
+                    if not retry:
+                        self._transport_failed(f"add {vip}", exc)
 
     async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
         assert self._addresses is not None
