@@ -83,6 +83,7 @@ class Router:
         self._group_addr = multicast_group(config.address)
         self._address_int = int(config.address)
         self._adverts.clear()
+        self._matching_addresses = None
         self._master_adver_int = config.interval
         self._mdi = -1.0
         self._effective = self._compute_priority()
@@ -112,6 +113,7 @@ class Router:
         self._garp_deadline: float | None = None
         self._refresh_deadline: float | None = None
         self._adverts: dict[int, Advertisement] = {}
+        self._matching_addresses: tuple[Address, ...] | None = None
         self._outbox: list[Action] = []
 
     # -- read-only views -------------------------------------------------------------------
@@ -271,9 +273,14 @@ class Router:
             return self._drop(src, "addr_list_err", f"destination {dst} does not match the mode")
         counters = self._counters
         counters.advert_rcvd += 1
-        if adv.addresses != cfg.vips and set(adv.addresses) != set(cfg.vips):
-            # keepalived counts and logs a differing list but still processes the advert.
-            counters.addr_list_err += 1
+        addresses = adv.addresses
+        if addresses is not self._matching_addresses:
+            if addresses != cfg.vips and set(addresses) != set(cfg.vips):
+                # keepalived counts and logs a differing list but still processes the advert.
+                counters.addr_list_err += 1
+            else:
+                # The codec hands out the same tuple for the same bytes: next time is a hit.
+                self._matching_addresses = addresses
         if unicast and cfg.check_unicast_src and src not in cfg.unicast_peers:
             return self._drop(src, "unknown_source", f"{src} is not a configured unicast peer")
         if adv.priority == 0:
