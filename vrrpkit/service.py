@@ -34,9 +34,7 @@ logger = logging.getLogger("vrrpkit.daemon")
 
 def _signature(definition: Any) -> Any:
     """A definition without its file locations: moving a block in the file changes nothing."""
-    return attrs.asdict(
-        definition, filter=lambda a, _v: a.name != "location", retain_collection_types=True
-    )
+    return attrs.asdict(definition, filter=lambda a, _v: a.name != "location")
 
 
 @attrs.define
