@@ -242,3 +242,54 @@ def test_notify_fifo_gets_keepalived_lines(nodes: tuple[Node, Node]) -> None:
         assert b'INSTANCE "VI_1" MASTER 200\n' in data
     finally:
         os.close(fd)
+
+
+GROUP_CONF = """
+vrrp_script chk {{
+    script "/bin/sh -c 'test -e {flag}'"
+    interval 0.2
+}}
+vrrp_sync_group G1 {{
+    group {{
+        VI_1
+        VI_2
+    }}
+}}
+vrrp_instance VI_1 {{
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {{
+        192.0.2.100/24
+    }}
+    track_script {{
+        chk
+    }}
+}}
+vrrp_instance VI_2 {{
+    interface eth0
+    virtual_router_id 52
+    priority {priority}
+    advert_int 0.1
+    version 3
+    virtual_ipaddress {{
+        198.51.100.100/24
+    }}
+}}
+"""
+
+
+def test_sync_group_from_the_config_fails_over_as_a_whole(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    for node, priority in ((a, 200), (b, 100)):
+        node.conf.write_text(GROUP_CONF.format(flag=node.flag, priority=priority))
+        node.start()
+    eventually(lambda: holds(a.host) and holds(a.host, "198.51.100.100"))
+    groups = status(a.sock)["groups"]
+    assert groups == [{"name": "G1", "state": "MASTER", "members": ["VI_1", "VI_2"]}]
+    a.flag.unlink()  # VI_1's weight-0 check fails: the whole group goes FAULT
+    eventually(lambda: holds(b.host) and holds(b.host, "198.51.100.100"))
+    assert not holds(a.host, "198.51.100.100")
+    assert {i["state"] for i in status(a.sock)["instances"]} == {"FAULT"}  # type: ignore[union-attr]
