@@ -83,7 +83,7 @@ class Router:
         self._group_addr = multicast_group(config.address)
         self._address_int = int(config.address)
         self._adverts.clear()
-        self._matching_addresses = None
+        self._matching_addresses: tuple[Address, ...] | None = None
         self._master_adver_int = config.interval
         self._mdi = -1.0
         self._effective = self._compute_priority()
@@ -113,7 +113,7 @@ class Router:
         self._garp_deadline: float | None = None
         self._refresh_deadline: float | None = None
         self._adverts: dict[int, Advertisement] = {}
-        self._matching_addresses: tuple[Address, ...] | None = None
+        self._matching_addresses = None
         self._outbox: list[Action] = []
 
     # -- read-only views -------------------------------------------------------------------

@@ -17,7 +17,7 @@ import anyio
 
 from vrrpkit.core.states import State
 
-__all__ = ["Callback", "CallbackRegistry"]
+__all__ = ["Callback", "CallbackRegistry", "StateCallbacks"]
 
 logger = logging.getLogger("vrrpkit.callbacks")
 
@@ -82,3 +82,33 @@ class CallbackRegistry:
                 self._timeout,
                 event,
             )
+
+
+class StateCallbacks:
+    """The callback registration methods shared by :class:`Instance` and :class:`Group`.
+
+    Each receives the change (:class:`vrrpkit.StateChanged` or
+    :class:`vrrpkit.GroupStateChanged`) and may be used as a decorator.
+    """
+
+    _callbacks: CallbackRegistry
+
+    def on_transition(self, callback: C) -> C:
+        """Call ``callback(change)`` on every state change (sync or async)."""
+        return self._callbacks.add(callback)
+
+    def on_master(self, callback: C) -> C:
+        """Call ``callback(change)`` on becoming MASTER (after the VIPs are up)."""
+        return self._callbacks.add(callback, State.MASTER)
+
+    def on_backup(self, callback: C) -> C:
+        """Call ``callback(change)`` on becoming BACKUP (after the VIPs are gone)."""
+        return self._callbacks.add(callback, State.BACKUP)
+
+    def on_fault(self, callback: C) -> C:
+        """Call ``callback(change)`` on entering FAULT (after the VIPs are gone)."""
+        return self._callbacks.add(callback, State.FAULT)
+
+    def on_stop(self, callback: C) -> C:
+        """Call ``callback(change)`` on stopping (after priority 0 and VIP removal)."""
+        return self._callbacks.add(callback, State.STOPPED)

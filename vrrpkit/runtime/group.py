@@ -19,7 +19,7 @@ from vrrpkit.core.actions import Action, GroupStateChanged
 from vrrpkit.core.errors import ConfigError
 from vrrpkit.core.group import SyncGroup
 from vrrpkit.core.states import State
-from vrrpkit.runtime.callbacks import Callback, CallbackRegistry
+from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.instance import Instance
 from vrrpkit.runtime.notify import NotifyScripts
 
@@ -28,7 +28,7 @@ __all__ = ["Group"]
 logger = logging.getLogger("vrrpkit.group")
 
 
-class Group:
+class Group(StateCallbacks):
     """Instances that are MASTER together or not at all.
 
     ``async with Group(...)`` (or ``await group.run()``) runs every member; stopping the group
@@ -81,26 +81,6 @@ class Group:
     def state(self) -> State:
         """The group's state."""
         return self._sync.state
-
-    def on_transition(self, callback: Callback) -> Callback:
-        """Call ``callback(change: GroupStateChanged)`` on every group state change."""
-        return self._callbacks.add(callback)
-
-    def on_master(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` when the whole group becomes MASTER."""
-        return self._callbacks.add(callback, State.MASTER)
-
-    def on_backup(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` when the group falls back to BACKUP."""
-        return self._callbacks.add(callback, State.BACKUP)
-
-    def on_fault(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` when the group enters FAULT."""
-        return self._callbacks.add(callback, State.FAULT)
-
-    def on_stop(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` when every member has stopped."""
-        return self._callbacks.add(callback, State.STOPPED)
 
     def status(self) -> dict[str, object]:
         """A JSON-ready snapshot of the group and its members."""

@@ -123,17 +123,8 @@ class _LinkView:
     async def is_up(self, ifname: str) -> bool:
         return await self._shared.monitor.is_up(ifname)
 
-    async def _events(self) -> AsyncIterator[LinkEvent]:
-        while True:
-            try:
-                events = await self.mailbox.get_all()
-            except anyio.ClosedResourceError:
-                return
-            for event in events:
-                yield event
-
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._events()
+        return self.mailbox.iterate()
 
     async def aclose(self) -> None:
         self._shared.views.discard(self)

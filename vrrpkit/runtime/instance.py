@@ -42,7 +42,7 @@ from vrrpkit.core.errors import ConfigError, VrrpError
 from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
-from vrrpkit.runtime.callbacks import Callback, CallbackRegistry
+from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.hub import TransportHub
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
@@ -83,7 +83,7 @@ def _vip(value: Any) -> IPv4Interface | IPv6Interface:
         raise ConfigError(f"not a virtual IP address: {value!r}") from exc
 
 
-class Instance:
+class Instance(StateCallbacks):
     """One virtual router on one interface, embedded in an anyio program.
 
     Use it as ``async with Instance(...) as inst:`` or run it with ``await inst.run()`` under
@@ -272,26 +272,6 @@ class Instance:
         }
 
     # -- callbacks and events --------------------------------------------------------------
-
-    def on_transition(self, callback: Callback) -> Callback:
-        """Call ``callback(change: StateChanged)`` on every state change (sync or async)."""
-        return self._callbacks.add(callback)
-
-    def on_master(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` on becoming MASTER (after the VIPs are up)."""
-        return self._callbacks.add(callback, State.MASTER)
-
-    def on_backup(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` on becoming BACKUP (after the VIPs are gone)."""
-        return self._callbacks.add(callback, State.BACKUP)
-
-    def on_fault(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` on entering FAULT (after the VIPs are gone)."""
-        return self._callbacks.add(callback, State.FAULT)
-
-    def on_stop(self, callback: Callback) -> Callback:
-        """Call ``callback(change)`` on stopping (after priority 0 and VIP removal)."""
-        return self._callbacks.add(callback, State.STOPPED)
 
     async def events(self, buffer: int = 256) -> AsyncIterator[Event]:
         """Iterate over state changes, split-brain reports and transport failures.

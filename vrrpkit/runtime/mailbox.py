@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 import anyio
@@ -52,3 +53,13 @@ class Mailbox(Generic[T]):
         items = list(self._items)
         self._items.clear()
         return items
+
+    async def iterate(self) -> AsyncIterator[T]:
+        """Yield every item as it arrives, until the mailbox is closed and drained."""
+        while True:
+            try:
+                items = await self.get_all()
+            except anyio.ClosedResourceError:
+                return
+            for item in items:
+                yield item

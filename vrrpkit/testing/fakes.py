@@ -248,17 +248,8 @@ class FakeLinkMonitor:
         await anyio.lowlevel.checkpoint()
         return self._state.get(ifname, True)
 
-    async def _events(self) -> AsyncIterator[LinkEvent]:
-        while True:
-            try:
-                events = await self._mailbox.get_all()
-            except anyio.ClosedResourceError:
-                return
-            for event in events:
-                yield event
-
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._events()
+        return self._mailbox.iterate()
 
     async def aclose(self) -> None:
         """End the iteration."""
