@@ -391,3 +391,23 @@ async def test_sync_group_members_fail_over_together() -> None:
         ("/g", "GROUP", "g1", "MASTER", "0"),
         ("/g", "GROUP", "g1", "FAULT", "0"),
     ]
+
+
+async def test_cancellation_of_the_host_task_still_hands_over_gracefully() -> None:
+    clock, a, b = pair()
+    stopped: list[str] = []
+    a.instance.on_stop(lambda c: stopped.append(f"vip held={a.holds_vip()}"))
+    async with anyio.create_task_group() as tg:
+        await tg.start(b.instance.run)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as inner:
+                await inner.start(a.instance.run)
+                await clock.advance(5)
+                assert a.instance.state is State.MASTER
+                scope.cancel()
+        assert a.instance.state is State.STOPPED
+        assert a.instance.counters.pri_zero_sent == 1
+        assert stopped == ["vip held=False"]
+        await clock.advance(0.7)
+        assert b.instance.state is State.MASTER
+        b.instance.stop()
