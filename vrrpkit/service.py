@@ -20,7 +20,7 @@ import attrs
 
 from vrrpkit.config import ConfigFileError, GroupDef, KeepalivedConfig, build_instances, load
 from vrrpkit.control import DEFAULT_CONTROL_PATH, ControlServer
-from vrrpkit.core.actions import GroupStateChanged, StateChanged
+from vrrpkit.core.actions import GroupStateChanged, SplitBrain, StateChanged
 from vrrpkit.runtime.fifo import NotifyFifo
 from vrrpkit.runtime.group import Group
 from vrrpkit.runtime.hub import TransportHub
@@ -261,6 +261,16 @@ class Daemon:
                     fifo.write("INSTANCE", change.instance, word, change.priority)
 
         inst.on_transition(write)
+
+        def lower_priority_heard(report: SplitBrain) -> None:
+            # keepalived's FIFO event for a master hearing a lower priority (vrrp.c).
+            if not report.yielded:
+                for fifo in self._fifos:
+                    fifo.write(
+                        "INSTANCE", report.instance, "MASTER_RX_LOWER_PRI", report.our_priority
+                    )
+
+        inst.on_split_brain(lower_priority_heard)
 
     def _attach_group_fifo(self, group: Group) -> None:
         def write(change: GroupStateChanged) -> None:

@@ -411,3 +411,22 @@ async def test_cancellation_of_the_host_task_still_hands_over_gracefully() -> No
         await clock.advance(0.7)
         assert b.instance.state is State.MASTER
         b.instance.stop()
+
+
+async def test_master_hearing_a_lower_priority_master_reports_it_to_split_brain_callbacks() -> None:
+    from vrrpkit import SplitBrain
+
+    clock, a, b = pair()
+    reports: list[SplitBrain] = []
+    a.instance.on_split_brain(reports.append)
+    async with running(a, b):
+        await clock.advance(5)
+        a.net.cut(a.address)  # partition: b stops hearing a and becomes MASTER too
+        # Mend just after a's advert (a sends at x.21875 s), so b's advert crosses first.
+        await clock.advance(5.3)
+        assert b.instance.state is State.MASTER
+        a.net.mend(a.address)
+        await clock.advance(1.5)
+        assert b.instance.state is State.BACKUP
+    assert reports and not reports[0].yielded and reports[0].peer_priority == 100
+    assert a.instance.counters.split_brain >= 1

@@ -14,7 +14,8 @@ class Counters:
     Ours: ``chk_err``, ``vers_err`` and ``vrid_err`` exist only in keepalived's SNMP builds;
     ``advert_interval_err`` counts v2 interval mismatches that keepalived drops uncounted;
     ``unknown_source`` counts unicast adverts from a source that is not a configured peer;
-    ``split_brain`` counts adverts heard from another master while MASTER.
+    ``split_brain`` counts lower-priority adverts heard while MASTER: another router also
+    believes it is master (keepalived's MASTER_RX_LOWER_PRI event).
     """
 
     advert_rcvd: int = 0

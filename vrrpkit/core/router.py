@@ -347,7 +347,6 @@ class Router:
         ours = self._effective
         if priority == ours and src == cfg.address:
             return  # our own advert looped back
-        self._counters.split_brain += 1
         if priority > ours or (priority == ours and int(src) > self._address_int):
             self._emit(SplitBrain(self.name, src, priority, ours, True))
             if cfg.higher_prio_send_advert:
@@ -363,6 +362,7 @@ class Router:
             return
         # keepalived (and RFC 9568): answer a lower priority at once and re-announce the
         # addresses, so the other side of a healed split brain learns who is master.
+        self._counters.split_brain += 1
         self._emit(SplitBrain(self.name, src, priority, ours, False))
         if cfg.lower_prio_advert:
             self._send_advert(now)

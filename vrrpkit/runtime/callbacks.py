@@ -40,6 +40,7 @@ class CallbackRegistry:
         self._owner = owner
         self._any: list[Callback] = []
         self._by_state: dict[State, list[Callback]] = {}
+        self._split_brain: list[Callback] = []
         #: Callbacks that raised.
         self.errors = 0
         #: Callbacks cancelled after the timeout.
@@ -55,12 +56,24 @@ class CallbackRegistry:
             self._by_state.setdefault(state, []).append(callback)
         return callback
 
+    def add_split_brain(self, callback: C) -> C:
+        """Register ``callback`` for :class:`vrrpkit.SplitBrain` reports."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        self._split_brain.append(callback)
+        return callback
+
     def __bool__(self) -> bool:
-        return bool(self._any or self._by_state)
+        return bool(self._any or self._by_state or self._split_brain)
 
     async def deliver(self, event: Any, new: State) -> None:
         """Call every callback for ``event`` (entering ``new``), one after another."""
         for callback in (*self._by_state.get(new, ()), *self._any):
+            await self._call(callback, event)
+
+    async def deliver_split_brain(self, event: Any) -> None:
+        """Call every split-brain callback for ``event``, one after another."""
+        for callback in self._split_brain:
             await self._call(callback, event)
 
     async def _call(self, callback: Callback, event: Any) -> None:

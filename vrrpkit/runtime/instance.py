@@ -42,7 +42,7 @@ from vrrpkit.core.errors import ConfigError, VrrpError
 from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
-from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.hub import TransportHub
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
@@ -190,7 +190,7 @@ class Instance(StateCallbacks):
         self._transport_failures = 0
         self._last_transition: float | None = None
         self._group_hook: Callable[[Instance, list[Action]], Awaitable[None]] | None = None
-        self._changes: MemoryObjectSendStream[StateChanged] | None = None
+        self._changes: MemoryObjectSendStream[StateChanged | SplitBrain] | None = None
 
     def _family(self, peers: tuple[Address, ...]) -> int:
         for candidate in (self._source, *(v.ip for v in self._vips), *peers):
@@ -273,6 +273,15 @@ class Instance(StateCallbacks):
 
     # -- callbacks and events --------------------------------------------------------------
 
+    def on_split_brain(self, callback: Callback) -> Callback:
+        """Call ``callback(report: SplitBrain)`` when a MASTER hears another master.
+
+        ``report.yielded`` False is keepalived's MASTER_RX_LOWER_PRI: a lower-priority router
+        also believes it is master (typically a healed partition), and we answered with an
+        advert and gratuitous ARPs; True means we stepped down to a higher priority.
+        """
+        return self._callbacks.add_split_brain(callback)
+
     async def events(self, buffer: int = 256) -> AsyncIterator[Event]:
         """Iterate over state changes, split-brain reports and transport failures.
 
@@ -353,7 +362,9 @@ class Instance(StateCallbacks):
             self._subscribers.clear()
 
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
-        changes_send, changes_receive = anyio.create_memory_object_stream[StateChanged](1000)
+        changes_send, changes_receive = anyio.create_memory_object_stream[
+            StateChanged | SplitBrain
+        ](1000)
         self._changes = changes_send
         dispatcher_done = anyio.Event()
         async with anyio.create_task_group() as outer:
@@ -624,24 +635,26 @@ class Instance(StateCallbacks):
                     action.priority,
                 )
                 self._publish(action)
-                try:
-                    if self._changes is None:
-                        raise anyio.ClosedResourceError
-                    self._changes.send_nowait(action)
-                except (anyio.WouldBlock, anyio.ClosedResourceError):
-                    logger.error(
-                        "%s: callback queue unavailable; %s not delivered", self.name, action
-                    )
+                self._queue_for_callbacks(action)
             elif isinstance(action, SplitBrain):
-                logger.warning(
-                    "%s: split brain: another master %s (priority %d, ours %d); %s",
-                    action.instance,
-                    action.peer,
-                    action.peer_priority,
-                    action.our_priority,
-                    "yielding" if action.yielded else "asserting ourselves",
-                )
+                if action.yielded:
+                    logger.info(
+                        "%s: yielding to master %s (priority %d, ours %d)",
+                        action.instance,
+                        action.peer,
+                        action.peer_priority,
+                        action.our_priority,
+                    )
+                else:
+                    logger.warning(
+                        "%s: another master %s with lower priority %d (ours %d): answering",
+                        action.instance,
+                        action.peer,
+                        action.peer_priority,
+                        action.our_priority,
+                    )
                 self._publish(action)
+                self._queue_for_callbacks(action)
             elif isinstance(action, PacketDropped):
                 logger.debug(
                     "%s: dropped a packet from %s: %s (%s)",
@@ -652,6 +665,14 @@ class Instance(StateCallbacks):
                 )
         if self._group_hook is not None:
             await self._group_hook(self, actions)
+
+    def _queue_for_callbacks(self, event: StateChanged | SplitBrain) -> None:
+        try:
+            if self._changes is None:
+                raise anyio.ClosedResourceError
+            self._changes.send_nowait(event)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            logger.error("%s: callback queue unavailable; %s not delivered", self.name, event)
 
     async def _send(self, action: SendAdvertisement) -> None:
         assert self._socket is not None
@@ -706,7 +727,7 @@ class Instance(StateCallbacks):
     # -- callbacks and notify programs -------------------------------------------------------
 
     async def _dispatch(
-        self, changes: MemoryObjectReceiveStream[StateChanged], done: anyio.Event
+        self, changes: MemoryObjectReceiveStream[StateChanged | SplitBrain], done: anyio.Event
     ) -> None:
         try:
             async for change in changes:
@@ -715,7 +736,10 @@ class Instance(StateCallbacks):
         finally:
             done.set()
 
-    async def _deliver(self, change: StateChanged) -> None:
+    async def _deliver(self, change: StateChanged | SplitBrain) -> None:
+        if isinstance(change, SplitBrain):
+            await self._callbacks.deliver_split_brain(change)
+            return
         await self._callbacks.deliver(change, change.new)
         if self._notify:
             await self._run_notifies("INSTANCE", self.name, change.new, change.priority)
