@@ -21,7 +21,14 @@ from typing import Any
 
 import attrs
 
-__all__ = ["LabError", "LabHost", "NetLab", "lab_unavailable_reason"]
+__all__ = [
+    "LabError",
+    "LabHost",
+    "NetLab",
+    "delete_namespaces",
+    "lab_unavailable_reason",
+    "run_ip",
+]
 
 _counter = itertools.count()
 
@@ -30,7 +37,8 @@ class LabError(RuntimeError):
     """An ``ip`` command failed while building or changing a lab."""
 
 
-def _ip(*args: str, netns: str | None = None, batch: Sequence[str] | None = None) -> str:
+def run_ip(*args: str, netns: str | None = None, batch: Sequence[str] | None = None) -> str:
+    """Run ``ip [-n netns] args`` (or a batch of commands) and return its output."""
     argv = ["ip"] + (["-n", netns] if netns else []) + list(args)
     stdin = None
     if batch is not None:
@@ -40,6 +48,18 @@ def _ip(*args: str, netns: str | None = None, batch: Sequence[str] | None = None
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)}: {done.stderr.strip()}")
     return done.stdout
+
+
+def delete_namespaces(names: Sequence[str]) -> None:
+    """Delete network namespaces, ignoring ones already gone."""
+    if names:
+        subprocess.run(
+            ["ip", "-force", "-b", "-"],
+            capture_output=True,
+            text=True,
+            check=False,
+            input="".join(f"netns del {name}\n" for name in names),
+        )
 
 
 def lab_unavailable_reason() -> str | None:
@@ -80,16 +100,31 @@ class LabHost:
         """The MAC address of ``eth0``."""
         return bytes([0x02, 0, 0, 0, 0x01, self.number])
 
-    def addresses(self) -> list[str]:
-        """The addresses on ``eth0`` now, as the kernel reports them."""
-        links: list[dict[str, Any]] = json.loads(
-            _ip("-j", "addr", "show", self.ifname, netns=self.netns)
-        )
-        return [str(entry["local"]) for entry in links[0]["addr_info"]]
+    def ip(self, *args: str) -> str:
+        """Run ``ip ARGS`` inside this host's namespace and return its output."""
+        return run_ip(*args, netns=self.netns)
+
+    def _link(self) -> dict[str, Any]:
+        links: list[dict[str, Any]] = json.loads(self.ip("-j", "link", "show", self.ifname))
+        return links[0]
+
+    def ifindex(self) -> int:
+        """The index of ``eth0``."""
+        return int(self._link()["ifindex"])
+
+    def link_flags(self) -> list[str]:
+        """The flags ``ip link`` shows for ``eth0`` (UP, LOWER_UP...)."""
+        return list(self._link()["flags"])
+
+    def addresses(self) -> list[dict[str, Any]]:
+        """The kernel's entries for the addresses on ``eth0`` now (``ip -j addr``)."""
+        links: list[dict[str, Any]] = json.loads(self.ip("-j", "addr", "show", self.ifname))
+        entries: list[dict[str, Any]] = links[0]["addr_info"]
+        return entries
 
     def holds(self, address: str) -> bool:
         """Whether ``address`` is on ``eth0`` now."""
-        return address in self.addresses()
+        return any(entry.get("local") == address for entry in self.addresses())
 
 
 class NetLab:
@@ -98,9 +133,10 @@ class NetLab:
     def __init__(self, count: int = 2, *, prefix: str | None = None) -> None:
         if not 1 <= count <= 250:
             raise ValueError(f"a lab has 1..250 hosts, not {count}")
-        base = prefix or f"vkl{os.getpid():x}-{next(_counter)}"
-        self.bridge_netns = f"{base}-br"
-        self.hosts = [LabHost(f"{base}-h{n}", n, f"p{n}") for n in range(1, count + 1)]
+        #: Every namespace name starts with this (per process and lab, so runs never collide).
+        self.prefix = prefix or f"vkl{os.getpid():x}-{next(_counter)}"
+        self.bridge_netns = f"{self.prefix}-br"
+        self.hosts = [LabHost(f"{self.prefix}-h{n}", n, f"p{n}") for n in range(1, count + 1)]
 
     @property
     def namespaces(self) -> list[str]:
@@ -110,7 +146,7 @@ class NetLab:
     def create(self) -> None:
         """Build the namespaces, the bridge and the veth pairs (removing them on failure)."""
         try:
-            _ip(batch=[f"netns add {name}" for name in self.namespaces])
+            run_ip(batch=[f"netns add {name}" for name in self.namespaces])
             commands = [
                 "link set lo up",
                 "link add br0 type bridge mcast_snooping 0",
@@ -122,10 +158,10 @@ class NetLab:
                     f"link set {host.port} master br0",
                     f"link set {host.port} up",
                 ]
-            _ip(netns=self.bridge_netns, batch=commands)
+            run_ip(netns=self.bridge_netns, batch=commands)
             for host in self.hosts:
                 mac = ":".join(f"{octet:02x}" for octet in host.mac)
-                _ip(
+                run_ip(
                     netns=host.netns,
                     batch=[
                         "link set lo up",
@@ -143,12 +179,11 @@ class NetLab:
 
     def set_port(self, host: LabHost, up: bool) -> None:
         """Cut (or restore) the cable of ``host``: its ``eth0`` loses carrier."""
-        _ip("link", "set", host.port, "up" if up else "down", netns=self.bridge_netns)
+        run_ip("link", "set", host.port, "up" if up else "down", netns=self.bridge_netns)
 
     def destroy(self) -> None:
         """Delete every namespace of the lab (missing ones are ignored)."""
-        for name in self.namespaces:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        delete_namespaces(self.namespaces)
 
     def __enter__(self) -> NetLab:
         self.create()
