@@ -12,10 +12,10 @@ import logging
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
-from types import TracebackType
 
 import anyio
 import anyio.lowlevel
+from anyio.abc import AsyncResource
 
 from vrrpkit.transports.base import IPAddress, TransportError
 from vrrpkit.transports.netns import call_in_netns
@@ -150,7 +150,7 @@ def _hardware_address(sock: socket.socket, ifname: str) -> bytes:
     return reply[18:24]
 
 
-class GarpSender:
+class GarpSender(AsyncResource):
     """:class:`~vrrpkit.transports.base.Announcer` writing frames on an AF_PACKET socket.
 
     Frames carry :attr:`mac` (the interface's MAC when opened) unless a call passes another
@@ -196,17 +196,6 @@ class GarpSender:
     def ifname(self) -> str:
         """Name of the interface frames are sent on."""
         return self._ifname
-
-    async def __aenter__(self) -> GarpSender:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def announce(self, address: IPAddress) -> None:
         """Send a gratuitous ARP (IPv4) or an unsolicited NA (IPv6) for ``address``."""

@@ -18,12 +18,12 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import attrs
+from anyio.abc import AsyncResource
 from pyroute2.netlink import (
     NETLINK_EXT_ACK,
     NETLINK_ROUTE,
@@ -318,7 +318,7 @@ def interface_addresses_blocking(ifindex: int | None = None) -> builtins.list[Ad
     raise TransportError("netlink dump kept being interrupted by concurrent changes")
 
 
-class NetlinkAddressManager:
+class NetlinkAddressManager(AsyncResource):
     """:class:`~vrrpkit.transports.base.AddressManager` over rtnetlink.
 
     Requests are serialised on one socket. IPv6 addresses get ``IFA_F_NODAD`` so they are
@@ -333,17 +333,6 @@ class NetlinkAddressManager:
         """Open a manager for the interfaces of ``netns`` (a name or path; None: our own)."""
         (channel,) = await _open_channels(netns, (0, None))
         return cls(channel)
-
-    async def __aenter__(self) -> NetlinkAddressManager:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def ifindex(self, ifname: str) -> int:
         """Return the index of interface ``ifname``; raise TransportError if it is missing."""
@@ -429,7 +418,7 @@ def _address_message(index: int, address: IPAddress, prefixlen: int) -> Any:
     return msg
 
 
-class NetlinkLinkMonitor:
+class NetlinkLinkMonitor(AsyncResource):
     """:class:`~vrrpkit.transports.base.LinkMonitor` over rtnetlink link notifications.
 
     An interface is up when both IFF_UP and IFF_RUNNING are set (keepalived's rule), so a
@@ -463,17 +452,6 @@ class NetlinkLinkMonitor:
             queries.close()
             raise
         return monitor
-
-    async def __aenter__(self) -> NetlinkLinkMonitor:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
         return self

@@ -29,11 +29,11 @@ import logging
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
-from types import TracebackType
 from typing import Literal
 
 import anyio
 import anyio.lowlevel
+from anyio.abc import AsyncResource
 
 from vrrpkit.transports.base import IPAddress, ReceivedPacket, TransportError
 from vrrpkit.transports.netlink import interface_addresses_blocking
@@ -105,7 +105,7 @@ def _strip_scope(text: str) -> str:
     return text.partition("%")[0]
 
 
-class RawAdvertSocket:
+class RawAdvertSocket(AsyncResource):
     """:class:`~vrrpkit.transports.base.AdvertSocket` on a raw IP protocol 112 socket.
 
     Create it with :meth:`open`. Malformed or truncated packets are dropped with a debug log;
@@ -205,17 +205,6 @@ class RawAdvertSocket:
     def ifname(self) -> str:
         """Name of the interface the socket is bound to."""
         return self._ifname
-
-    async def __aenter__(self) -> RawAdvertSocket:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def receive(self) -> ReceivedPacket:
         """Wait for and return the next packet."""
