@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 
 import anyio
 import anyio.abc
@@ -20,6 +19,7 @@ from vrrpkit.core.errors import ConfigError
 from vrrpkit.core.group import SyncGroup
 from vrrpkit.core.states import State
 from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.instance import Instance
 from vrrpkit.runtime.notify import NotifyScripts
 
@@ -28,7 +28,7 @@ __all__ = ["Group"]
 logger = logging.getLogger("vrrpkit.group")
 
 
-class Group(StateCallbacks):
+class Group(StateCallbacks, Hosted):
     """Instances that are MASTER together or not at all.
 
     ``async with Group(...)`` (or ``await group.run()``) runs every member; stopping the group
@@ -71,7 +71,6 @@ class Group(StateCallbacks):
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self._in_hook = False
         self._stop = anyio.Event()
-        self._host: anyio.abc.TaskGroup | None = None
         self._pending: list[GroupStateChanged] = []
         self._wakeup: anyio.Event | None = None
         #: Group state changes so far, in order.
@@ -174,25 +173,3 @@ class Group(StateCallbacks):
                 for change in self._pending:
                     await self._deliver(change)
                 self._pending.clear()
-
-    async def __aenter__(self) -> Group:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        try:
-            await tg.start(self.run)
-        except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._host = tg
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-        tg, self._host = self._host, None
-        assert tg is not None
-        await tg.__aexit__(None, None, None)

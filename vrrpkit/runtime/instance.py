@@ -16,7 +16,6 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import anyio
@@ -43,6 +42,7 @@ from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.hub import TransportHub
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
@@ -83,7 +83,7 @@ def _vip(value: Any) -> IPv4Interface | IPv6Interface:
         raise ConfigError(f"not a virtual IP address: {value!r}") from exc
 
 
-class Instance(StateCallbacks):
+class Instance(StateCallbacks, Hosted):
     """One virtual router on one interface, embedded in an anyio program.
 
     Use it as ``async with Instance(...) as inst:`` or run it with ``await inst.run()`` under
@@ -184,7 +184,6 @@ class Instance(StateCallbacks):
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
         self._running = False
-        self._host_tg: anyio.abc.TaskGroup | None = None
         self._vips_held: set[Address] = set()
         self._notify_failures = 0
         self._transport_failures = 0
@@ -317,31 +316,6 @@ class Instance(StateCallbacks):
         self._stop_requested.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Instance:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        try:
-            await tg.start(self.run)
-        except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._host_tg = tg
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        # Whatever ended the block (an exception included), stop gracefully and let the
-        # original exception, if any, propagate unchanged.
-        self.stop()
-        tg, self._host_tg = self._host_tg, None
-        assert tg is not None
-        await tg.__aexit__(None, None, None)
-        return None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Instance] = anyio.TASK_STATUS_IGNORED
