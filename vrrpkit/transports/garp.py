@@ -20,6 +20,7 @@ from anyio.abc import AsyncResource
 from vrrpkit.transports.base import IPAddress, TransportError
 from vrrpkit.transports.netns import call_in_netns
 from vrrpkit.transports.rawsocket import interface_index
+from vrrpkit.transports.sockio import close_socket, send_nonblocking
 
 __all__ = [
     "ALL_NODES",
@@ -220,22 +221,16 @@ class GarpSender(AsyncResource):
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise anyio.ClosedResourceError
-        while True:
-            try:
-                self._sock.sendto(frame, (self._ifname, ethertype))
-                break
-            except BlockingIOError:
-                await anyio.wait_writable(self._sock)
-            except OSError as exc:
-                raise TransportError(
-                    f"{self._ifname}: cannot send frame: {exc}", errno=exc.errno
-                ) from exc
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await send_nonblocking(
+            self._sock,
+            lambda: self._sock.sendto(frame, (self._ifname, ethertype)),
+            f"{self._ifname}: cannot send frame",
+        )
 
     async def aclose(self) -> None:
         """Close the packet socket."""
-        if not self._closed:
-            self._closed = True
-            anyio.notify_closing(self._sock)
-            self._sock.close()
-        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        await close_socket(self._sock)

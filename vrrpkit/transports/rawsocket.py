@@ -38,6 +38,7 @@ from anyio.abc import AsyncResource
 from vrrpkit.transports.base import IPAddress, ReceivedPacket, TransportError
 from vrrpkit.transports.netlink import interface_addresses_blocking
 from vrrpkit.transports.netns import call_in_netns
+from vrrpkit.transports.sockio import close_socket, send_nonblocking
 
 __all__ = [
     "VRRP_GROUP_V4",
@@ -319,25 +320,19 @@ class RawAdvertSocket(AsyncResource):
             target = (str(dst), 0)
             info = struct.pack("@i4s4s", self._ifindex, self._local.packed, bytes(4))
             control = [(socket.IPPROTO_IP, _IP_PKTINFO, info)]
-        while True:
-            try:
-                self._sock.sendmsg([data], control, 0, target)
-                break
-            except BlockingIOError:
-                await anyio.wait_writable(self._sock)
-            except OSError as exc:
-                raise TransportError(
-                    f"{self._ifname}: cannot send to {dst}: {exc}", errno=exc.errno
-                ) from exc
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await send_nonblocking(
+            self._sock,
+            lambda: self._sock.sendmsg([data], control, 0, target),
+            f"{self._ifname}: cannot send to {dst}",
+        )
 
     async def aclose(self) -> None:
         """Close the socket; a task blocked in a receive method gets ClosedResourceError."""
-        if not self._closed:
-            self._closed = True
-            anyio.notify_closing(self._sock)
-            self._sock.close()
-        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        await close_socket(self._sock)
 
 
 def _discard_queued(sock: socket.socket) -> None:
