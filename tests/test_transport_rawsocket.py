@@ -286,3 +286,22 @@ async def test_send_errors_are_typed(lab: Lab) -> None:
         with pytest.raises(TransportError) as caught:
             await sock.send(b"x" * 8, VRRP_GROUP_V4)
     assert caught.value.errno is not None
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_received_packets_carry_the_kernel_arrival_time_on_the_monotonic_clock(
+    lab: Lab, ip_version: int
+) -> None:
+    import time
+
+    h1, h2 = lab.hosts
+    vip = IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
+    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
+        before = time.monotonic()
+        with anyio.fail_after(GUARD):
+            await sender.send(advert(vip), group)
+            packet = await receiver.receive()
+        after = time.monotonic()
+    assert packet.timestamp is not None
+    assert before - 0.001 <= packet.timestamp <= after + 0.001

@@ -189,6 +189,7 @@ class Instance(StateCallbacks, Hosted):
         self._transport_failures = 0
         self._last_transition: float | None = None
         self._group_hook: Callable[[Instance, list[Action]], Awaitable[None]] | None = None
+        self._monotonic = False
         self._changes: MemoryObjectSendStream[StateChanged | SplitBrain] | None = None
 
     def _family(self, peers: tuple[Address, ...]) -> int:
@@ -375,6 +376,8 @@ class Instance(StateCallbacks, Hosted):
 
         if self._clock is None:
             self._clock = PreciseClock()
+        # Kernel receive timestamps are on CLOCK_MONOTONIC: usable only with that clock.
+        self._monotonic = isinstance(self._clock, PreciseClock)
         family = self._config.address.version
         multicast = not self._config.unicast_peers
         hub = self._hub
@@ -508,8 +511,14 @@ class Instance(StateCallbacks, Hosted):
                     data = packet.data
                     if len(data) > 1 and data[1] != vrid:
                         continue  # another VRID on the same link: not ours, not counted
+                    arrived = now
+                    stamp = packet.timestamp
+                    if stamp is not None and self._monotonic and now - 1.0 < stamp <= now:
+                        # keepalived's timers start when it reads the packet, microseconds
+                        # after arrival; ours would start a Python wake-up later without this.
+                        arrived = stamp
                     actions = self._router.receive_packet(
-                        data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=now
+                        data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived
                     )
                     if actions:
                         await self._perform(actions)

@@ -51,7 +51,8 @@ class ReceivedPacket:
 
     ``data`` is the VRRP message with any IPv4 header removed; ``src``/``dst`` come from the IP
     header (IPv6 addresses carry no scope; ``ifindex`` says where it arrived); ``ttl`` is the
-    IPv4 TTL or the IPv6 hop limit.
+    IPv4 TTL or the IPv6 hop limit. ``timestamp`` is when the kernel received it, on
+    CLOCK_MONOTONIC (``time.monotonic()``), if the transport knows.
     """
 
     data: bytes
@@ -59,6 +60,7 @@ class ReceivedPacket:
     dst: IPAddress
     ttl: int
     ifindex: int
+    timestamp: float | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

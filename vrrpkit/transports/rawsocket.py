@@ -28,11 +28,13 @@ import fcntl
 import logging
 import socket
 import struct
+import time
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 import anyio
 import anyio.lowlevel
+import attrs
 from anyio.abc import AsyncResource
 
 from vrrpkit.transports.base import IPAddress, ReceivedPacket, TransportError
@@ -65,8 +67,12 @@ _MULTICAST_TTL = 255
 _MAX_PACKET = 65535
 _MAX_BATCH = 256
 _IPV6_CHECKSUM_OFFSET = 6
-_ANC_V4 = socket.CMSG_SPACE(12)
-_ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+# Kernel receive timestamps (struct timespec on CLOCK_REALTIME): timers then start from when
+# the advert arrived, not from when Python got round to it.
+_SO_TIMESTAMPNS = 35
+_ANC_TIME = socket.CMSG_SPACE(16)
+_ANC_V4 = socket.CMSG_SPACE(12) + _ANC_TIME
+_ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + _ANC_TIME
 
 
 def interface_index(sock: socket.socket, ifname: str) -> int:
@@ -100,6 +106,18 @@ def _primary_address(ifindex: int, ip_version: int) -> IPAddress:
         raise TransportError(f"interface {ifindex} has no {kind}", errno=errno.EADDRNOTAVAIL)
     candidates.sort(key=lambda record: not record.usable)
     return candidates[0].interface.ip
+
+
+def _with_timestamp(
+    packet: ReceivedPacket, ancdata: builtins.list[tuple[int, int, bytes]]
+) -> ReceivedPacket:
+    for level, kind, value in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = struct.unpack_from("@qq", value)
+            # CLOCK_REALTIME to CLOCK_MONOTONIC: the offset is read now, microseconds apart.
+            arrived = seconds + nanoseconds / 1e9 - time.time() + time.monotonic()
+            return attrs.evolve(packet, timestamp=arrived)
+    return packet
 
 
 def _strip_scope(text: str) -> str:
@@ -251,7 +269,7 @@ class RawAdvertSocket(AsyncResource):
             else:
                 packet = self._parse_v4(data, ancdata)
             if packet is not None:
-                batch.append(packet)
+                batch.append(_with_timestamp(packet, ancdata))
         return batch
 
     def _parse_v4(
@@ -352,6 +370,7 @@ def _configure(
     group: IPAddress | None,
 ) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     if ip_version == 4:
         ip = socket.IPPROTO_IP
         sock.setsockopt(ip, _IP_MULTICAST_ALL, 0)
