@@ -181,6 +181,7 @@ class Instance(StateCallbacks, Hosted):
         self._router = Router(self._config)
         self._lock = anyio.Lock()
         self._timer_scope: anyio.CancelScope | None = None
+        self._timer_target: float | None = None
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
         self._running = False
@@ -462,8 +463,16 @@ class Instance(StateCallbacks, Hosted):
         return self._clock.now()
 
     def _wake_timer(self) -> None:
-        if self._timer_scope is not None:
-            self._timer_scope.cancel()
+        # Wake the timer task only if the deadline moved earlier than what it sleeps toward:
+        # in BACKUP every accepted advert pushes the deadline later, and re-arming the sleep
+        # for each one would cost more than the rest of the receive path together.
+        scope = self._timer_scope
+        if scope is None:
+            return
+        deadline = self._router.next_deadline()
+        target = self._timer_target
+        if deadline is not None and (target is None or deadline < target):
+            scope.cancel()
 
     async def _timer_loop(self) -> None:
         assert self._clock is not None
@@ -471,6 +480,7 @@ class Instance(StateCallbacks, Hosted):
             deadline = self._router.next_deadline()
             with anyio.CancelScope() as scope:
                 self._timer_scope = scope
+                self._timer_target = deadline
                 if deadline is None:
                     await anyio.sleep_forever()
                 else:

@@ -67,6 +67,9 @@ class PreciseClock:
 
     def __init__(self) -> None:
         self._libc = _libc()
+        # One idle timerfd is kept for the next sleep: creating and closing one per advert
+        # costs two system calls for nothing.
+        self._idle: int | None = None
         if self._libc is None:
             logger.info("timerfd unavailable: timers use the event loop's resolution")
 
@@ -81,22 +84,34 @@ class PreciseClock:
             await anyio.lowlevel.checkpoint()
             return
         libc = self._libc
-        if libc is None:
+        fd = self._idle
+        self._idle = None
+        if fd is None and libc is not None:
+            fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if libc is None or fd is None or fd < 0:
             await anyio.sleep(remaining)
             return
-        fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
-        if fd < 0:
+        seconds = int(deadline)
+        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((deadline - seconds) * 1e9)))
+        if libc.timerfd_settime(fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            os.close(fd)
             await anyio.sleep(remaining)
             return
+        finished = False
         try:
-            seconds = int(deadline)
-            spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((deadline - seconds) * 1e9)))
-            if libc.timerfd_settime(fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
-                await anyio.sleep(remaining)
-                return
             while time.monotonic() < deadline:
                 await anyio.wait_readable(fd)
                 with contextlib.suppress(BlockingIOError):
                     os.read(fd, 8)
+            finished = True
         finally:
-            os.close(fd)
+            if finished and self._idle is None:
+                self._idle = fd  # expired and read: safe to re-arm next time
+            else:
+                os.close(fd)  # cancelled while armed, or another one is already idle
+
+    def __del__(self) -> None:
+        if self._idle is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._idle)
+            self._idle = None
