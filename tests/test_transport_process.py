@@ -102,3 +102,19 @@ async def test_cancellation_kills_the_group(tmp_path: Path) -> None:
             tg.cancel_scope.cancel()
     pgid = int(pidfile.read_text())
     assert live_members(pgid) == []
+
+
+@pytest.mark.netns  # needs root, like the namespace tests (a skip fails under CI=true)
+async def test_runs_as_the_requested_user() -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    result = await SubprocessRunner().run(
+        ["/bin/sh", "-c", f"test $(id -u) = {nobody}"], timeout=10, user="nobody"
+    )
+    assert result.ok, result
+
+
+async def test_unknown_user_is_a_failed_result_not_an_exception() -> None:
+    result = await SubprocessRunner().run(["/bin/true"], user="no-such-user-vrrpkit")
+    assert result.returncode is None and result.error

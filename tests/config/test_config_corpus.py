@@ -109,3 +109,46 @@ def test_sync_group_members_lose_weighted_scripts_unless_tracking_weight() -> No
     outside = next(i for i in instances if i.name == "OUTSIDE")
     assert all(t.weight == 0 for t in outside.config.trackers)
     assert [g.members for g in groups] == [("OUTSIDE", "INSIDE")]
+
+
+def test_script_user_and_script_level_user_reach_the_runner() -> None:
+    import anyio
+
+    from vrrpkit.config import loads
+    from vrrpkit.testing import (
+        FakeAddressManager,
+        FakeAnnouncer,
+        FakeClock,
+        FakeLinkMonitor,
+        FakeNetwork,
+        FakeRunner,
+    )
+
+    text = (
+        (CORPUS / "haproxy-pair.conf")
+        .read_text()
+        .replace("    weight 2\n", "    weight 2\n    user nobody\n")
+    )
+    config = loads(text, "keepalived.conf")
+    runner = FakeRunner(
+        {"/usr/bin/killall": lambda argv: 0, "/etc/keepalived/notify.sh": lambda argv: 0}
+    )
+    clock, net = FakeClock(), FakeNetwork()
+    (inst,), _ = build_instances(
+        config,
+        clock=clock,
+        socket=net.socket("192.0.2.1"),
+        addresses=FakeAddressManager(),
+        links=FakeLinkMonitor(),
+        announcer=FakeAnnouncer(),
+        runner=runner,
+    )
+
+    async def main() -> None:
+        async with inst:
+            await clock.advance(5)
+
+    anyio.run(main)
+    by_program = dict(zip((c[0] for c in runner.calls), runner.users, strict=True))
+    assert by_program["/usr/bin/killall"] == ("nobody", None)  # vrrp_script's own user
+    assert by_program["/etc/keepalived/notify.sh"] == ("root", None)  # global script_user

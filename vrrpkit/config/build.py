@@ -219,6 +219,8 @@ def _trackers(cfg: KeepalivedConfig, tracking: Tracking) -> list[TrackerSpec]:
                 rise=script.rise,
                 reverse=tsc.reverse,
                 init_fail=script.init_fail,
+                user=script.user,
+                group=script.group,
             )
         )
     for tif in tracking.interfaces:
@@ -267,6 +269,8 @@ def build_instance(
         "notify_backup": argv(inst.notify_backup),
         "notify_fault": argv(inst.notify_fault),
         "notify_stop": argv(inst.notify_stop),
+        "script_user": cfg.global_defs.script_user,
+        "script_group": cfg.global_defs.script_group,
         **instance_options(inst),
     }
     kwargs.update(transport_kwargs)

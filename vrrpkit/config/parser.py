@@ -821,8 +821,8 @@ class _Parser:
         if cmd.user is not None:
             self.ignore(
                 node,
-                "unsupported: vrrpkit runs notify programs as its own user "
-                f"(keepalived would use {cmd.user})",
+                "unsupported: vrrpkit runs notify programs as the global script_user "
+                f"(keepalived would use {cmd.user} for this one)",
                 ctx,
             )
         notifies[node.name] = cmd
@@ -1482,7 +1482,6 @@ def _g_script_user(p: _Parser, node: Node) -> None:
     if len(node.args) > 1:
         p.set_global(node, "script_group", node.args[1].value)
     p.extra(node, 2, "global_defs")
-    p.ignore(node, "unsupported: vrrpkit runs scripts as its own user", "global_defs")
 
 
 def _g_fifo(key: str) -> Callable[[_Parser, Node], None]:

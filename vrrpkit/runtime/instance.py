@@ -91,8 +91,12 @@ class Instance(StateCallbacks, Hosted):
     ``async with`` block for any reason, an exception included, stops it gracefully: a MASTER
     sends priority 0 and removes its addresses, so a backup takes over within skew time.
 
-    Transports default to the real ones (raw socket, netlink, AF_PACKET, subprocesses, the
-    event loop's clock); pass fakes from :mod:`vrrpkit.testing` to test on a virtual clock.
+    Track scripts and notify programs run as ``script_user``/``script_group`` when given
+    (keepalived's ``script_user``), else with our own credentials.
+
+    Transports default to the real ones (raw socket, netlink, AF_PACKET, subprocesses, a
+    precise monotonic clock); pass fakes from :mod:`vrrpkit.testing` to test on a virtual
+    clock.
     Further keyword ``options`` are :class:`vrrpkit.RouterConfig` fields (for example
     ``down_timer_adverts``, ``garp_repeat``, ``lower_prio_advert``).
     """
@@ -118,6 +122,8 @@ class Instance(StateCallbacks, Hosted):
         notify_fault: Sequence[str] | None = None,
         notify_stop: Sequence[str] | None = None,
         notify_timeout: float = 10.0,
+        script_user: str | None = None,
+        script_group: str | None = None,
         callback_timeout: float | None = 10.0,
         shutdown_timeout: float = 10.0,
         clock: Clock | None = None,
@@ -168,6 +174,8 @@ class Instance(StateCallbacks, Hosted):
             stop=notify_stop,
         )
         self._notify_timeout = notify_timeout
+        self._script_user = script_user
+        self._script_group = script_group
         self._shutdown_timeout = shutdown_timeout
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self._clock = clock
@@ -569,7 +577,12 @@ class Instance(StateCallbacks, Hosted):
         timeout = spec.effective_timeout
         if isinstance(spec, ScriptTracker):
             assert self._runner is not None
-            result = await self._runner.run(spec.argv, timeout=timeout)
+            result = await self._runner.run(
+                spec.argv,
+                timeout=timeout,
+                user=spec.user or self._script_user,
+                group=spec.group or self._script_group,
+            )
             if result.error is not None:
                 logger.warning(
                     "%s: track script %s cannot run: %s", self.name, spec.name, result.error
@@ -740,7 +753,12 @@ class Instance(StateCallbacks, Hosted):
     async def _run_notifies(self, kind: str, name: str, new: State, priority: int) -> None:
         assert self._runner is not None
         for argv in self._notify.commands(kind, name, new, priority):
-            result = await self._runner.run(argv, timeout=self._notify_timeout)
+            result = await self._runner.run(
+                argv,
+                timeout=self._notify_timeout,
+                user=self._script_user,
+                group=self._script_group,
+            )
             if not result.ok:
                 self._notify_failures += 1
                 logger.warning(

@@ -90,6 +90,10 @@ class ScriptTracker(_Periodic):
     """
 
     argv: tuple[str, ...] = attrs.field(converter=tuple)
+    #: Run as this user/group (keepalived's ``vrrp_script { user }``); None: the instance's
+    #: ``script_user``, else ours.
+    user: str | None = attrs.field(default=None, kw_only=True)
+    group: str | None = attrs.field(default=None, kw_only=True)
 
     @argv.validator
     def _argv(self, _attribute: attrs.Attribute[Sequence[str]], value: tuple[str, ...]) -> None:

@@ -282,6 +282,8 @@ class FakeRunner:
     def __init__(self, programs: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
         self.programs: dict[str, Callable[[Sequence[str]], int]] = dict(programs or {})
         self.calls: builtins.list[tuple[str, ...]] = []
+        #: The (user, group) each call asked for, in the same order.
+        self.users: builtins.list[tuple[str | None, str | None]] = []
 
     async def run(
         self,
@@ -289,11 +291,14 @@ class FakeRunner:
         *,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        group: str | None = None,
     ) -> ProcessResult:
         """Run the registered function for ``argv[0]``."""
         await anyio.lowlevel.checkpoint()
         args = tuple(argv)
         self.calls.append(args)
+        self.users.append((user, group))
         program = self.programs.get(args[0]) if args else None
         if program is None:
             return ProcessResult(args, None, error=f"no such program: {args[:1]}")

@@ -196,8 +196,14 @@ class ProcessRunner(Protocol):
         *,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        group: str | None = None,
     ) -> ProcessResult:
-        """Run ``argv`` to completion or until ``timeout`` seconds; never raises for failures."""
+        """Run ``argv`` to completion or until ``timeout`` seconds; never raises for failures.
+
+        ``user``/``group`` (names) run it with those credentials, as keepalived's
+        ``script_user``; None keeps ours.
+        """
         ...
 
 

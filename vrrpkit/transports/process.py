@@ -80,6 +80,8 @@ class SubprocessRunner:
         *,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        group: str | None = None,
     ) -> ProcessResult:
         """Run ``argv``; after ``timeout`` seconds end its process group (timed_out=True)."""
         command = tuple(argv)
@@ -93,8 +95,11 @@ class SubprocessRunner:
                 stderr=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
+                user=user,
+                group=group,
             )
-        except OSError as exc:
+        except (OSError, KeyError, ValueError) as exc:
+            # KeyError: an unknown user or group name (pwd/grp lookups), found before fork.
             logger.warning("cannot run %s: %s", command[0], exc)
             return ProcessResult(argv=command, returncode=None, error=str(exc))
         pid = process.pid
