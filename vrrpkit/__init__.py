@@ -31,6 +31,7 @@ from vrrpkit.core.packet import (
     PacketError,
     PacketLengthError,
     VersionError,
+    VridError,
 )
 from vrrpkit.core.router import Router, RouterError
 from vrrpkit.core.states import State
@@ -84,6 +85,7 @@ __all__ = [
     "Transition",
     "TransportFailure",
     "VersionError",
+    "VridError",
     "VrrpError",
     "__version__",
     "effective_priority",
