@@ -298,3 +298,41 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
         h1.ip("link", "del", h1.ifname)
         await eventually(lambda: a.state is State.FAULT)
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+
+
+async def test_interface_deleted_and_created_again_gets_a_fresh_socket(lab: Lab) -> None:
+    from netns import ip
+
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER)
+        h1.ip("link", "del", h1.ifname)
+        await eventually(lambda: a.state is State.FAULT and b.state is State.MASTER)
+        ip(
+            "link",
+            "add",
+            h1.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            h1.ifname,
+            "netns",
+            h1.netns,
+            netns=lab.bridge_netns,
+        )
+        ip("link", "set", h1.port, "master", "br0", "up", netns=lab.bridge_netns)
+        mac = ":".join(f"{octet:02x}" for octet in h1.mac)
+        for args in (
+            ("link", "set", h1.ifname, "address", mac),
+            ("link", "set", h1.ifname, "addrgenmode", "none"),
+            ("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname),
+            ("link", "set", h1.ifname, "up"),
+        ):
+            h1.ip(*args)
+        # Back with a new ifindex: a must be heard again, so b steps down to BACKUP.
+        await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+        await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
+        received = b.counters.advert_rcvd
+        await eventually(lambda: b.counters.advert_rcvd > received + 2)

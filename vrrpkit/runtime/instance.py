@@ -186,6 +186,7 @@ class Instance(StateCallbacks, Hosted):
         self._runner = runner
         self._netns = netns
         self._hub = hub
+        self._owns_socket = False
         self._router = Router(self._config)
         self._lock = anyio.Lock()
         self._timer_scope: anyio.CancelScope | None = None
@@ -401,16 +402,9 @@ class Instance(StateCallbacks, Hosted):
                     netns=self._netns,
                 )
             else:
-                from vrrpkit.transports.rawsocket import RawAdvertSocket
-
-                self._socket = await RawAdvertSocket.open(
-                    self.interface,
-                    4 if family == 4 else 6,
-                    source=self._source,
-                    multicast=multicast,
-                    netns=self._netns,
-                )
-            stack.push_async_callback(self._socket.aclose)
+                self._socket = await self._open_raw_socket()
+                self._owns_socket = True
+            stack.push_async_callback(self._close_socket)
         if self._addresses is None:
             if hub is not None:
                 self._addresses = await hub.address_manager(self._netns)
@@ -443,6 +437,50 @@ class Instance(StateCallbacks, Hosted):
         if local != self._router.config.address:
             # The router object stays the same (a sync group holds it); only its address changes.
             self._router.update_config(attrs.evolve(self._router.config, address=local))
+
+    async def _open_raw_socket(self) -> AdvertSocket:
+        from vrrpkit.transports.rawsocket import RawAdvertSocket
+
+        return await RawAdvertSocket.open(
+            self.interface,
+            4 if self._config.address.version == 4 else 6,
+            source=self._source,
+            multicast=not self._config.unicast_peers,
+            netns=self._netns,
+        )
+
+    async def _close_socket(self) -> None:
+        if self._socket is not None:
+            await self._socket.aclose()
+
+    async def _renew_socket_if_stale(self) -> None:
+        """Reopen our raw socket if the interface came back as a new one (new ifindex).
+
+        A raw socket stays bound to the interface it was opened on; after the interface is
+        deleted and created again it would neither send nor receive, and the instance would
+        become a MASTER nobody hears.
+        """
+        if not self._owns_socket or self._socket is None:
+            return
+        lookup = getattr(self._addresses, "ifindex", None)
+        if lookup is None:
+            return
+        try:
+            current = await lookup(self.interface)
+            if current == self._socket.ifindex:
+                return
+            fresh = await self._open_raw_socket()
+        except TransportError as exc:
+            self._transport_failed("reopen socket", exc)
+            return
+        stale, self._socket = self._socket, fresh
+        logger.info(
+            "%s: %s is a new interface (index %d); socket reopened",
+            self.name,
+            self.interface,
+            current,
+        )
+        await stale.aclose()
 
     # -- the pump ----------------------------------------------------------------------------
 
@@ -510,13 +548,15 @@ class Instance(StateCallbacks, Hosted):
                         await self._add_vips(missing, retry=True)
 
     async def _receive_loop(self) -> None:
-        assert self._socket is not None
-        sock = self._socket
         vrid = self._config.vrid
         while True:
+            sock = self._socket
+            assert sock is not None
             try:
                 packets = await sock.receive_batch()
             except (anyio.ClosedResourceError, anyio.EndOfStream):
+                if self._socket is not sock:
+                    continue  # replaced by a fresh socket (the interface came back)
                 return
             except TransportError as exc:
                 self._transport_failed("receive", exc)
@@ -551,6 +591,8 @@ class Instance(StateCallbacks, Hosted):
                 logger.info(
                     "%s: interface %s is %s", self.name, event.ifname, "up" if event.up else "down"
                 )
+                if event.up:
+                    await self._renew_socket_if_stale()
                 await self._input(functools.partial(self._router.interface_changed, event.up))
             if event.ifname in tracked:
                 await self._input(
