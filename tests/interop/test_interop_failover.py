@@ -107,6 +107,8 @@ def test_vrrpkit_restarted_after_a_hard_kill_drops_the_vip_it_left_behind(
     io.start(master=k, backup=v)
     k.hard_kill()
     io.wait_master(v)
+    # Notify programs run after the VIPs are up; let MASTER's run before killing the process.
+    io.expect_notifications(v, ["BACKUP 100", "MASTER 100"])
     v.hard_kill()
     assert k.holds_vip() and v.holds_vip()  # both killed, both left the VIP behind
 
