@@ -32,15 +32,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from vrrpkit.testing import netlab
+from vrrpkit.testing.netlab import LabError as LabError
+from vrrpkit.testing.netlab import LabHost, NetLab, run_ip
 from vrrpkit.transports.netns import run_in_netns
 
 PREFIX = f"vkbn{os.getpid():x}-"
-_STALE = re.compile(r"vkbn([0-9a-f]+)-\d+-[a-z0-9]+")
+_STALE = re.compile(r"vkbn([0-9a-f]+)-\d+-[a-z0-9-]+")
 _counter = itertools.count()
 _created: set[str] = set()
 _processes: list[subprocess.Popen[bytes]] = []
@@ -49,27 +54,9 @@ _workdirs: list[str] = []
 NODE_SCRIPT = Path(__file__).with_name("node.py")
 
 
-class LabError(RuntimeError):
-    """An ``ip`` command failed, or a node did not start."""
-
-
-# -- namespaces ----------------------------------------------------------------------------
-
-
 def ip(*args: str, netns: str | None = None, batch: Sequence[str] | None = None) -> str:
     """Run ``ip [-n netns] args`` (or a batch of ip commands) and return its stdout."""
-    argv = ["ip"]
-    if netns is not None:
-        argv += ["-n", netns]
-    argv += list(args)
-    stdin = None
-    if batch is not None:
-        argv += ["-b", "-"]
-        stdin = "\n".join(batch) + "\n"
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-    return done.stdout
+    return run_ip(*args, netns=netns, batch=batch)
 
 
 def unavailable_reason() -> str | None:
@@ -133,15 +120,7 @@ def _new_name(role: str) -> str:
 
 def delete_namespaces(names: Sequence[str]) -> None:
     """Delete namespaces, ignoring ones already gone."""
-    if not names:
-        return
-    subprocess.run(
-        ["ip", "-force", "-b", "-"],
-        input="".join(f"netns del {name}\n" for name in names),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    netlab.delete_namespaces(names)
     _created.difference_update(names)
 
 
@@ -186,34 +165,9 @@ def workdir() -> Path:
     return Path(path)
 
 
-@dataclass
-class Host:
-    """One namespace with ``eth0`` on the lab's bridge."""
-
-    netns: str
-    number: int
-    port: str
-    ifname: str = "eth0"
-    ipv4: IPv4Address = field(init=False)
-    ipv6: IPv6Address = field(init=False)
-    link_local: IPv6Address = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ipv4 = IPv4Address(f"192.0.2.{self.number}")
-        self.ipv6 = IPv6Address(f"2001:db8::{self.number}")
-        self.link_local = IPv6Address(f"fe80::{self.number}")
-
-    def setup_commands(self) -> list[str]:
-        mac = f"02:00:00:00:01:{self.number:02x}"
-        return [
-            "link set lo up",
-            f"link set {self.ifname} address {mac}",
-            f"link set {self.ifname} addrgenmode none",
-            f"link set {self.ifname} up",
-            f"addr add {self.ipv4}/24 dev {self.ifname}",
-            f"addr add {self.ipv6}/64 dev {self.ifname} nodad",
-            f"addr add {self.link_local}/64 dev {self.ifname} nodad",
-        ]
+@attrs.frozen
+class Host(LabHost):
+    """One namespace with ``eth0`` on the lab's bridge, plus the counters benchmarks read."""
 
     def link_stats(self) -> dict[str, int]:
         """``eth0``'s packet counters (rx_packets, tx_packets, rx_dropped).
@@ -230,10 +184,8 @@ class Host:
         raise LabError(f"no {self.ifname} in {self.netns}")
 
     def has_address(self, address: str) -> bool:
-        links: list[dict[str, Any]] = json.loads(
-            ip("-j", "addr", "show", self.ifname, netns=self.netns)
-        )
-        return any(entry.get("local") == address for entry in links[0]["addr_info"])
+        """Whether ``address`` is on ``eth0`` now."""
+        return self.holds(address)
 
     def remove_address(self, address: str, prefixlen: int) -> None:
         """Delete an address if present (a SIGKILLed node leaves its VIP behind)."""
@@ -241,46 +193,19 @@ class Host:
             ip("addr", "del", f"{address}/{prefixlen}", "dev", self.ifname, netns=self.netns)
 
 
-@dataclass
-class Lab:
-    """Hosts joined by a bridge that lives in its own namespace."""
+class Lab(NetLab):
+    """Hosts joined by a bridge that lives in its own namespace (vrrpkit.testing.netlab)."""
 
-    bridge_netns: str
-    hosts: list[Host]
-
-    @property
-    def namespaces(self) -> list[str]:
-        return [self.bridge_netns, *(host.netns for host in self.hosts)]
-
-    def destroy(self) -> None:
-        delete_namespaces(self.namespaces)
+    host_class = Host
+    hosts: list[Host]  # type: ignore[assignment]
 
 
 def create_lab(count: int) -> Lab:
     """Build a lab of ``count`` hosts numbered 1..count; on failure nothing is left behind."""
-    bridge = _new_name("br")
-    hosts = [Host(netns=_new_name(f"h{n}"), number=n, port=f"p{n}") for n in range(1, count + 1)]
-    lab = Lab(bridge_netns=bridge, hosts=hosts)
-    try:
-        ip(batch=[f"netns add {name}" for name in lab.namespaces])
-        commands = [
-            "link set lo up",
-            "link add br0 type bridge mcast_snooping 0",
-            "link set br0 up",
-        ]
-        for host in hosts:
-            commands += [
-                f"link add {host.port} type veth peer name {host.ifname} netns {host.netns}",
-                f"link set {host.port} master br0",
-                f"link set {host.port} up",
-            ]
-        ip(netns=bridge, batch=commands)
-        for host in hosts:
-            ip(netns=host.netns, batch=host.setup_commands())
-    except BaseException:
-        lab.destroy()
-        raise
-    return lab
+    made = Lab(count, prefix=_new_name("lab"))
+    _created.update(made.namespaces)
+    made.create()
+    return made
 
 
 @contextlib.contextmanager

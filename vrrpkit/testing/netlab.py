@@ -130,13 +130,18 @@ class LabHost:
 class NetLab:
     """``with NetLab(3) as lab:`` builds hosts 1..3 on one bridge and always deletes them."""
 
+    #: The class of :attr:`hosts`; a subclass may give its hosts more methods.
+    host_class: type[LabHost] = LabHost
+
     def __init__(self, count: int = 2, *, prefix: str | None = None) -> None:
         if not 1 <= count <= 250:
             raise ValueError(f"a lab has 1..250 hosts, not {count}")
         #: Every namespace name starts with this (per process and lab, so runs never collide).
         self.prefix = prefix or f"vkl{os.getpid():x}-{next(_counter)}"
         self.bridge_netns = f"{self.prefix}-br"
-        self.hosts = [LabHost(f"{self.prefix}-h{n}", n, f"p{n}") for n in range(1, count + 1)]
+        self.hosts = [
+            self.host_class(f"{self.prefix}-h{n}", n, f"p{n}") for n in range(1, count + 1)
+        ]
 
     @property
     def namespaces(self) -> list[str]:
