@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -45,7 +44,6 @@ from vrrpkit.testing.netlab import LabHost, NetLab, run_ip
 from vrrpkit.transports.netns import run_in_netns
 
 PREFIX = f"vkbn{os.getpid():x}-"
-_STALE = re.compile(r"vkbn([0-9a-f]+)-\d+-[a-z0-9-]+")
 _counter = itertools.count()
 _created: set[str] = set()
 _processes: list[subprocess.Popen[bytes]] = []
@@ -61,19 +59,10 @@ def ip(*args: str, netns: str | None = None, batch: Sequence[str] | None = None)
 
 def unavailable_reason() -> str | None:
     """Why the namespace benchmarks cannot run here, or None if they can."""
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("ip") is None:
-        return "needs the ip command (iproute2)"
-    probe = _new_name("probe")
-    try:
-        ip("netns", "add", probe)
-    except LabError as exc:
-        return f"cannot create network namespaces: {exc}"
-    finally:
-        delete_namespaces([probe])
-    remove_stale()
-    return None
+    reason = netlab.lab_unavailable_reason(probe=_new_name("probe"))
+    if reason is None:
+        netlab.remove_stale_namespaces("vkbn", PREFIX)
+    return reason
 
 
 def keepalived_path() -> str | None:
@@ -91,25 +80,6 @@ def keepalived_version() -> str:
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     text = (out.stdout + out.stderr).strip().splitlines()
     return text[0] if text else "unknown"
-
-
-def _listed() -> list[str]:
-    listing = subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, check=False
-    ).stdout
-    return [line.split()[0] for line in listing.splitlines() if line.strip()]
-
-
-def remove_stale() -> None:
-    """Delete namespaces left by earlier benchmark runs whose process is gone."""
-    stale = []
-    for name in _listed():
-        match = _STALE.fullmatch(name)
-        if match is None or name.startswith(PREFIX):
-            continue
-        if not Path(f"/proc/{int(match.group(1), 16)}").exists():
-            stale.append(name)
-    delete_namespaces(stale)
 
 
 def _new_name(role: str) -> str:
@@ -133,7 +103,7 @@ def cleanup() -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
     _processes.clear()
-    mine = sorted(set(_created) | {n for n in _listed() if n.startswith(PREFIX)})
+    mine = sorted(set(_created) | {n for n in netlab.list_namespaces() if n.startswith(PREFIX)})
     delete_namespaces(mine)
     for path in _workdirs:
         shutil.rmtree(path, ignore_errors=True)

@@ -14,17 +14,21 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 
-from vrrpkit.testing.netlab import LabError, LabHost, NetLab, delete_namespaces, run_ip
+from vrrpkit.testing.netlab import (
+    LabHost,
+    NetLab,
+    delete_namespaces,
+    lab_unavailable_reason,
+    list_namespaces,
+    remove_stale_namespaces,
+    run_ip,
+)
 from vrrpkit.transports.netns import run_in_netns
 
 PREFIX = f"vk{os.getpid():x}-"
@@ -42,30 +46,10 @@ def ip(*args: str, netns: str | None = None) -> str:
 @functools.lru_cache(maxsize=1)
 def unavailable_reason() -> str | None:
     """Return why namespace tests cannot run here, or None if they can."""
-    if os.geteuid() != 0:
-        return "network namespace tests need root"
-    if shutil.which("ip") is None:
-        return "network namespace tests need the ip command (iproute2)"
-    probe = _new_name("probe")
-    try:
-        ip("netns", "add", probe)
-    except LabError as exc:
-        return f"cannot create network namespaces: {exc}"
-    delete_namespaces([probe])
-    remove_stale()
-    return None
-
-
-def remove_stale() -> None:
-    """Delete namespaces left by earlier runs whose process is gone (killed mid-run)."""
-    stale = []
-    for name in _listed():
-        match = re.fullmatch(r"vk([0-9a-f]+)-\d+-[a-z0-9-]+", name)
-        if match is None or name.startswith(PREFIX):
-            continue
-        if not Path(f"/proc/{int(match.group(1), 16)}").exists():
-            stale.append(name)
-    delete_namespaces(stale)
+    reason = lab_unavailable_reason(probe=_new_name("probe"))
+    if reason is None:
+        remove_stale_namespaces("vk", PREFIX)
+    return reason
 
 
 def _new_name(role: str) -> str:
@@ -77,18 +61,9 @@ def _new_name(role: str) -> str:
     return name
 
 
-def _listed() -> list[str]:
-    if shutil.which("ip") is None:
-        return []
-    listing = subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, check=False
-    ).stdout
-    return [line.split()[0] for line in listing.splitlines() if line.strip()]
-
-
 def leftovers() -> list[str]:
     """Return the namespaces of this process that still exist."""
-    return [name for name in _listed() if name.startswith(PREFIX)]
+    return [name for name in list_namespaces() if name.startswith(PREFIX)]
 
 
 def remove_leftovers() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ __all__ = [
     "NetLab",
     "delete_namespaces",
     "lab_unavailable_reason",
+    "list_namespaces",
+    "remove_stale_namespaces",
     "run_ip",
 ]
 
@@ -62,13 +65,49 @@ def delete_namespaces(names: Sequence[str]) -> None:
         )
 
 
-def lab_unavailable_reason() -> str | None:
-    """Why a lab cannot be built here (not root, no ``ip``), or None if it can."""
+def lab_unavailable_reason(probe: str | None = None) -> str | None:
+    """Why a lab cannot be built here (not root, no ``ip``), or None if it can.
+
+    With ``probe`` (a namespace name), also create and delete that namespace to be sure.
+    """
     if os.geteuid() != 0:
         return "a network-namespace lab needs root"
     if shutil.which("ip") is None:
         return "a network-namespace lab needs the ip command (iproute2)"
+    if probe is not None:
+        try:
+            run_ip("netns", "add", probe)
+        except LabError as exc:
+            return f"cannot create network namespaces: {exc}"
+        finally:
+            delete_namespaces([probe])
     return None
+
+
+def list_namespaces() -> list[str]:
+    """The names of the network namespaces that exist now."""
+    if shutil.which("ip") is None:
+        return []
+    listing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
+
+
+def remove_stale_namespaces(tag: str, own_prefix: str) -> None:
+    """Delete namespaces named ``<tag><pid hex>-...`` whose process is gone (killed mid-run).
+
+    Namespaces starting with ``own_prefix`` (this process's) are left alone.
+    """
+    pattern = re.compile(rf"{re.escape(tag)}([0-9a-f]+)-\d+-[a-z0-9-]+")
+    stale = []
+    for name in list_namespaces():
+        match = pattern.fullmatch(name)
+        if match is None or name.startswith(own_prefix):
+            continue
+        if not os.path.exists(f"/proc/{int(match.group(1), 16)}"):
+            stale.append(name)
+    delete_namespaces(stale)
 
 
 @attrs.frozen
