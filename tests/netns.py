@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import anyio
 
+from vrrpkit.testing.netlab import LabError as LabError
 from vrrpkit.testing.netlab import (
     LabHost,
     NetLab,
