@@ -1,13 +1,14 @@
 """Group: keepalived's vrrp_sync_group at runtime, over several :class:`Instance` objects.
 
-The members share one lock, so an input to one member and the transitions it forces on the
-others happen as one step; each forced action is performed by the member it belongs to (its
-own socket and interface). Group state changes go to the group's callbacks and to keepalived's
+An input to one member and the transitions it forces on the others happen in one synchronous
+step; each forced action is performed by the member it belongs to (its own socket and
+interface). Group state changes go to the group's callbacks and to keepalived's
 GROUP notify programs after the members' own.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -20,7 +21,7 @@ from vrrpkit.core.group import SyncGroup
 from vrrpkit.core.states import State
 from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.hosting import Hosted
-from vrrpkit.runtime.instance import Instance
+from vrrpkit.runtime.instance import Instance, _ForGroup
 from vrrpkit.runtime.notify import NotifyScripts
 
 __all__ = ["Group"]
@@ -54,11 +55,9 @@ class Group(StateCallbacks, Hosted):
         self.name = name
         self._sync = SyncGroup(name, [m.router for m in self.members])
         self._by_name = {m.name: m for m in self.members}
-        lock = anyio.Lock()
         for member in self.members:
             if member._group_hook is not None:
                 raise ConfigError(f"instance {member.name!r} is already in a group")
-            member._lock = lock
             member._group_hook = self._after_member_actions
         self._notify = NotifyScripts(
             notify=notify,
@@ -93,9 +92,9 @@ class Group(StateCallbacks, Hosted):
         """Ask the group (every member) to stop gracefully."""
         self._stop.set()
 
-    async def _after_member_actions(self, member: Instance, actions: list[Action]) -> None:
-        # Runs under the shared lock after a member performed its own actions: perform what the
-        # group forced on the other members, each through its own transports.
+    def _after_member_actions(self, member: Instance, actions: list[Action]) -> None:
+        # Runs right after a member performed its own actions, in the same step: perform what
+        # the group forced on the other members, each through its own transports.
         if self._in_hook:
             return
         self._in_hook = True
@@ -114,14 +113,19 @@ class Group(StateCallbacks, Hosted):
                             action.new,
                             action.reason,
                         )
-                        self._pending.append(action)
+                        # Queued behind the member's own effects: keepalived runs group
+                        # notifies after the members' addresses and notifies.
+                        member._effects.put(_ForGroup(functools.partial(self._pend, action)))
                     else:
-                        await self._by_name[action.instance]._perform([action])
+                        self._by_name[action.instance]._perform_now([action])
         finally:
             self._in_hook = False
         for other in self.members:
-            other._wake_timer()
-        if self._pending and self._wakeup is not None:
+            other._rearm()
+
+    def _pend(self, change: GroupStateChanged) -> None:
+        self._pending.append(change)
+        if self._wakeup is not None:
             self._wakeup.set()
 
     async def _notifier(self) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -25,11 +25,16 @@ from vrrpkit.transports.base import (
     AddressManager,
     AdvertSocket,
     Announcer,
+    DirectAdvertSocket,
     LinkEvent,
     LinkMonitor,
+    PacketHandler,
     ReceivedPacket,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from vrrpkit.transports.clock import PreciseClock
 
 __all__ = ["TransportHub"]
 
@@ -41,7 +46,7 @@ _SocketKey = tuple[str | None, str, int, Address | None, bool]
 class _SharedSocket:
     """One real socket and the per-VRID ports reading from it."""
 
-    def __init__(self, sock: AdvertSocket) -> None:
+    def __init__(self, sock: DirectAdvertSocket) -> None:
         self.sock = sock
         self.ports: dict[int, _Port] = {}
         self.unknown_vrid = 0
@@ -49,20 +54,34 @@ class _SharedSocket:
     async def read(self) -> None:
         while True:
             try:
-                packets = await self.sock.receive_batch()
+                await self.sock.deliver(self.dispatch)
+                return  # closed
             except (anyio.ClosedResourceError, anyio.EndOfStream):
                 return
             except TransportError as exc:
                 logger.error("shared socket receive failed: %s", exc)
                 await anyio.sleep(0.1)
-                continue
-            for packet in packets:
-                data = packet.data
-                port = self.ports.get(data[1]) if len(data) > 1 else None
-                if port is None:
-                    self.unknown_vrid += 1  # keepalived drops unknown VRIDs uncounted per VRID
-                else:
-                    port.mailbox.put(packet)
+
+    def dispatch(self, packets: list[ReceivedPacket]) -> None:
+        ports = self.ports
+        if len(packets) == 1:
+            data = packets[0].data
+            port = ports.get(data[1]) if len(data) > 1 else None
+            if port is None:
+                self.unknown_vrid += 1  # keepalived drops unknown VRIDs uncounted per VRID
+            else:
+                port.put(packets)
+            return
+        by_port: dict[_Port, list[ReceivedPacket]] = {}
+        for packet in packets:
+            data = packet.data
+            port = ports.get(data[1]) if len(data) > 1 else None
+            if port is None:
+                self.unknown_vrid += 1
+            else:
+                by_port.setdefault(port, []).append(packet)
+        for port, batch in by_port.items():
+            port.put(batch)
 
 
 class _Port:
@@ -72,6 +91,7 @@ class _Port:
         self._shared = shared
         self._vrid = vrid
         self.mailbox: Mailbox[ReceivedPacket] = Mailbox(1000)
+        self._handler: PacketHandler | None = None
 
     @property
     def local_address(self) -> Address:
@@ -81,14 +101,40 @@ class _Port:
     def ifindex(self) -> int:
         return self._shared.sock.ifindex
 
+    def put(self, packets: list[ReceivedPacket]) -> None:
+        handler = self._handler
+        if handler is not None:
+            handler(packets)
+        else:
+            for packet in packets:
+                self.mailbox.put(packet)
+
     async def receive(self) -> ReceivedPacket:
         return (await self.receive_batch())[0]
 
     async def receive_batch(self) -> list[ReceivedPacket]:
         return await self.mailbox.get_all()
 
+    async def deliver(self, handler: PacketHandler) -> None:
+        if self._handler is not None:
+            raise anyio.BusyResourceError("receiving from")
+        queued = self.mailbox.take_all()
+        if queued:
+            handler(queued)
+        if self.mailbox.closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._handler = handler
+        try:
+            await self.mailbox.wait_closed()
+        finally:
+            self._handler = None
+
     async def send(self, data: bytes, dst: Address) -> None:
         await self._shared.sock.send(data, dst)
+
+    def send_nowait(self, data: bytes, dst: Address) -> None:
+        self._shared.sock.send_nowait(data, dst)
 
     async def aclose(self) -> None:
         self.mailbox.close()
@@ -160,11 +206,19 @@ class TransportHub:
         self._links: dict[str | None, _SharedLinks] = {}
         self._announcers: dict[tuple[str | None, str], Announcer] = {}
         self._lock: anyio.Lock | None = None
+        self._clock: PreciseClock | None = None
 
     async def __aenter__(self) -> TransportHub:
+        from vrrpkit.transports.clock import PreciseClock, TimerQueue
+
         await self._stack.__aenter__()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._lock = anyio.Lock()
+        timers = TimerQueue.create()
+        if timers is not None:
+            self._stack.callback(timers.close)
+            self._tg.start_soon(timers.run)
+        self._clock = PreciseClock(timers)
         return self
 
     async def __aexit__(
@@ -182,6 +236,17 @@ class TransportHub:
         if self._tg is None or self._lock is None:
             raise ConfigError("use the hub inside `async with TransportHub() as hub:`")
         return self._tg, self._lock
+
+    @property
+    def clock(self) -> PreciseClock:
+        """The precise clock whose alarms share one timer (instances use it by default).
+
+        Instances on one timer send their adverts in the same wake-ups of the process,
+        as keepalived's do.
+        """
+        if self._clock is None:
+            raise ConfigError("use the hub inside `async with TransportHub() as hub:`")
+        return self._clock
 
     @property
     def sockets(self) -> int:

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Any, TypeAlias
 
@@ -38,21 +38,25 @@ from vrrpkit.core.addresses import Address, multicast_group, to_address, to_addr
 from vrrpkit.core.config import RouterConfig
 from vrrpkit.core.counters import Counters
 from vrrpkit.core.errors import ConfigError, VrrpError
+from vrrpkit.core.packet import Advertisement
 from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.hub import TransportHub
+from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
 from vrrpkit.transports.base import (
     AddressManager,
     AdvertSocket,
+    Alarm,
     Announcer,
     Clock,
     LinkMonitor,
     ProcessRunner,
+    ReceivedPacket,
     TransportError,
 )
 
@@ -71,6 +75,21 @@ class TransportFailure:
 
 
 Event: TypeAlias = StateChanged | SplitBrain | TransportFailure
+
+
+@attrs.frozen
+class _RetryVips:
+    """Effect: add the VIPs a refused request left out (once per advert interval as MASTER)."""
+
+
+@attrs.frozen
+class _ForGroup:
+    """Effect: hand a sync group's state change on, after this member's own effects."""
+
+    deliver: Callable[[], None]
+
+
+_Effect: TypeAlias = Action | _RetryVips | _ForGroup
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -188,9 +207,14 @@ class Instance(StateCallbacks, Hosted):
         self._hub = hub
         self._owns_socket = False
         self._router = Router(self._config)
-        self._lock = anyio.Lock()
-        self._timer_scope: anyio.CancelScope | None = None
-        self._timer_target: float | None = None
+        self._alarm: Alarm | None = None
+        self._armed: float | None = None
+        self._effects: Mailbox[_Effect] = Mailbox(1 << 62)
+        self._retry_queued = False
+        self._send_now: Callable[[bytes, Address], None] | None = None
+        self._wire: dict[
+            int, tuple[Advertisement, RouterConfig, tuple[tuple[Address, bytes], ...]]
+        ] = {}
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
         self._running = False
@@ -198,7 +222,7 @@ class Instance(StateCallbacks, Hosted):
         self._notify_failures = 0
         self._transport_failures = 0
         self._last_transition: float | None = None
-        self._group_hook: Callable[[Instance, list[Action]], Awaitable[None]] | None = None
+        self._group_hook: Callable[[Instance, list[Action]], None] | None = None
         self._monotonic = False
         self._changes: MemoryObjectSendStream[StateChanged | SplitBrain] | None = None
 
@@ -320,7 +344,8 @@ class Instance(StateCallbacks, Hosted):
 
     async def tracker_result(self, name: str, ok: bool) -> None:
         """Feed one result of tracker ``name`` (for plain :class:`vrrpkit.Tracker` values)."""
-        await self._input(lambda now: self._router.tracker_result(name, ok, now))
+        self._step(lambda now: self._router.tracker_result(name, ok, now))
+        await anyio.lowlevel.checkpoint()
 
     def stop(self) -> None:
         """Ask a running instance to stop gracefully (``run`` then returns)."""
@@ -351,41 +376,66 @@ class Instance(StateCallbacks, Hosted):
             StateChanged | SplitBrain
         ](1000)
         self._changes = changes_send
+        if self._effects.closed:  # a previous run's; a group may already have queued work
+            self._effects = Mailbox(1 << 62)
         dispatcher_done = anyio.Event()
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(self._dispatch, changes_receive, dispatcher_done)
-            try:
-                async with anyio.create_task_group() as tg:
-                    await self._start()
-                    tg.start_soon(self._receive_loop)
-                    tg.start_soon(self._timer_loop)
-                    tg.start_soon(self._link_loop)
-                    for spec in self._specs:
-                        if isinstance(spec, (CheckTracker, ScriptTracker)):
-                            tg.start_soon(self._periodic_tracker, spec)
-                    task_status.started(self)
-                    await self._stop_requested.wait()
-                    tg.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(self._shutdown_timeout):
-                    await self._shutdown()
-                    changes_send.close()
-                    await dispatcher_done.wait()
-                    # If the dispatcher was cancelled with us, deliver what it left.
-                    while True:
-                        try:
-                            change = changes_receive.receive_nowait()
-                        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                            break
-                        await self._deliver(change)
-                    changes_receive.close()
+        effects_done = anyio.Event()
+        assert self._clock is not None
+        from vrrpkit.transports.clock import alarm_for
+
+        self._alarm = alarm_for(self._clock)
+        self._armed = None
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._dispatch, changes_receive, dispatcher_done)
+                outer.start_soon(self._run_effects, effects_done)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        await self._start()
+                        tg.start_soon(self._alarm.run, self._on_alarm)
+                        tg.start_soon(self._receive_loop)
+                        tg.start_soon(self._link_loop)
+                        for spec in self._specs:
+                            if isinstance(spec, (CheckTracker, ScriptTracker)):
+                                tg.start_soon(self._periodic_tracker, spec)
+                        task_status.started(self)
+                        await self._stop_requested.wait()
+                        tg.cancel_scope.cancel()
+                finally:
+                    with (
+                        anyio.CancelScope(shield=True),
+                        anyio.move_on_after(self._shutdown_timeout),
+                    ):
+                        self._shutdown()
+                        self._effects.close()
+                        await effects_done.wait()
+                        # If the effects task was cancelled with us, perform what it left.
+                        for effect in self._effects.take_all():
+                            await self._perform_effect(effect)
+                        changes_send.close()
+                        await dispatcher_done.wait()
+                        # If the dispatcher was cancelled with us, deliver what it left.
+                        while True:
+                            try:
+                                change = changes_receive.receive_nowait()
+                            except (
+                                anyio.WouldBlock,
+                                anyio.EndOfStream,
+                                anyio.ClosedResourceError,
+                            ):
+                                break
+                            await self._deliver(change)
+                        changes_receive.close()
+        finally:
+            self._alarm.close()
+            self._alarm = None
 
     async def _open_transports(self, stack: contextlib.AsyncExitStack) -> None:
         # Imported here so that a program using only fakes never touches raw sockets.
         from vrrpkit.transports.clock import PreciseClock
 
         if self._clock is None:
-            self._clock = PreciseClock()
+            self._clock = PreciseClock() if self._hub is None else self._hub.clock
         # Kernel receive timestamps are on CLOCK_MONOTONIC: usable only with that clock.
         self._monotonic = isinstance(self._clock, PreciseClock)
         family = self._config.address.version
@@ -474,6 +524,7 @@ class Instance(StateCallbacks, Hosted):
             self._transport_failed("reopen socket", exc)
             return
         stale, self._socket = self._socket, fresh
+        self._send_now = self._direct_send(fresh)
         logger.info(
             "%s: %s is a new interface (index %d); socket reopened",
             self.name,
@@ -486,102 +537,109 @@ class Instance(StateCallbacks, Hosted):
 
     async def _start(self) -> None:
         assert self._links is not None
-        async with self._lock:
-            now = self._now()
-            if not await self._links.is_up(self.interface):
-                self._router.interface_changed(False, now)
-            for spec in self._specs:
-                if isinstance(spec, InterfaceTracker):
-                    up = await self._links.is_up(spec.ifname)
-                    self._router.tracker_result(spec.ifname, up, now)
-            self._vips_held.clear()
-            await self._perform(self._router.start(now))
+        interface_up = await self._links.is_up(self.interface)
+        links = {}
+        for spec in self._specs:
+            if isinstance(spec, InterfaceTracker):
+                links[spec.ifname] = await self._links.is_up(spec.ifname)
+        self._send_now = self._direct_send(self._socket)
+        now = self._now()
+        if not interface_up:
+            self._router.interface_changed(False, now)
+        for ifname, up in links.items():
+            self._router.tracker_result(ifname, up, now)
+        self._vips_held.clear()
+        self._perform_now(self._router.start(now))
+        self._rearm()
 
-    async def _input(self, step: Callable[[float], list[Action]]) -> None:
-        async with self._lock:
-            before = self._router.next_deadline()
-            await self._perform(step(self._now()))
-            if self._router.next_deadline() != before:
-                self._wake_timer()
+    @staticmethod
+    def _direct_send(sock: AdvertSocket | None) -> Callable[[bytes, Address], None] | None:
+        send_nowait = getattr(sock, "send_nowait", None)
+        return send_nowait if callable(send_nowait) else None
+
+    def _step(self, step: Callable[[float], list[Action]]) -> None:
+        """Feed one input to the router and perform what comes out."""
+        self._perform_now(step(self._now()))
+        self._rearm()
 
     def _now(self) -> float:
         assert self._clock is not None
         return self._clock.now()
 
-    def _wake_timer(self) -> None:
-        # Wake the timer task only if the deadline moved earlier than what it sleeps toward:
-        # in BACKUP every accepted advert pushes the deadline later, and re-arming the sleep
-        # for each one would cost more than the rest of the receive path together.
-        scope = self._timer_scope
-        if scope is None:
-            return
+    def _rearm(self) -> None:
+        # Move the alarm only when the deadline came earlier than what it is set for: in
+        # BACKUP every accepted advert pushes the deadline later, and re-arming for each one
+        # would cost more than the rest of the receive path; the alarm rings at the old
+        # deadline instead and is set again from there.
         deadline = self._router.next_deadline()
-        target = self._timer_target
-        if deadline is not None and (target is None or deadline < target):
-            scope.cancel()
+        if deadline is None:
+            return
+        armed = self._armed
+        if armed is None or deadline < armed:
+            self._armed = deadline
+            if self._alarm is not None:
+                self._alarm.set(deadline)
 
-    async def _timer_loop(self) -> None:
-        assert self._clock is not None
-        while True:
-            deadline = self._router.next_deadline()
-            with anyio.CancelScope() as scope:
-                self._timer_scope = scope
-                self._timer_target = deadline
-                if deadline is None:
-                    await anyio.sleep_forever()
-                else:
-                    await self._clock.sleep_until(deadline)
-            self._timer_scope = None
-            if scope.cancelled_caught:
-                continue
-            async with self._lock:
-                now = self._now()
-                due = self._router.next_deadline()
-                if due is not None and due <= now:
-                    await self._perform(self._router.handle_timer(now))
-                    if self._router.state is State.MASTER and len(self._vips_held) != len(
-                        self._vips
-                    ):
-                        # A refused VIP (interface busy, address conflict) is retried once per
-                        # advert interval while we are MASTER.
-                        missing = tuple(v.ip for v in self._vips if v.ip not in self._vips_held)
-                        await self._add_vips(missing, retry=True)
+    def _on_alarm(self) -> None:
+        self._armed = None
+        router = self._router
+        now = self._now()
+        due = router.next_deadline()
+        if due is not None and due <= now:
+            self._perform_now(router.handle_timer(now))
+            if (
+                router.state is State.MASTER
+                and len(self._vips_held) != len(self._vips)
+                and not self._retry_queued
+            ):
+                # A refused VIP (interface busy, address conflict) is retried once per
+                # advert interval while we are MASTER.
+                self._retry_queued = True
+                self._effects.put(_RetryVips())
+        self._rearm()
 
     async def _receive_loop(self) -> None:
-        vrid = self._config.vrid
         while True:
             sock = self._socket
             assert sock is not None
+            deliver = getattr(sock, "deliver", None)
             try:
-                packets = await sock.receive_batch()
+                if callable(deliver):
+                    await deliver(self._on_packets)
+                else:
+                    self._on_packets(await sock.receive_batch())
+                    continue
             except (anyio.ClosedResourceError, anyio.EndOfStream):
-                if self._socket is not sock:
-                    continue  # replaced by a fresh socket (the interface came back)
-                return
+                pass
             except TransportError as exc:
                 self._transport_failed("receive", exc)
                 await anyio.sleep(0.1)
                 continue
-            async with self._lock:
-                now = self._now()
-                before = self._router.next_deadline()
-                for packet in packets:
-                    data = packet.data
-                    if len(data) > 1 and data[1] != vrid:
-                        continue  # another VRID on the same link: not ours, not counted
-                    arrived = now
-                    stamp = packet.timestamp
-                    if stamp is not None and self._monotonic and now - 1.0 < stamp <= now:
-                        # keepalived's timers start when it reads the packet, microseconds
-                        # after arrival; ours would start a Python wake-up later without this.
-                        arrived = stamp
-                    actions = self._router.receive_packet(
-                        data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived
-                    )
-                    if actions:
-                        await self._perform(actions)
-                if self._router.next_deadline() != before:
-                    self._wake_timer()
+            if self._socket is sock:
+                return  # closed for good
+            # else: replaced by a fresh socket (the interface came back)
+
+    def _on_packets(self, packets: list[ReceivedPacket]) -> None:
+        router = self._router
+        vrid = self._config.vrid
+        now = self._now()
+        monotonic = self._monotonic
+        for packet in packets:
+            data = packet.data
+            if len(data) > 1 and data[1] != vrid:
+                continue  # another VRID on the same link: not ours, not counted
+            arrived = now
+            stamp = packet.timestamp
+            if stamp is not None and monotonic and now - 1.0 < stamp <= now:
+                # keepalived's timers start when it reads the packet, microseconds after
+                # arrival; ours would start a Python wake-up later without this.
+                arrived = stamp
+            actions = router.receive_packet(
+                data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived
+            )
+            if actions:
+                self._perform_now(actions)
+        self._rearm()
 
     async def _link_loop(self) -> None:
         assert self._links is not None
@@ -593,11 +651,9 @@ class Instance(StateCallbacks, Hosted):
                 )
                 if event.up:
                     await self._renew_socket_if_stale()
-                await self._input(functools.partial(self._router.interface_changed, event.up))
+                self._step(functools.partial(self._router.interface_changed, event.up))
             if event.ifname in tracked:
-                await self._input(
-                    functools.partial(self._router.tracker_result, event.ifname, event.up)
-                )
+                self._step(functools.partial(self._router.tracker_result, event.ifname, event.up))
 
     async def _periodic_tracker(self, spec: CheckTracker | ScriptTracker) -> None:
         assert self._clock is not None
@@ -607,7 +663,7 @@ class Instance(StateCallbacks, Hosted):
             await clock.sleep_until(next_run)
             started = clock.now()
             ok = await self._run_check(spec)
-            await self._input(functools.partial(self._router.tracker_result, spec.name, ok))
+            self._step(functools.partial(self._router.tracker_result, spec.name, ok))
             # keepalived starts the next run an interval after the previous start; a run that
             # overran the interval makes it skip the missed slots ("expect idle").
             next_run = started + spec.interval
@@ -652,57 +708,25 @@ class Instance(StateCallbacks, Hosted):
             )
         return ok
 
-    async def _shutdown(self) -> None:
-        async with self._lock:
-            if self._router.state is not State.STOPPED:
-                await self._perform(self._router.shutdown(self._now()))
-            if self._vips_held:
-                # A MASTER's shutdown removed them already; this covers a failed removal.
-                await self._perform([RemoveVips(self.name, tuple(self._vips_held))])
+    def _shutdown(self) -> None:
+        if self._router.state is not State.STOPPED:
+            self._perform_now(self._router.shutdown(self._now()))
+        # A MASTER's shutdown removes its addresses; this covers a failed removal too.
+        self._effects.put(RemoveVips(self.name, ()))
 
     # -- performing actions ------------------------------------------------------------------
 
-    async def _perform(self, actions: list[Action]) -> None:
+    def _perform_now(self, actions: list[Action]) -> None:
+        """Perform a step's actions: adverts at once, everything else in order, later.
+
+        Sending is a non-blocking system call, done here so that the advert leaves within
+        microseconds of the timer; addresses, announcements and callbacks need awaiting and
+        go, in the order the router gave them, to the effects task (so callbacks still run
+        after the addresses they announce are in place, as keepalived's notifies do).
+        """
         for action in actions:
-            if isinstance(action, SendAdvertisement):
-                await self._send(action)
-            elif isinstance(action, AddVips):
-                await self._add_vips(action.addresses)
-            elif isinstance(action, RemoveVips):
-                await self._remove_vips(action.addresses)
-            elif isinstance(action, AnnounceVips):
-                await self._announce(action)
-            elif isinstance(action, StateChanged):
-                self._last_transition = self._now()
-                logger.info(
-                    "%s: %s -> %s (%s, priority %d)",
-                    action.instance,
-                    action.old,
-                    action.new,
-                    action.reason,
-                    action.priority,
-                )
-                self._publish(action)
-                self._queue_for_callbacks(action)
-            elif isinstance(action, SplitBrain):
-                if action.yielded:
-                    logger.info(
-                        "%s: yielding to master %s (priority %d, ours %d)",
-                        action.instance,
-                        action.peer,
-                        action.peer_priority,
-                        action.our_priority,
-                    )
-                else:
-                    logger.warning(
-                        "%s: another master %s with lower priority %d (ours %d): answering",
-                        action.instance,
-                        action.peer,
-                        action.peer_priority,
-                        action.our_priority,
-                    )
-                self._publish(action)
-                self._queue_for_callbacks(action)
+            if isinstance(action, SendAdvertisement) and self._send_now is not None:
+                self._send(action, self._send_now)
             elif isinstance(action, PacketDropped):
                 logger.debug(
                     "%s: dropped a packet from %s: %s (%s)",
@@ -711,8 +735,74 @@ class Instance(StateCallbacks, Hosted):
                     action.detail,
                     action.counter,
                 )
+            else:
+                if isinstance(action, StateChanged):
+                    self._last_transition = self._now()
+                    logger.info(
+                        "%s: %s -> %s (%s, priority %d)",
+                        action.instance,
+                        action.old,
+                        action.new,
+                        action.reason,
+                        action.priority,
+                    )
+                elif isinstance(action, SplitBrain):
+                    self._log_split_brain(action)
+                self._effects.put(action)
         if self._group_hook is not None:
-            await self._group_hook(self, actions)
+            self._group_hook(self, actions)
+
+    def _log_split_brain(self, action: SplitBrain) -> None:
+        if action.yielded:
+            logger.info(
+                "%s: yielding to master %s (priority %d, ours %d)",
+                action.instance,
+                action.peer,
+                action.peer_priority,
+                action.our_priority,
+            )
+        else:
+            logger.warning(
+                "%s: another master %s with lower priority %d (ours %d): answering",
+                action.instance,
+                action.peer,
+                action.peer_priority,
+                action.our_priority,
+            )
+
+    async def _run_effects(self, done: anyio.Event) -> None:
+        try:
+            while True:
+                try:
+                    effects = await self._effects.get_all()
+                except anyio.ClosedResourceError:
+                    return
+                with anyio.CancelScope(shield=True):
+                    for effect in effects:
+                        await self._perform_effect(effect)
+        finally:
+            done.set()
+
+    async def _perform_effect(self, effect: _Effect) -> None:
+        if isinstance(effect, SendAdvertisement):
+            await self._send_async(effect)
+        elif isinstance(effect, AddVips):
+            await self._add_vips(effect.addresses)
+        elif isinstance(effect, RemoveVips):
+            # An empty removal is the shutdown's sweep of whatever is still held.
+            await self._remove_vips(effect.addresses or tuple(self._vips_held))
+        elif isinstance(effect, AnnounceVips):
+            await self._announce(effect)
+        elif isinstance(effect, (StateChanged, SplitBrain)):
+            self._publish(effect)
+            self._queue_for_callbacks(effect)
+        elif isinstance(effect, _RetryVips):
+            self._retry_queued = False
+            if self._router.state is State.MASTER:
+                missing = tuple(v.ip for v in self._vips if v.ip not in self._vips_held)
+                await self._add_vips(missing, retry=True)
+        elif isinstance(effect, _ForGroup):
+            effect.deliver()
 
     def _queue_for_callbacks(self, event: StateChanged | SplitBrain) -> None:
         try:
@@ -722,17 +812,41 @@ class Instance(StateCallbacks, Hosted):
         except (anyio.WouldBlock, anyio.ClosedResourceError):
             logger.error("%s: callback queue unavailable; %s not delivered", self.name, event)
 
-    async def _send(self, action: SendAdvertisement) -> None:
+    def _send(self, action: SendAdvertisement, send: Callable[[bytes, Address], None]) -> None:
+        adv = action.advertisement
+        cfg = self._router.config
+        # The router hands out one Advertisement object per priority: a MASTER sends the
+        # same bytes every interval, encoded (and checksummed) once.
+        entry = self._wire.get(id(adv))
+        if entry is None or entry[0] is not adv or entry[1] is not cfg:
+            src = cfg.address
+            packets = tuple(
+                (dst, adv.encode(src=src, dst=dst, checksum=cfg.checksum))
+                for dst in cfg.unicast_peers or (multicast_group(src),)
+            )
+            if len(self._wire) >= 8:
+                self._wire.clear()
+            entry = self._wire[id(adv)] = (adv, cfg, packets)
+        for dst, data in entry[2]:
+            try:
+                send(data, dst)
+            except TransportError as exc:
+                self._transport_failed(f"send advert to {dst}", exc)
+            except anyio.ClosedResourceError:
+                return  # the socket is being replaced or closed: this advert is lost
+
+    async def _send_async(self, action: SendAdvertisement) -> None:
         assert self._socket is not None
         cfg = self._router.config
         src = cfg.address
-        destinations = cfg.unicast_peers or (multicast_group(src),)
-        for dst in destinations:
+        for dst in cfg.unicast_peers or (multicast_group(src),):
             data = action.advertisement.encode(src=src, dst=dst, checksum=cfg.checksum)
             try:
                 await self._socket.send(data, dst)
             except TransportError as exc:
                 self._transport_failed(f"send advert to {dst}", exc)
+            except anyio.ClosedResourceError:
+                return
 
     async def _add_vips(self, addresses: tuple[Address, ...], retry: bool = False) -> None:
         assert self._addresses is not None

@@ -54,6 +54,18 @@ class Mailbox(Generic[T]):
         self._items.clear()
         return items
 
+    def take_all(self) -> list[T]:
+        """Remove and return every queued item, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def wait_closed(self) -> None:
+        """Wait until the mailbox is closed (items put meanwhile stay queued)."""
+        while not self.closed:
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+
     async def iterate(self) -> AsyncIterator[T]:
         """Yield every item as it arrives, until the mailbox is closed and drained."""
         while True:

@@ -169,6 +169,12 @@ class FakeAdvertSocket:
         await anyio.lowlevel.checkpoint()
         self._network._deliver(self, data, dst)
 
+    def send_nowait(self, data: bytes, dst: Address) -> None:
+        """Put ``data`` on the segment now (receivers read it in their own tasks)."""
+        if self.closed:
+            raise TransportError("socket is closed")
+        self._network._deliver(self, data, dst)
+
     async def aclose(self) -> None:
         """Close the endpoint; a blocked receive raises ``anyio.ClosedResourceError``."""
         self._mailbox.close()

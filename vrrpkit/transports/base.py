@@ -10,7 +10,7 @@ Every async method is anyio-native: it works under asyncio and trio alike.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Protocol, TypeAlias
 
@@ -21,12 +21,15 @@ from vrrpkit.core.errors import VrrpError
 __all__ = [
     "AddressManager",
     "AdvertSocket",
+    "Alarm",
     "Announcer",
     "Clock",
+    "DirectAdvertSocket",
     "IPAddress",
     "IPInterface",
     "LinkEvent",
     "LinkMonitor",
+    "PacketHandler",
     "ProcessResult",
     "ProcessRunner",
     "ReceivedPacket",
@@ -130,6 +133,30 @@ class AdvertSocket(Protocol):
         ...
 
 
+PacketHandler: TypeAlias = Callable[[builtins.list[ReceivedPacket]], None]
+
+
+class DirectAdvertSocket(AdvertSocket, Protocol):
+    """An :class:`AdvertSocket` that can also hand packets over without a task switch.
+
+    The runtime uses these two methods when a socket has them (the real raw socket and the
+    hub's views do), so that receiving an advert and answering a timer cost a function
+    call instead of a task wake-up; other sockets are driven through the async methods.
+    """
+
+    def send_nowait(self, data: bytes, dst: IPAddress) -> None:
+        """Send like :meth:`AdvertSocket.send`, without waiting (TransportError if refused)."""
+        ...
+
+    async def deliver(self, handler: PacketHandler) -> None:
+        """Call ``handler(batch)`` for every batch of packets received, until cancelled.
+
+        Returns (without raising) once the socket is closed. ``handler`` runs synchronously
+        in the event loop and must not block.
+        """
+        ...
+
+
 class AddressManager(Protocol):
     """Adds and removes addresses on interfaces; add and remove are idempotent.
 
@@ -216,4 +243,25 @@ class Clock(Protocol):
 
     async def sleep_until(self, deadline: float) -> None:
         """Return once ``now() >= deadline``."""
+        ...
+
+
+class Alarm(Protocol):
+    """One re-armable timer on a :class:`Clock`: the runtime's protocol timers.
+
+    :meth:`set` is synchronous, so a protocol step can move the deadline without waking a
+    task; :meth:`run` calls ``callback()`` when the clock reaches the deadline that was set
+    (once per :meth:`set`; it may also call it early, the callback checks the time).
+    """
+
+    def set(self, deadline: float | None) -> None:
+        """Ring at ``deadline`` (clock seconds) instead of any earlier setting; None disarms."""
+        ...
+
+    async def run(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` each time the alarm rings, until cancelled."""
+        ...
+
+    def close(self) -> None:
+        """Release the alarm's resources (after :meth:`run` has returned)."""
         ...

@@ -34,12 +34,12 @@ from typing import Literal
 
 import anyio
 import anyio.lowlevel
-import attrs
 from anyio.abc import AsyncResource
 
-from vrrpkit.transports.base import IPAddress, ReceivedPacket, TransportError
+from vrrpkit.transports.base import IPAddress, PacketHandler, ReceivedPacket, TransportError
 from vrrpkit.transports.netlink import interface_addresses_blocking
 from vrrpkit.transports.netns import call_in_netns
+from vrrpkit.transports.readiness import ReadableWatch
 from vrrpkit.transports.sockio import close_socket, send_nonblocking
 
 __all__ = [
@@ -71,6 +71,11 @@ _IPV6_CHECKSUM_OFFSET = 6
 # the advert arrived, not from when Python got round to it.
 _SO_TIMESTAMPNS = 35
 _ANC_TIME = socket.CMSG_SPACE(16)
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_IPPROTO_IP = int(socket.IPPROTO_IP)
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+_unpack_timespec = struct.Struct("@qq").unpack_from
+_unpack_int = struct.Struct("@i").unpack_from
 _ANC_V4 = socket.CMSG_SPACE(12) + _ANC_TIME
 _ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + _ANC_TIME
 
@@ -108,16 +113,14 @@ def _primary_address(ifindex: int, ip_version: int) -> IPAddress:
     return candidates[0].interface.ip
 
 
-def _with_timestamp(
-    packet: ReceivedPacket, ancdata: builtins.list[tuple[int, int, bytes]]
-) -> ReceivedPacket:
+def _timestamp(ancdata: builtins.list[tuple[int, int, bytes]], offset: float) -> float | None:
+    """The kernel receive time on CLOCK_MONOTONIC (``offset``: monotonic minus realtime)."""
     for level, kind, value in ancdata:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
-            seconds, nanoseconds = struct.unpack_from("@qq", value)
-            # CLOCK_REALTIME to CLOCK_MONOTONIC: the offset is read now, microseconds apart.
-            arrived = seconds + nanoseconds / 1e9 - time.time() + time.monotonic()
-            return attrs.evolve(packet, timestamp=arrived)
-    return packet
+        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = _unpack_timespec(value)
+            arrived: float = seconds + nanoseconds / 1e9 + offset
+            return arrived
+    return None
 
 
 def _strip_scope(text: str) -> str:
@@ -146,6 +149,11 @@ class RawAdvertSocket(AsyncResource):
         self._ipv6 = isinstance(local_address, IPv6Address)
         self._queued: collections.deque[ReceivedPacket] = collections.deque()
         self._closed = False
+        self._watch: ReadableWatch | None = None
+        self._known: dict[bytes, IPAddress] = {}
+        self._sources: dict[str, IPv6Address] = {}
+        # Per destination: sendmsg's address and control message, built once.
+        self._targets: dict[IPAddress, tuple[object, builtins.list[tuple[int, int, bytes]]]] = {}
 
     @classmethod
     async def open(
@@ -250,10 +258,15 @@ class RawAdvertSocket(AsyncResource):
 
     def _drain(self) -> builtins.list[ReceivedPacket]:
         batch: builtins.list[ReceivedPacket] = []
+        recvmsg = self._sock.recvmsg
         ancsize = _ANC_V6 if self._ipv6 else _ANC_V4
-        while len(batch) < _MAX_BATCH and not self._closed:
+        parse = self._parse_v6 if self._ipv6 else self._parse_v4
+        offset: float | None = None
+        for _ in range(_MAX_BATCH):
+            if self._closed:
+                break
             try:
-                data, ancdata, flags, address = self._sock.recvmsg(_MAX_PACKET, ancsize)
+                data, ancdata, flags, address = recvmsg(_MAX_PACKET, ancsize)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -261,38 +274,84 @@ class RawAdvertSocket(AsyncResource):
                 # read must not stop the receive loop.
                 logger.debug("%s: receive error ignored: %s", self._ifname, exc)
                 continue
-            if flags & socket.MSG_TRUNC:
+            if flags & _MSG_TRUNC:
                 logger.debug("%s: dropped a truncated packet", self._ifname)
                 continue
-            if self._ipv6:
-                packet = self._parse_v6(data, ancdata, address)
-            else:
-                packet = self._parse_v4(data, ancdata)
+            if offset is None:
+                # CLOCK_REALTIME to CLOCK_MONOTONIC, read once per batch.
+                offset = time.monotonic() - time.time()
+            packet = parse(data, ancdata, address, offset)
             if packet is not None:
-                batch.append(_with_timestamp(packet, ancdata))
+                batch.append(packet)
         return batch
 
+    def _address(self, raw: bytes) -> IPAddress:
+        # Adverts come from a handful of peers: one address object each, not two per packet.
+        found = self._known.get(raw)
+        if found is None:
+            if len(self._known) >= 4096:
+                self._known.clear()
+            found = self._known[raw] = IPv4Address(raw) if len(raw) == 4 else IPv6Address(raw)
+        return found
+
+    async def deliver(self, handler: PacketHandler) -> None:
+        """Call ``handler(batch)`` for each batch received, until cancelled or closed.
+
+        The event loop calls the reading code directly when the socket is readable (see
+        :class:`~vrrpkit.transports.readiness.ReadableWatch`): no task wakes per packet.
+        """
+        if self._queued:
+            batch = list(self._queued)
+            self._queued.clear()
+            handler(batch)
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._watch is not None:
+            raise anyio.BusyResourceError("receiving from")
+
+        def readable() -> None:
+            batch = self._drain()
+            if batch:
+                handler(batch)
+
+        self._watch = ReadableWatch(self._sock.fileno(), readable, name=self._ifname)
+        try:
+            await self._watch.run()
+        finally:
+            self._watch = None
+
     def _parse_v4(
-        self, data: bytes, ancdata: builtins.list[tuple[int, int, bytes]]
+        self,
+        data: bytes,
+        ancdata: builtins.list[tuple[int, int, bytes]],
+        _address: object,
+        offset: float,
     ) -> ReceivedPacket | None:
         if len(data) < 20 or data[0] >> 4 != 4:
             logger.debug("%s: dropped a packet without a valid IPv4 header", self._ifname)
             return None
         header_len = (data[0] & 0x0F) * 4
-        total_len = struct.unpack_from("!H", data, 2)[0]
+        total_len = (data[2] << 8) | data[3]
         if header_len < 20 or total_len < header_len or total_len > len(data):
             logger.debug("%s: dropped a packet with bad IPv4 lengths", self._ifname)
             return None
         ifindex = self._ifindex
+        stamp = None
         for level, kind, value in ancdata:
-            if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(value) >= 4:
-                ifindex = struct.unpack_from("@i", value)[0]
+            if level == _IPPROTO_IP:
+                if kind == _IP_PKTINFO and len(value) >= 4:
+                    ifindex = _unpack_int(value)[0]
+            elif level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = _unpack_timespec(value)
+                stamp = seconds + nanoseconds / 1e9 + offset
         return ReceivedPacket(
-            data=data[header_len:total_len],
-            src=IPv4Address(data[12:16]),
-            dst=IPv4Address(data[16:20]),
-            ttl=data[8],
-            ifindex=ifindex,
+            data[header_len:total_len],
+            self._address(data[12:16]),
+            self._address(data[16:20]),
+            data[8],
+            ifindex,
+            stamp,
         )
 
     def _parse_v6(
@@ -300,9 +359,10 @@ class RawAdvertSocket(AsyncResource):
         data: bytes,
         ancdata: builtins.list[tuple[int, int, bytes]],
         address: tuple[str, int, int, int],
+        offset: float,
     ) -> ReceivedPacket | None:
         hops: int | None = None
-        dst: IPv6Address | None = None
+        dst: IPAddress | None = None
         ifindex = self._ifindex
         for level, kind, value in ancdata:
             if level != socket.IPPROTO_IPV6:
@@ -311,36 +371,65 @@ class RawAdvertSocket(AsyncResource):
                 hops = struct.unpack_from("@i", value)[0]
             elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
                 raw_dst, ifindex = struct.unpack_from("@16sI", value)
-                dst = IPv6Address(raw_dst)
+                dst = self._address(raw_dst)
         if hops is None or dst is None:
             logger.debug("%s: dropped a packet without hop limit or destination", self._ifname)
             return None
-        try:
-            src = IPv6Address(_strip_scope(address[0]))
-        except ValueError:
-            logger.debug("%s: dropped a packet from unparsable %r", self._ifname, address[0])
-            return None
-        return ReceivedPacket(data=data, src=src, dst=dst, ttl=hops, ifindex=ifindex)
+        src = self._sources.get(address[0])
+        if src is None:
+            try:
+                src = IPv6Address(_strip_scope(address[0]))
+            except ValueError:
+                logger.debug("%s: dropped a packet from unparsable %r", self._ifname, address[0])
+                return None
+            if len(self._sources) >= 4096:
+                self._sources.clear()
+            self._sources[address[0]] = src
+        return ReceivedPacket(data, src, dst, hops, ifindex, _timestamp(ancdata, offset))
 
-    async def send(self, data: bytes, dst: IPAddress) -> None:
-        """Send ``data`` to ``dst`` from :attr:`local_address`; TransportError on failure."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if self._closed:
-            raise anyio.ClosedResourceError
+    def _target(self, dst: IPAddress) -> tuple[object, builtins.list[tuple[int, int, bytes]]]:
         if dst.version != self._local.version:
             raise TransportError(f"cannot send to {dst} from {self._local}", errno=errno.EINVAL)
         if isinstance(dst, IPv6Address):
             scope = self._ifindex if dst.is_link_local or dst.is_multicast else 0
-            target: tuple[str, int] | tuple[str, int, int, int] = (str(dst), 0, 0, scope)
+            target: object = (str(dst), 0, 0, scope)
             info = struct.pack("@16sI", self._local.packed, self._ifindex)
             control = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
         else:
             target = (str(dst), 0)
             info = struct.pack("@i4s4s", self._ifindex, self._local.packed, bytes(4))
             control = [(socket.IPPROTO_IP, _IP_PKTINFO, info)]
+        if len(self._targets) < 1024:
+            self._targets[dst] = (target, control)
+        return target, control
+
+    def send_nowait(self, data: bytes, dst: IPAddress) -> None:
+        """Send ``data`` to ``dst`` now; TransportError if the kernel refuses or is full.
+
+        A raw socket's send buffer only fills if the interface cannot transmit; the advert is
+        then dropped, as keepalived's would be.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        found = self._targets.get(dst)
+        target, control = found if found is not None else self._target(dst)
+        try:
+            self._sock.sendmsg([data], control, 0, target)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise TransportError(
+                f"{self._ifname}: cannot send to {dst}: {exc}", errno=exc.errno
+            ) from exc
+
+    async def send(self, data: bytes, dst: IPAddress) -> None:
+        """Send ``data`` to ``dst`` from :attr:`local_address`; TransportError on failure."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        found = self._targets.get(dst)
+        target, control = found if found is not None else self._target(dst)
         await send_nonblocking(
             self._sock,
-            lambda: self._sock.sendmsg([data], control, 0, target),
+            lambda: self._sock.sendmsg([data], control, 0, target),  # type: ignore[arg-type]
             f"{self._ifname}: cannot send to {dst}",
         )
 
@@ -350,6 +439,8 @@ class RawAdvertSocket(AsyncResource):
             await anyio.lowlevel.checkpoint()
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.stop()
         await close_socket(self._sock)
 
 
