@@ -81,6 +81,8 @@ def _start(
                     "priority": priority,
                     "vips": [vip(vrid)],
                     "interval": interval,
+                    # As `vrrpkit run` does: instances of one process send in step.
+                    "align_adverts": impl == "vrrpkit-hub",
                 }
                 for vrid in range(1, count + 1)
             ],

@@ -177,3 +177,33 @@ def test_packets_are_ignored_before_start_and_in_fault() -> None:
     router.interface_changed(False, 0.0)
     assert router.receive_packet(b"junk", src=SRC, dst=GROUP, ttl=255, now=0.0) == []
     assert router.counters.packet_len_err == 0
+
+
+def test_repeated_identical_advert_is_processed_like_the_first() -> None:
+    router = backup()
+    data = wire(advert())
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=2.0)
+    assert router.counters.advert_rcvd == 2
+    assert router.next_deadline() == pytest.approx(2.0 + 3.609375)
+
+
+def test_corrupted_repeat_of_a_good_advert_is_still_dropped() -> None:
+    router = backup()
+    data = wire(advert())
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    corrupted = bytearray(data)
+    corrupted[6] ^= 0xFF
+    router.receive_packet(bytes(corrupted), src=SRC, dst=GROUP, ttl=255, now=2.0)
+    assert router.counters.chk_err == 1
+    assert router.counters.advert_rcvd == 1
+
+
+def test_same_bytes_from_another_source_are_checked_for_that_source() -> None:
+    router = backup()
+    data = wire(advert())
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    # The checksum covers the source address (pseudo-header): from elsewhere it fails.
+    other = ip_address("192.0.2.8")
+    router.receive_packet(data, src=other, dst=GROUP, ttl=255, now=2.0)
+    assert router.counters.chk_err == 1

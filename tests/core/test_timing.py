@@ -1,8 +1,10 @@
 """Failover takes exactly the time the RFC 5798 / RFC 3768 formulas give."""
 
+import itertools
+
 import pytest
 
-from vrrpkit import State, master_down_interval, skew_time
+from vrrpkit import Router, RouterConfig, SendAdvertisement, State, master_down_interval, skew_time
 from vrrpkit.testing import Simulation
 
 US = 1e-6
@@ -110,3 +112,30 @@ def test_no_jitter_means_the_same_timeline_for_every_seed() -> None:
         return [(t.time, t.router, t.new) for t in sim.transitions]
 
     assert timeline(1) == timeline(2)
+
+
+def advert_times(until: float, **options: object) -> list[float]:
+    """When a lone router sends adverts, driving its timers as a runtime would."""
+    router = Router(
+        RouterConfig(name="a", vrid=51, priority=200, address="192.0.2.1", **options)  # type: ignore[arg-type]
+    )
+    router.start(0.0)
+    times: list[float] = []
+    while (deadline := router.next_deadline()) is not None and deadline <= until:
+        actions = router.handle_timer(deadline)
+        times += [deadline for a in actions if isinstance(a, SendAdvertisement)]
+    return times
+
+
+def test_aligned_master_sends_on_multiples_of_its_interval() -> None:
+    first, *rest = advert_times(2.0, interval=0.1, align_adverts=True)
+    assert first == pytest.approx(master_down_interval(3, 200, 0.1), abs=US)
+    assert 0 < rest[0] - first <= 0.1
+    assert all(abs(t / 0.1 - round(t / 0.1)) < 1e-6 for t in rest)
+    assert all(b - a == pytest.approx(0.1, abs=US) for a, b in itertools.pairwise(rest))
+
+
+def test_unaligned_master_sends_an_interval_after_its_previous_advert() -> None:
+    times = advert_times(2.0, interval=0.1)
+    assert times[0] == pytest.approx(master_down_interval(3, 200, 0.1), abs=US)
+    assert all(b - a == pytest.approx(0.1, abs=US) for a, b in itertools.pairwise(times))

@@ -192,6 +192,10 @@ def instance_options(inst: InstanceDef) -> dict[str, Any]:
         "garp_refresh_repeat": inst.garp_master_refresh_repeat,
         "garp_lower_prio_repeat": inst.garp_lower_prio_repeat,
         "check_unicast_src": inst.check_unicast_src,
+        # keepalived's instances start in one step and so send in step; ours start one
+        # after another, so their adverts are put in step explicitly
+        # (docs/keepalived-differences.md).
+        "align_adverts": True,
     }
     if inst.auth_type == "PASS" and inst.auth_pass:
         options["auth_type"] = AUTH_PASS

@@ -90,6 +90,10 @@ class RouterConfig:
     #: GARPs sent when a MASTER answers a lower-priority advert; None means ``garp_repeat``.
     garp_lower_prio_repeat: int | None = attrs.field(default=None)
     checksum: ChecksumMode = attrs.field(default=ChecksumMode.PSEUDO_HEADER)
+    #: A MASTER sends on the clock's grid of its interval (times that are multiples of it),
+    #: so that instances of one process with the same interval send in the same wake-up;
+    #: only the first interval after becoming MASTER is shorter. Off: keepalived's timing.
+    align_adverts: bool = attrs.field(default=False, converter=bool)
 
     @name.validator
     def _check_name(self, _attribute: attrs.Attribute[str], value: str) -> None:

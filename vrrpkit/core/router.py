@@ -11,6 +11,7 @@ differs from the RFC we follow keepalived and say so (docs/keepalived-difference
 from __future__ import annotations
 
 import hmac
+import math
 from typing import TYPE_CHECKING
 
 from vrrpkit.core.actions import (
@@ -27,7 +28,7 @@ from vrrpkit.core.addresses import Address, multicast_group
 from vrrpkit.core.config import AUTH_PASS, RouterConfig
 from vrrpkit.core.counters import Counters
 from vrrpkit.core.errors import ConfigError, VrrpError
-from vrrpkit.core.packet import Advertisement, PacketError
+from vrrpkit.core.packet import Advertisement, ChecksumMode, PacketError
 from vrrpkit.core.states import State
 from vrrpkit.core.timers import master_down_interval, skew_time
 from vrrpkit.core.tracking import (
@@ -110,6 +111,9 @@ class Router:
         self._preempt_until: float | None = None
         self._takeover_cause = Cause.MASTER_DOWN
         self._protocol_deadline: float | None = None
+        self._last_decoded: tuple[bytes, Address, Address, ChecksumMode, Advertisement] | None = (
+            None
+        )
         self._garp_deadline: float | None = None
         self._refresh_deadline: float | None = None
         self._adverts: dict[int, Advertisement] = {}
@@ -220,15 +224,25 @@ class Router:
         state = self._state
         if state is not State.BACKUP and state is not State.MASTER:
             return []  # keepalived ignores packets in INIT and FAULT
-        try:
-            adv = Advertisement.decode(
-                data,
-                src=src,
-                dst=dst if dst is not None else self._group_addr,
-                checksum=self.config.checksum,
-            )
-        except PacketError as error:
-            return self._drop(src, error.counter, str(error))
+        to = dst if dst is not None else self._group_addr
+        checksum = self.config.checksum
+        last = self._last_decoded
+        if (
+            last is not None
+            and last[0] == data
+            and last[1] == src
+            and last[2] == to
+            and last[3] is checksum
+        ):
+            # A master sends the same bytes every interval: decoding is a pure function of
+            # these inputs, so the previous result stands.
+            adv = last[4]
+        else:
+            try:
+                adv = Advertisement.decode(data, src=src, dst=to, checksum=checksum)
+            except PacketError as error:
+                return self._drop(src, error.counter, str(error))
+            self._last_decoded = (data, src, to, checksum, adv)
         return self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
 
     def receive(
@@ -580,7 +594,13 @@ class Router:
         # RFC 5798 §6.4.3: a master advertises its own configured interval.
         self._emit(SendAdvertisement(self.name, self._advert(self._effective)))
         self._counters.advert_sent += 1
-        self._protocol_deadline = now + self.config.interval
+        interval = self.config.interval
+        if self.config.align_adverts:
+            # The next multiple of the interval: never later than now + interval.
+            deadline = (math.floor(now / interval) + 1) * interval
+            self._protocol_deadline = deadline if deadline > now else deadline + interval
+        else:
+            self._protocol_deadline = now + interval
 
     def _drop(self, src: Address | None, counter: str, detail: str) -> list[Action]:
         setattr(self._counters, counter, getattr(self._counters, counter) + 1)

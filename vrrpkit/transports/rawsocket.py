@@ -311,8 +311,13 @@ class RawAdvertSocket(AsyncResource):
             raise anyio.BusyResourceError("receiving from")
 
         def readable() -> None:
-            batch = self._drain()
-            if batch:
+            # Adverts of many instances arrive in bursts: read again after handling a batch
+            # (what came meanwhile) before going back to the event loop, a few times at most
+            # so that timers and other sockets get their turn.
+            for _ in range(4):
+                batch = self._drain()
+                if not batch:
+                    return
                 handler(batch)
 
         self._watch = ReadableWatch(self._sock.fileno(), readable, name=self._ifname)
