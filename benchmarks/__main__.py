@@ -132,7 +132,7 @@ def run_netns_sections(
     progress: Callable[[str], None],
 ) -> list[tuple[str, list[Row]]]:
     """Run the root-only sections; each adds its rows as a block and its notes."""
-    from benchmarks import netns_cost, netns_failover
+    from benchmarks import netns_cost, netns_failover, wake_floor
 
     scale = 0.4 if quick else 1.0
     window = 3.0 if quick else netns_cost.WINDOW
@@ -143,6 +143,8 @@ def run_netns_sections(
         notes += more
     if "cost" in sections:
         rows, more = netns_cost.cost_rows(window=window, progress=progress)
+        progress("cost: idle wake-up floor")
+        rows += [(name, value, "-", "-", "-", "-") for name, value, _ in wake_floor.rows()]
         blocks.append((f"2. cost: master and backup processes, {window:g} s window", rows))
         notes += more
     if "jitter" in sections:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -300,11 +301,24 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
 
 
-async def test_interface_deleted_and_created_again_gets_a_fresh_socket(lab: Lab) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
+    lab: Lab, shared: bool
+) -> None:
+
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(TransportHub()) if shared else None
+        a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
+        await _recreate_interface_under(lab, a, b)
+
+
+async def _recreate_interface_under(lab: Lab, a: Instance, b: Instance) -> None:
     from netns import ip
 
     h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200), node(h2, "b", 100)
     async with cluster(a, b):
         await eventually(lambda: a.state is State.MASTER)
         h1.ip("link", "del", h1.ifname)

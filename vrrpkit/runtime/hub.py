@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -46,21 +46,42 @@ _SocketKey = tuple[str | None, str, int, Address | None, bool]
 class _SharedSocket:
     """One real socket and the per-VRID ports reading from it."""
 
-    def __init__(self, sock: DirectAdvertSocket) -> None:
+    def __init__(
+        self, sock: DirectAdvertSocket, reopen: Callable[[], Awaitable[DirectAdvertSocket]]
+    ) -> None:
         self.sock = sock
         self.ports: dict[int, _Port] = {}
         self.unknown_vrid = 0
+        self._reopen = reopen
+        self._renewing = anyio.Lock()
 
     async def read(self) -> None:
         while True:
+            sock = self.sock
             try:
-                await self.sock.deliver(self.dispatch)
-                return  # closed
+                await sock.deliver(self.dispatch)
             except (anyio.ClosedResourceError, anyio.EndOfStream):
-                return
+                pass
             except TransportError as exc:
                 logger.error("shared socket receive failed: %s", exc)
                 await anyio.sleep(0.1)
+                continue
+            if self.sock is sock:
+                return  # closed for good
+            # else: replaced by renew(); read the fresh one
+
+    async def renew(self, ifindex: int) -> None:
+        """Reopen the socket if it is bound to an older interface than ``ifindex``."""
+        async with self._renewing:
+            if self.sock.ifindex == ifindex:
+                return  # another instance on this socket renewed it already
+            fresh = await self._reopen()
+            stale, self.sock = self.sock, fresh
+            logger.info("shared socket reopened on interface index %d", fresh.ifindex)
+            await stale.aclose()
+
+    async def aclose(self) -> None:
+        await self.sock.aclose()
 
     def dispatch(self, packets: list[ReceivedPacket]) -> None:
         ports = self.ports
@@ -132,6 +153,10 @@ class _Port:
 
     async def send(self, data: bytes, dst: Address) -> None:
         await self._shared.sock.send(data, dst)
+
+    async def renew(self, ifindex: int) -> None:
+        """Reopen the shared socket for an interface that came back as ``ifindex``."""
+        await self._shared.renew(ifindex)
 
     def send_nowait(self, data: bytes, dst: Address) -> None:
         self._shared.sock.send_nowait(data, dst)
@@ -271,11 +296,17 @@ class TransportHub:
             if shared is None:
                 from vrrpkit.transports.rawsocket import RawAdvertSocket
 
-                sock = await RawAdvertSocket.open(
-                    ifname, 4 if family == 4 else 6, source=source, multicast=multicast, netns=netns
-                )
-                self._stack.push_async_callback(sock.aclose)
-                shared = self._sockets[key] = _SharedSocket(sock)
+                async def reopen() -> DirectAdvertSocket:
+                    return await RawAdvertSocket.open(
+                        ifname,
+                        4 if family == 4 else 6,
+                        source=source,
+                        multicast=multicast,
+                        netns=netns,
+                    )
+
+                shared = self._sockets[key] = _SharedSocket(await reopen(), reopen)
+                self._stack.push_async_callback(shared.aclose)
                 tg.start_soon(shared.read)
             if vrid in shared.ports:
                 raise ConfigError(f"VRID {vrid} is already used on {ifname} (IPv{family})")

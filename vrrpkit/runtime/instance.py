@@ -510,20 +510,26 @@ class Instance(StateCallbacks, Hosted):
         deleted and created again it would neither send nor receive, and the instance would
         become a MASTER nobody hears.
         """
-        if not self._owns_socket or self._socket is None:
+        sock = self._socket
+        renew_shared = getattr(sock, "renew", None)
+        if sock is None or not (self._owns_socket or callable(renew_shared)):
             return
         lookup = getattr(self._addresses, "ifindex", None)
         if lookup is None:
             return
         try:
             current = await lookup(self.interface)
-            if current == self._socket.ifindex:
+            if current == sock.ifindex:
+                return
+            if not self._owns_socket:
+                assert callable(renew_shared)
+                await renew_shared(current)  # a hub's socket: the hub reopens it for all
                 return
             fresh = await self._open_raw_socket()
         except TransportError as exc:
             self._transport_failed("reopen socket", exc)
             return
-        stale, self._socket = self._socket, fresh
+        self._socket = fresh
         self._send_now = self._direct_send(fresh)
         logger.info(
             "%s: %s is a new interface (index %d); socket reopened",
@@ -531,7 +537,7 @@ class Instance(StateCallbacks, Hosted):
             self.interface,
             current,
         )
-        await stale.aclose()
+        await sock.aclose()
 
     # -- the pump ----------------------------------------------------------------------------
 
