@@ -10,7 +10,6 @@ differs from the RFC we follow keepalived and say so (docs/keepalived-difference
 
 from __future__ import annotations
 
-import hmac
 import math
 from typing import TYPE_CHECKING
 
@@ -272,7 +271,9 @@ class Router:
                 return self._drop(
                     src, "authtype_mismatch", f"auth type {adv.auth_type} is not {cfg.auth_type}"
                 )
-            if cfg.auth_type == AUTH_PASS and not hmac.compare_digest(adv.auth_data, self._auth):
+            # The v2 password crosses the wire in clear text: a constant-time comparison
+            # would protect nothing (keepalived uses memcmp).
+            if cfg.auth_type == AUTH_PASS and adv.auth_data != self._auth:
                 return self._drop(src, "auth_failure", "wrong password")
             if adv.interval != cfg.interval:
                 # keepalived drops these without counting (advert_interval_err stays 0); we count.

@@ -136,6 +136,13 @@ class _Port:
     async def receive_batch(self) -> list[ReceivedPacket]:
         return await self.mailbox.get_all()
 
+    def attach(self, handler: PacketHandler) -> None:
+        """Hand every packet for this VRID to ``handler`` from now on, until closed."""
+        self._handler = handler
+        queued = self.mailbox.take_all()
+        if queued:
+            handler(queued)
+
     async def deliver(self, handler: PacketHandler) -> None:
         if self._handler is not None:
             raise anyio.BusyResourceError("receiving from")
@@ -162,6 +169,7 @@ class _Port:
         self._shared.sock.send_nowait(data, dst)
 
     async def aclose(self) -> None:
+        self._handler = None
         self.mailbox.close()
         if self._shared.ports.get(self._vrid) is self:
             del self._shared.ports[self._vrid]

@@ -392,8 +392,15 @@ class Instance(StateCallbacks, Hosted):
                 try:
                     async with anyio.create_task_group() as tg:
                         await self._start()
-                        tg.start_soon(self._alarm.run, self._on_alarm)
-                        tg.start_soon(self._receive_loop)
+                        # A hub's alarms and sockets call us without a task of our own.
+                        attach_alarm = getattr(self._alarm, "attach", None)
+                        if not (callable(attach_alarm) and attach_alarm(self._on_alarm)):
+                            tg.start_soon(self._alarm.run, self._on_alarm)
+                        attach_socket = getattr(self._socket, "attach", None)
+                        if callable(attach_socket) and not self._owns_socket:
+                            attach_socket(self._on_packets)
+                        else:
+                            tg.start_soon(self._receive_loop)
                         tg.start_soon(self._link_loop)
                         for spec in self._specs:
                             if isinstance(spec, (CheckTracker, ScriptTracker)):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import heapq
 import logging
 import math
@@ -54,7 +53,9 @@ class _Itimerspec(ctypes.Structure):
 
 def _libc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The running interpreter already links libc: its symbols need no library search
+        # (ctypes.util would import shutil, subprocess, tempfile, bz2 and lzma for it).
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.timerfd_create  # noqa: B018 - probe that the symbol exists
         return libc
     except (OSError, AttributeError):
@@ -241,6 +242,19 @@ class QueuedAlarm:
         except Exception:
             logger.exception("alarm callback failed (carrying on)")
 
+    def attach(self, callback: Callable[[], None]) -> bool:
+        """Ring ``callback()`` from the shared queue's task, until :meth:`close`.
+
+        Returns False for an alarm with a queue of its own, which needs :meth:`run`.
+        """
+        if self._owns_queue:
+            return False
+        self._callback = callback
+        if self._missed:
+            self._missed = False
+            self._ring()
+        return True
+
     async def run(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` each time the alarm rings, until cancelled."""
         self._callback = callback
@@ -256,8 +270,9 @@ class QueuedAlarm:
             self._callback = None
 
     def close(self) -> None:
-        """Disarm; close the timerfd if this alarm has a queue of its own."""
+        """Disarm and detach; close the timerfd if this alarm has a queue of its own."""
         self._seq = 0
+        self._callback = None
         if self._owns_queue:
             self._queue.close()
 

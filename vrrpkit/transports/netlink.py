@@ -3,12 +3,17 @@
 pyroute2 0.9 drives its sockets with asyncio, so its ``IPRoute``/``AsyncIPRoute`` cannot run
 on trio (and the sync ``IPRoute`` cannot run inside a running asyncio loop). This module uses
 pyroute2 only to encode and decode rtnetlink messages (``ifaddrmsg``, ``ifinfmsg``,
-``MarshalRtnl``) and owns the ``AF_NETLINK`` sockets itself: non-blocking, woken through
+its ``Marshal``) and owns the ``AF_NETLINK`` sockets itself: non-blocking, woken through
 :func:`anyio.wait_readable`, so no thread and no foreign event loop is involved. Sockets are
 created inside the requested network namespace and keep it for life.
 """
 
 from __future__ import annotations
+
+# First: it defers pyroute2's package __init__ before anything imports pyroute2.
+import vrrpkit.transports.pyroute2_light  # noqa: F401  # isort: skip
+
+# isort: split
 
 import builtins
 import collections
@@ -18,7 +23,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import anyio.lowlevel
@@ -37,6 +42,7 @@ from pyroute2.netlink import (
     NLMSG_ERROR,
     SOL_NETLINK,
 )
+from pyroute2.netlink.marshal import Marshal
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
@@ -54,7 +60,6 @@ from pyroute2.netlink.rtnl.ifaddrmsg import (
     ifaddrmsg,
 )
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_RUNNING, IFF_UP, ifinfmsg
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from vrrpkit.transports.base import IPAddress, IPInterface, LinkEvent, TransportError
 from vrrpkit.transports.netns import call_in_netns
@@ -69,7 +74,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_RECV_BUFFER = 256 * 1024
+# The kernel fills dump datagrams up to 32 KiB (netlink's max_recvmsg_len cap) and sends
+# notifications one message each; anything longer is reported as truncated, never misread.
+_RECV_BUFFER = 64 * 1024
 _DUMP_RETRIES = 5
 
 
@@ -77,12 +84,29 @@ class NetlinkError(TransportError):
     """The kernel refused a netlink request; ``errno`` holds its error code."""
 
 
+class _RouteMarshal(Marshal):  # type: ignore[misc]
+    """pyroute2's parser for just the messages we exchange (links and addresses).
+
+    pyroute2's own MarshalRtnl knows every rtnetlink family and imports them all (traffic
+    control alone is some forty modules); links and addresses are all we ask for or watch.
+    """
+
+    msg_map: ClassVar[dict[int, type]] = {
+        RTM_NEWLINK: ifinfmsg,
+        RTM_DELLINK: ifinfmsg,
+        RTM_GETLINK: ifinfmsg,
+        RTM_NEWADDR: ifaddrmsg,
+        RTM_DELADDR: ifaddrmsg,
+        RTM_GETADDR: ifaddrmsg,
+    }
+
+
 class _Channel:
     """One non-blocking NETLINK_ROUTE socket and the request/reply exchange over it."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._marshal = MarshalRtnl()
+        self._marshal = _RouteMarshal()
         self._seq = itertools.count(1)
         self._lock = anyio.Lock()
         self._buffer = bytearray(_RECV_BUFFER)
@@ -285,7 +309,7 @@ def interface_addresses_blocking(ifindex: int | None = None) -> builtins.list[Ad
     This blocks (briefly: the kernel answers at once); it is meant for setup code that runs
     on a thread, e.g. through :func:`~vrrpkit.transports.netns.run_in_netns`.
     """
-    marshal = MarshalRtnl()
+    marshal = _RouteMarshal()
     for _ in range(_DUMP_RETRIES):
         request = _address_dump_request()
         request["header"]["type"] = RTM_GETADDR

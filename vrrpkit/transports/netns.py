@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from vrrpkit.transports.base import TransportError
@@ -85,5 +86,12 @@ def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
 
 
 async def call_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-    """Like :func:`run_in_netns`, without blocking the event loop."""
+    """Like :func:`run_in_netns`, without blocking the event loop.
+
+    In our own namespace ``fn`` (socket setup: the kernel answers at once) runs right here:
+    a worker thread would cost more than it saves, and keep its own malloc arena.
+    """
+    if netns is None:
+        await anyio.lowlevel.checkpoint()
+        return fn()
     return await anyio.to_thread.run_sync(run_in_netns, netns, fn)
