@@ -430,3 +430,17 @@ async def test_master_hearing_a_lower_priority_master_reports_it_to_split_brain_
         assert b.instance.state is State.BACKUP
     assert reports and not reports[0].yielded and reports[0].peer_priority == 100
     assert a.instance.counters.split_brain >= 1
+
+
+async def test_stop_sends_the_priority_zero_advert_before_returning() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+        a.instance.stop()
+        # Nothing awaited yet: the hand-over advert already left.
+        assert a.instance.counters.pri_zero_sent == 1
+        assert a.instance.state is State.STOPPED
+        await clock.advance(0.7)
+        assert b.instance.state is State.MASTER
+        assert not a.holds_vip()

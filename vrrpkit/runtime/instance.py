@@ -348,8 +348,15 @@ class Instance(StateCallbacks, Hosted):
         await anyio.lowlevel.checkpoint()
 
     def stop(self) -> None:
-        """Ask a running instance to stop gracefully (``run`` then returns)."""
+        """Stop gracefully: a MASTER sends priority 0 now; ``run`` returns once cleaned up.
+
+        The priority-0 advert leaves from this call (it is one non-blocking send), so the
+        backup's skew timer starts without waiting for the instance's tasks to wind down;
+        address removal and STOP callbacks follow on the instance's own tasks.
+        """
         self._stop_requested.set()
+        if self._alarm is not None and self._router.state is not State.STOPPED:
+            self._shutdown()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
