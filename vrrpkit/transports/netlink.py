@@ -63,6 +63,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_RUNNING, IFF_UP, ifinfmsg
 
 from vrrpkit.transports.base import IPAddress, IPInterface, LinkEvent, TransportError
 from vrrpkit.transports.netns import call_in_netns
+from vrrpkit.transports.sockio import interface_index
 
 __all__ = [
     "AddressRecord",
@@ -207,6 +208,11 @@ class _Channel:
             if not any(part["header"]["flags"] & NLM_F_DUMP_INTR for part in replies):
                 return replies
         raise TransportError("netlink dump kept being interrupted by concurrent changes")
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying AF_NETLINK socket."""
+        return self._sock
 
     def close(self) -> None:
         """Close the socket, waking a task waiting on it."""
@@ -360,6 +366,13 @@ class NetlinkAddressManager(AsyncResource):
 
     async def ifindex(self, ifname: str) -> int:
         """Return the index of interface ``ifname``; raise TransportError if it is missing."""
+        try:
+            # One ioctl on our netlink socket answers in its namespace, without the round
+            # trip and the decoding of a full RTM_GETLINK reply (every VIP change asks).
+            return interface_index(self._channel.socket, ifname)
+        except TransportError as exc:
+            if exc.errno in (errno.ENODEV, errno.EINVAL):
+                raise
         try:
             replies = await self._channel.request(_ifname_request(ifname), RTM_GETLINK)
         except NetlinkError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import builtins
 import collections
 import errno
-import fcntl
 import logging
 import socket
 import struct
@@ -40,7 +39,7 @@ from vrrpkit.transports.base import IPAddress, PacketHandler, ReceivedPacket, Tr
 from vrrpkit.transports.netlink import interface_addresses_blocking
 from vrrpkit.transports.netns import call_in_netns
 from vrrpkit.transports.readiness import ReadableWatch
-from vrrpkit.transports.sockio import close_socket, send_nonblocking
+from vrrpkit.transports.sockio import close_socket, interface_index, send_nonblocking
 
 __all__ = [
     "VRRP_GROUP_V4",
@@ -61,7 +60,6 @@ _IP_PKTINFO = 8
 _IP_MULTICAST_ALL = 49
 _IPV6_MULTICAST_ALL = 29
 _SIOCGIFINDEX = 0x8933
-
 _TOS = 0xC0
 _MULTICAST_TTL = 255
 _MAX_PACKET = 65535
@@ -78,19 +76,6 @@ _unpack_timespec = struct.Struct("@qq").unpack_from
 _unpack_int = struct.Struct("@i").unpack_from
 _ANC_V4 = socket.CMSG_SPACE(12) + _ANC_TIME
 _ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + _ANC_TIME
-
-
-def interface_index(sock: socket.socket, ifname: str) -> int:
-    """Return the index of ``ifname`` in the network namespace of ``sock``."""
-    name = ifname.encode()
-    if not name or len(name) >= 16 or b"\0" in name:
-        raise TransportError(f"invalid interface name {ifname!r}", errno=errno.EINVAL)
-    try:
-        reply = fcntl.ioctl(sock.fileno(), _SIOCGIFINDEX, struct.pack("16si12x", name, 0))
-    except OSError as exc:
-        raise TransportError(f"no interface {ifname!r}: {exc}", errno=exc.errno) from exc
-    index: int = struct.unpack_from("16si", reply)[1]
-    return index
 
 
 def _primary_address(ifindex: int, ip_version: int) -> IPAddress:

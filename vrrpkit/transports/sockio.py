@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import socket
+import struct
 from collections.abc import Callable
 
 import anyio
@@ -10,7 +13,9 @@ import anyio.lowlevel
 
 from vrrpkit.transports.base import TransportError
 
-__all__ = ["close_socket", "send_nonblocking"]
+__all__ = ["close_socket", "interface_index", "send_nonblocking"]
+
+_SIOCGIFINDEX = 0x8933
 
 
 async def send_nonblocking(sock: socket.socket, send: Callable[[], object], what: str) -> None:
@@ -31,3 +36,16 @@ async def close_socket(sock: socket.socket) -> None:
     anyio.notify_closing(sock)
     sock.close()
     await anyio.lowlevel.checkpoint()
+
+
+def interface_index(sock: socket.socket, ifname: str) -> int:
+    """Return the index of ``ifname`` in the network namespace of ``sock``."""
+    name = ifname.encode()
+    if not name or len(name) >= 16 or b"\0" in name:
+        raise TransportError(f"invalid interface name {ifname!r}", errno=errno.EINVAL)
+    try:
+        reply = fcntl.ioctl(sock.fileno(), _SIOCGIFINDEX, struct.pack("16si12x", name, 0))
+    except OSError as exc:
+        raise TransportError(f"no interface {ifname!r}: {exc}", errno=exc.errno) from exc
+    index: int = struct.unpack_from("16si", reply)[1]
+    return index
