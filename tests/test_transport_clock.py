@@ -50,3 +50,107 @@ async def test_precise_clock_sleep_can_be_cancelled() -> None:
     with anyio.move_on_after(0.01) as scope:
         await clock.sleep_until(clock.now() + 3600)
     assert scope.cancelled_caught
+
+
+async def _ring_log(alarm: object, log: list[float], until: float) -> None:
+    """Run ``alarm`` until ``until`` (monotonic), recording when it rings."""
+    import time
+
+    import anyio
+
+    with anyio.move_on_after(until - time.monotonic()):
+        await alarm.run(lambda: log.append(time.monotonic()))  # type: ignore[attr-defined]
+
+
+async def test_alarms_due_together_on_a_timer_queue_ring_in_one_wake_up() -> None:
+    import time
+
+    import anyio
+
+    from vrrpkit.transports.clock import TimerQueue
+
+    queue = TimerQueue.create()
+    assert queue is not None
+    order: list[str] = []
+    alarms = [queue.alarm() for _ in range(3)]
+    for index, alarm in enumerate(alarms):
+        alarm.attach(lambda index=index: order.append(f"{index}@{queue._armed}"))
+    deadline = time.monotonic() + 0.02
+    for alarm in alarms:
+        alarm.set(deadline)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    queue.close()
+    # All three rang in the same dispatch (the timer is re-armed only after it), in order.
+    assert order == ["0@-inf", "1@-inf", "2@-inf"]
+
+
+async def test_an_earlier_deadline_replaces_a_later_one() -> None:
+    import time
+
+    import anyio
+
+    from vrrpkit.transports.clock import TimerQueue
+
+    queue = TimerQueue.create()
+    assert queue is not None
+    alarm = queue.alarm()
+    rang: list[float] = []
+    alarm.attach(lambda: rang.append(time.monotonic()))
+    start = time.monotonic()
+    alarm.set(start + 10.0)
+    alarm.set(start + 0.02)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    queue.close()
+    assert len(rang) == 1 and start + 0.02 <= rang[0] < start + 1.0
+
+
+async def test_an_alarm_that_came_due_before_it_was_attached_rings_on_attach() -> None:
+    import time
+
+    import anyio
+
+    from vrrpkit.transports.clock import TimerQueue
+
+    queue = TimerQueue.create()
+    assert queue is not None
+    alarm = queue.alarm()
+    alarm.set(time.monotonic())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        await anyio.sleep(0.02)
+        rang: list[bool] = []
+        alarm.attach(lambda: rang.append(True))
+        assert rang == [True]
+        tg.cancel_scope.cancel()
+    queue.close()
+
+
+async def test_sleeping_alarm_rings_at_its_deadline_on_a_fake_clock() -> None:
+    import anyio
+
+    from vrrpkit.testing.fakes import FakeClock
+    from vrrpkit.transports.clock import SleepingAlarm
+
+    clock = FakeClock()
+    alarm = SleepingAlarm(clock)
+    rang: list[float] = []
+
+    def ring() -> None:
+        rang.append(clock.now())
+        if len(rang) < 3:
+            alarm.set(clock.now() + 1.0)
+
+    alarm.set(0.5)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(alarm.run, ring)
+        await clock.advance(1.0)
+        alarm.set(1.25)  # earlier than the 1.5 it sleeps toward
+        await clock.advance(10.0)
+        tg.cancel_scope.cancel()
+    assert rang == [0.5, 1.25, 2.25]
