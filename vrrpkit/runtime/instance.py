@@ -209,6 +209,7 @@ class Instance(StateCallbacks, Hosted):
         self._router = Router(self._config)
         self._alarm: Alarm | None = None
         self._armed: float | None = None
+        self._started = False  # the router has been started by run() and not yet stopped
         self._effects: Mailbox[_Effect] = Mailbox(1 << 62)
         self._retry_queued = False
         self._send_now: Callable[[bytes, Address], None] | None = None
@@ -355,7 +356,7 @@ class Instance(StateCallbacks, Hosted):
         address removal and STOP callbacks follow on the instance's own tasks.
         """
         self._stop_requested.set()
-        if self._alarm is not None and self._router.state is not State.STOPPED:
+        if self._started and self._router.state is not State.STOPPED:
             self._shutdown()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -399,6 +400,7 @@ class Instance(StateCallbacks, Hosted):
                 try:
                     async with anyio.create_task_group() as tg:
                         await self._start()
+                        self._started = True
                         # A hub's alarms and sockets call us without a task of our own.
                         attach_alarm = getattr(self._alarm, "attach", None)
                         if not (callable(attach_alarm) and attach_alarm(self._on_alarm)):
@@ -441,6 +443,7 @@ class Instance(StateCallbacks, Hosted):
                             await self._deliver(change)
                         changes_receive.close()
         finally:
+            self._started = False
             self._alarm.close()
             self._alarm = None
 
