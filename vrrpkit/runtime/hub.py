@@ -125,7 +125,12 @@ class _Port:
     def put(self, packets: list[ReceivedPacket]) -> None:
         handler = self._handler
         if handler is not None:
-            handler(packets)
+            try:
+                handler(packets)
+            except Exception:
+                # One instance's failure must not cost the others sharing the socket their
+                # packets.
+                logger.exception("VRID %d: handling received packets failed", self._vrid)
         else:
             for packet in packets:
                 self.mailbox.put(packet)
