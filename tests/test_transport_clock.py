@@ -52,16 +52,6 @@ async def test_precise_clock_sleep_can_be_cancelled() -> None:
     assert scope.cancelled_caught
 
 
-async def _ring_log(alarm: object, log: list[float], until: float) -> None:
-    """Run ``alarm`` until ``until`` (monotonic), recording when it rings."""
-    import time
-
-    import anyio
-
-    with anyio.move_on_after(until - time.monotonic()):
-        await alarm.run(lambda: log.append(time.monotonic()))  # type: ignore[attr-defined]
-
-
 async def test_alarms_due_together_on_a_timer_queue_ring_in_one_wake_up() -> None:
     import time
 
