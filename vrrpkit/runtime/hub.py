@@ -85,20 +85,12 @@ class _SharedSocket:
 
     def dispatch(self, packets: list[ReceivedPacket]) -> None:
         ports = self.ports
-        if len(packets) == 1:
-            data = packets[0].data
-            port = ports.get(data[1]) if len(data) > 1 else None
-            if port is None:
-                self.unknown_vrid += 1  # keepalived drops unknown VRIDs uncounted per VRID
-            else:
-                port.put(packets)
-            return
         by_port: dict[_Port, list[ReceivedPacket]] = {}
         for packet in packets:
             data = packet.data
             port = ports.get(data[1]) if len(data) > 1 else None
             if port is None:
-                self.unknown_vrid += 1
+                self.unknown_vrid += 1  # keepalived drops unknown VRIDs uncounted per VRID
             else:
                 by_port.setdefault(port, []).append(packet)
         for port, batch in by_port.items():
@@ -151,13 +143,7 @@ class _Port:
     async def deliver(self, handler: PacketHandler) -> None:
         if self._handler is not None:
             raise anyio.BusyResourceError("receiving from")
-        queued = self.mailbox.take_all()
-        if queued:
-            handler(queued)
-        if self.mailbox.closed:
-            await anyio.lowlevel.checkpoint()
-            return
-        self._handler = handler
+        self.attach(handler)
         try:
             await self.mailbox.wait_closed()
         finally:

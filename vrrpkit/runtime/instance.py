@@ -835,11 +835,14 @@ class Instance(StateCallbacks, Hosted):
         except (anyio.WouldBlock, anyio.ClosedResourceError):
             logger.error("%s: callback queue unavailable; %s not delivered", self.name, event)
 
-    def _send(self, action: SendAdvertisement, send: Callable[[bytes, Address], None]) -> None:
+    def _wire_packets(self, action: SendAdvertisement) -> tuple[tuple[Address, bytes], ...]:
+        """The advert's bytes for each destination, encoded (and checksummed) once.
+
+        The router hands out one Advertisement object per priority: a MASTER sends the same
+        bytes every interval.
+        """
         adv = action.advertisement
         cfg = self._router.config
-        # The router hands out one Advertisement object per priority: a MASTER sends the
-        # same bytes every interval, encoded (and checksummed) once.
         entry = self._wire.get(id(adv))
         if entry is None or entry[0] is not adv or entry[1] is not cfg:
             src = cfg.address
@@ -850,7 +853,10 @@ class Instance(StateCallbacks, Hosted):
             if len(self._wire) >= 8:
                 self._wire.clear()
             entry = self._wire[id(adv)] = (adv, cfg, packets)
-        for dst, data in entry[2]:
+        return entry[2]
+
+    def _send(self, action: SendAdvertisement, send: Callable[[bytes, Address], None]) -> None:
+        for dst, data in self._wire_packets(action):
             try:
                 send(data, dst)
             except TransportError as exc:
@@ -860,10 +866,7 @@ class Instance(StateCallbacks, Hosted):
 
     async def _send_async(self, action: SendAdvertisement) -> None:
         assert self._socket is not None
-        cfg = self._router.config
-        src = cfg.address
-        for dst in cfg.unicast_peers or (multicast_group(src),):
-            data = action.advertisement.encode(src=src, dst=dst, checksum=cfg.checksum)
+        for dst, data in self._wire_packets(action):
             try:
                 await self._socket.send(data, dst)
             except TransportError as exc:

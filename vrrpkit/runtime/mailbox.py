@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Mailbox"]
 
@@ -51,8 +52,7 @@ class Mailbox(Generic[T]):
                 raise anyio.ClosedResourceError
             self._waiter = anyio.Event()
             await self._waiter.wait()
-        items, self._items = self._items, []
-        return items
+        return self.take_all()
 
     def take_all(self) -> list[T]:
         """Remove and return every queued item, without waiting."""
@@ -61,6 +61,8 @@ class Mailbox(Generic[T]):
 
     async def wait_closed(self) -> None:
         """Wait until the mailbox is closed (items put meanwhile stay queued)."""
+        if self.closed:
+            await anyio.lowlevel.checkpoint()
         while not self.closed:
             self._waiter = anyio.Event()
             await self._waiter.wait()
