@@ -125,10 +125,14 @@ async def test_unicast_peers_elect_without_multicast(lab: Lab) -> None:
 async def test_interface_down_puts_the_master_in_fault_and_removes_the_vip(lab: Lab) -> None:
     h1, h2 = lab.hosts
     a, b = node(h1, "a", 200), node(h2, "b", 100)
+    vip_held_at_fault_callback: list[bool] = []
+    a.on_fault(lambda event: vip_held_at_fault_callback.append(holds(h1, VIP4)))
     async with cluster(a, b):
         await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
         lab.set_port(h1, False)
-        await eventually(lambda: a.state is State.FAULT)
+        # inst.state changes at once; the VIP goes on the effects task, before the callbacks.
+        await eventually(lambda: len(vip_held_at_fault_callback) == 1)
+        assert a.state is State.FAULT and vip_held_at_fault_callback == [False]
         assert not holds(h1, VIP4)
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
         lab.set_port(h1, True)

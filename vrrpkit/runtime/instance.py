@@ -247,7 +247,11 @@ class Instance(StateCallbacks, Hosted):
 
     @property
     def state(self) -> State:
-        """The current state."""
+        """The current state of the protocol.
+
+        It changes as soon as the protocol does; the VIPs follow on the effects task, and the
+        callbacks after them, so wait for a callback to know the addresses have moved.
+        """
         return self._router.state
 
     @property
