@@ -25,7 +25,7 @@ from vrrpkit.transports.base import (
     AddressManager,
     AdvertSocket,
     Announcer,
-    DirectAdvertSocket,
+    LazyAdvertSocket,
     LinkEvent,
     LinkMonitor,
     PacketHandler,
@@ -47,13 +47,26 @@ class _SharedSocket:
     """One real socket and the per-VRID ports reading from it."""
 
     def __init__(
-        self, sock: DirectAdvertSocket, reopen: Callable[[], Awaitable[DirectAdvertSocket]]
+        self, sock: LazyAdvertSocket, reopen: Callable[[], Awaitable[LazyAdvertSocket]]
     ) -> None:
         self.sock = sock
         self.ports: dict[int, _Port] = {}
         self.unknown_vrid = 0
         self._reopen = reopen
         self._renewing = anyio.Lock()
+        # The socket is read lazily only while every port's instance is content with it.
+        self._eager: set[_Port] = set()
+
+    def want_lazy(self, port: _Port, lazy: bool) -> bool:
+        if lazy:
+            self._eager.discard(port)
+        else:
+            self._eager.add(port)
+        return self.sock.set_lazy(not self._eager)
+
+    def forget(self, port: _Port) -> None:
+        self._eager.discard(port)
+        self.sock.set_lazy(bool(self.ports) and not self._eager)
 
     async def read(self) -> None:
         while True:
@@ -76,6 +89,7 @@ class _SharedSocket:
             if self.sock.ifindex == ifindex:
                 return  # another instance on this socket renewed it already
             fresh = await self._reopen()
+            fresh.set_lazy(not self._eager)
             stale, self.sock = self.sock, fresh
             logger.info("shared socket reopened on interface index %d", fresh.ifindex)
             await stale.aclose()
@@ -159,11 +173,23 @@ class _Port:
     def send_nowait(self, data: bytes, dst: Address) -> None:
         self._shared.sock.send_nowait(data, dst)
 
+    def set_lazy(self, lazy: bool) -> bool:
+        """Ask for lazy reading; the shared socket is lazy while all its ports ask for it.
+
+        Returns whether the shared socket is read lazily now.
+        """
+        return self._shared.want_lazy(self, lazy)
+
+    def poll(self) -> None:
+        """Hand what the shared socket has received to every port's instance, now."""
+        self._shared.sock.poll()
+
     async def aclose(self) -> None:
         self._handler = None
         self.mailbox.close()
         if self._shared.ports.get(self._vrid) is self:
             del self._shared.ports[self._vrid]
+        self._shared.forget(self)
         await anyio.lowlevel.checkpoint()
 
 
@@ -295,7 +321,7 @@ class TransportHub:
             if shared is None:
                 from vrrpkit.transports.rawsocket import RawAdvertSocket
 
-                async def reopen() -> DirectAdvertSocket:
+                async def reopen() -> LazyAdvertSocket:
                     return await RawAdvertSocket.open(
                         ifname,
                         4 if family == 4 else 6,
@@ -310,6 +336,7 @@ class TransportHub:
             if vrid in shared.ports:
                 raise ConfigError(f"VRID {vrid} is already used on {ifname} (IPv{family})")
             port = shared.ports[vrid] = _Port(shared, vrid)
+            shared.want_lazy(port, False)
             return port
 
     async def address_manager(self, netns: str | None) -> AddressManager:

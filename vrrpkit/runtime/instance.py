@@ -209,6 +209,10 @@ class Instance(StateCallbacks, Hosted):
         self._router = Router(self._config)
         self._alarm: Alarm | None = None
         self._armed: float | None = None
+        # Lazy reading (see LazyAdvertSocket): asked of the socket while not MASTER; then
+        # _poll fetches what arrived before each other input, so the order holds.
+        self._lazy_asked: bool | None = None
+        self._poll: Callable[[], None] | None = None
         self._started = False  # the router has been started by run() and not yet stopped
         self._effects: Mailbox[_Effect] = Mailbox(1 << 62)
         self._retry_queued = False
@@ -262,6 +266,7 @@ class Instance(StateCallbacks, Hosted):
     @property
     def counters(self) -> Counters:
         """A copy of the protocol counters."""
+        self._catch_up()
         return self._router.counters
 
     @property
@@ -271,6 +276,7 @@ class Instance(StateCallbacks, Hosted):
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot: state, priorities, trackers, master, counters."""
+        self._catch_up()
         router, cfg = self._router, self._router.config
         states = router.tracker_states
         contributions = router.tracker_contributions()
@@ -552,6 +558,7 @@ class Instance(StateCallbacks, Hosted):
             return
         self._socket = fresh
         self._send_now = self._direct_send(fresh)
+        self._lazy_asked = None  # ask the fresh socket on the next step
         logger.info(
             "%s: %s is a new interface (index %d); socket reopened",
             self.name,
@@ -586,8 +593,30 @@ class Instance(StateCallbacks, Hosted):
 
     def _step(self, step: Callable[[float], list[Action]]) -> None:
         """Feed one input to the router and perform what comes out."""
+        self._catch_up()
         self._perform_now(step(self._now()))
         self._rearm()
+
+    def _catch_up(self) -> None:
+        """Hand the router the packets a lazily read socket holds, before anything newer."""
+        poll = self._poll
+        if poll is not None:
+            poll()
+
+    def _read_lazily(self, lazy: bool) -> None:
+        # A backup's adverts only move its down timer, which they can do late (they carry
+        # their receive time): reading them when the timer is due instead of as they come
+        # saves a wake-up per burst. A MASTER must see a better advert at once.
+        self._lazy_asked = lazy
+        set_lazy = getattr(self._socket, "set_lazy", None)
+        poll = getattr(self._socket, "poll", None)
+        if not (callable(set_lazy) and callable(poll)):
+            self._poll = None
+            return
+        set_lazy(lazy)
+        # A hub's socket may stay eager for another instance and turn lazy later: poll
+        # whenever we asked, it costs one empty read when nothing waits.
+        self._poll = poll if lazy else None
 
     def _now(self) -> float:
         assert self._clock is not None
@@ -598,17 +627,24 @@ class Instance(StateCallbacks, Hosted):
         # BACKUP every accepted advert pushes the deadline later, and re-arming for each one
         # would cost more than the rest of the receive path; the alarm rings at the old
         # deadline instead and is set again from there.
-        deadline = self._router.next_deadline()
+        router = self._router
+        lazy = router.state is not State.MASTER
+        if lazy is not self._lazy_asked:
+            self._read_lazily(lazy)
+        deadline = router.next_deadline()
         if deadline is None:
             return
         armed = self._armed
-        if armed is None or deadline < armed:
+        # Read lazily, the adverts come in batches seldom: following the deadline costs
+        # little there and saves ringing at an outdated one.
+        if armed is None or deadline < armed or (self._poll is not None and deadline != armed):
             self._armed = deadline
             if self._alarm is not None:
                 self._alarm.set(deadline)
 
     def _on_alarm(self) -> None:
         self._armed = None
+        self._catch_up()
         router = self._router
         now = self._now()
         due = router.next_deadline()
@@ -651,16 +687,26 @@ class Instance(StateCallbacks, Hosted):
         vrid = self._config.vrid
         now = self._now()
         monotonic = self._monotonic
+        # Read lazily, a packet may be a Master_Down_Interval old; a receive time further
+        # back than that comes from a wall-clock step (the stamps are CLOCK_REALTIME).
+        cfg = router.config
+        interval = max(cfg.interval, router.master_adver_interval)
+        oldest = now - 1.0 - (cfg.down_timer_adverts + 1) * interval
         for packet in packets:
             data = packet.data
             if len(data) > 1 and data[1] != vrid:
                 continue  # another VRID on the same link: not ours, not counted
             arrived = now
             stamp = packet.timestamp
-            if stamp is not None and monotonic and now - 1.0 < stamp <= now:
+            if stamp is not None and monotonic and oldest < stamp <= now:
                 # keepalived's timers start when it reads the packet, microseconds after
                 # arrival; ours would start a Python wake-up later without this.
                 arrived = stamp
+                due = router.next_deadline()
+                if due is not None and due <= arrived:
+                    # The timer ran out before this packet came: it goes first, as it would
+                    # have had the packet been read the moment it arrived.
+                    self._perform_now(router.handle_timer(due))
             actions = router.receive_packet(
                 data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived
             )

@@ -27,6 +27,7 @@ __all__ = [
     "DirectAdvertSocket",
     "IPAddress",
     "IPInterface",
+    "LazyAdvertSocket",
     "LinkEvent",
     "LinkMonitor",
     "PacketHandler",
@@ -154,6 +155,24 @@ class DirectAdvertSocket(AdvertSocket, Protocol):
         Returns (without raising) once the socket is closed. ``handler`` runs synchronously
         in the event loop and must not block.
         """
+        ...
+
+
+class LazyAdvertSocket(DirectAdvertSocket, Protocol):
+    """A :class:`DirectAdvertSocket` that a backup may read in batches, when it needs to.
+
+    While lazy, the socket calls the :meth:`~DirectAdvertSocket.deliver` handler at once only
+    for priority-0 adverts (a master resigning); the rest wait until :meth:`poll`. The
+    runtime reads lazily while not MASTER and polls before every other input, so that the
+    protocol sees everything in the order it happened (packets carry their receive time).
+    """
+
+    def set_lazy(self, lazy: bool) -> bool:
+        """Read lazily (``True``) or wake for every packet; return whether now lazy."""
+        ...
+
+    def poll(self) -> None:
+        """Hand everything received so far to the deliver handler, now."""
         ...
 
 

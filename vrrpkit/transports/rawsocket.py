@@ -17,6 +17,11 @@ One :class:`RawAdvertSocket` serves one interface and one address family:
 Received IPv4 packets arrive with their IP header, which supplies TTL, source and
 destination and is then stripped. For IPv6 they come from ``IPV6_HOPLIMIT`` and
 ``IPV6_PKTINFO`` ancillary data.
+
+Lazy reading (:meth:`RawAdvertSocket.set_lazy`): a second socket on the same interface with
+a kernel filter accepting priority-0 adverts only wakes the process for those; the others
+wait in a large receive buffer until :meth:`RawAdvertSocket.poll`. Each packet carries its
+kernel receive time, so handling it late changes no timer.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import anyio.lowlevel
 from anyio.abc import AsyncResource
 
 from vrrpkit.transports.base import IPAddress, PacketHandler, ReceivedPacket, TransportError
+from vrrpkit.transports.bpf import attach_filter, priority_zero_filter
 from vrrpkit.transports.netlink import interface_addresses_blocking
 from vrrpkit.transports.netns import call_in_netns
 from vrrpkit.transports.readiness import ReadableWatch
@@ -65,6 +71,10 @@ _MULTICAST_TTL = 255
 _MAX_PACKET = 65535
 _MAX_BATCH = 256
 _IPV6_CHECKSUM_OFFSET = 6
+_SO_RCVBUFFORCE = 33
+# A lazily read socket holds up to a Master_Down_Interval of adverts of up to 255 VRIDs
+# (about 1000 packets of 1-2 KiB kernel memory each).
+_LAZY_RCVBUF = 4 << 20
 # Kernel receive timestamps (struct timespec on CLOCK_REALTIME): timers then start from when
 # the advert arrived, not from when Python got round to it.
 _SO_TIMESTAMPNS = 35
@@ -126,8 +136,14 @@ class RawAdvertSocket(AsyncResource):
         ifname: str,
         ifindex: int,
         local_address: IPAddress,
+        urgent: socket.socket | None = None,
     ) -> None:
         self._sock = sock
+        self._urgent = urgent
+        self._lazy = False
+        self._handler: PacketHandler | None = None
+        self._polling = False
+        self._urgent_watch: ReadableWatch | None = None
         self._ifname = ifname
         self._ifindex = ifindex
         self._local = local_address
@@ -199,7 +215,8 @@ class RawAdvertSocket(AsyncResource):
             except BaseException:
                 sock.close()
                 raise
-            return cls(sock, ifname=ifname, ifindex=ifindex, local_address=local)
+            urgent = _open_urgent(family, ifname, ifindex, ip_version, group if multicast else None)
+            return cls(sock, ifname=ifname, ifindex=ifindex, local_address=local, urgent=urgent)
 
         return await call_in_netns(netns, setup)
 
@@ -294,22 +311,79 @@ class RawAdvertSocket(AsyncResource):
             return
         if self._watch is not None:
             raise anyio.BusyResourceError("receiving from")
+        self._handler = handler
+        self._watch = ReadableWatch(self._sock.fileno(), self._readable, name=self._ifname)
+        if self._lazy:
+            self._watch.pause()
+        try:
+            if self._urgent is None:
+                await self._watch.run()
+            else:
+                self._urgent_watch = ReadableWatch(
+                    self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._urgent_watch.run)
+                    await self._watch.run()
+                    self._urgent_watch.stop()
+        finally:
+            self._watch = self._urgent_watch = None
+            self._handler = None
 
-        def readable() -> None:
+    def _readable(self, rounds: int = 4) -> None:
+        handler = self._handler
+        if handler is None or self._polling:
+            return
+        self._polling = True
+        try:
             # Adverts of many instances arrive in bursts: read again after handling a batch
             # (what came meanwhile) before going back to the event loop, a few times at most
             # so that timers and other sockets get their turn.
-            for _ in range(4):
+            for _ in range(rounds):
                 batch = self._drain()
                 if not batch:
                     return
                 handler(batch)
-
-        self._watch = ReadableWatch(self._sock.fileno(), readable, name=self._ifname)
-        try:
-            await self._watch.run()
         finally:
-            self._watch = None
+            self._polling = False
+
+    def _urgent_readable(self) -> None:
+        # Only a wake-up call: the packet itself is read, in order, from the main socket.
+        assert self._urgent is not None
+        _discard_queued(self._urgent)
+        self._readable()
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the socket is read lazily now (see :meth:`set_lazy`)."""
+        return self._lazy
+
+    def set_lazy(self, lazy: bool) -> bool:
+        """Wake the handler only for priority-0 adverts (``True``) or for every packet.
+
+        While lazy, the other packets wait in the kernel until :meth:`poll` is called (a
+        backup polls when its timer is due: every packet has its receive time). Returns
+        whether the socket is now lazy: False if it cannot filter (no second socket).
+        """
+        lazy = lazy and self._urgent is not None
+        if lazy != self._lazy:
+            self._lazy = lazy
+            watch = self._watch
+            if watch is not None:
+                if lazy:
+                    watch.pause()
+                else:
+                    watch.resume()
+        return lazy
+
+    def poll(self) -> None:
+        """Hand what has been received so far to the :meth:`deliver` handler, now.
+
+        Does nothing outside :meth:`deliver`, or when called from the handler itself.
+        """
+        if not self._closed:
+            # A lazy socket is read only here: empty it (255 VRIDs' worth fit in 4 rounds).
+            self._readable(rounds=16)
 
     def _parse_v4(
         self,
@@ -431,6 +505,10 @@ class RawAdvertSocket(AsyncResource):
         self._closed = True
         if self._watch is not None:
             self._watch.stop()
+        if self._urgent_watch is not None:
+            self._urgent_watch.stop()
+        if self._urgent is not None:
+            self._urgent.close()
         await close_socket(self._sock)
 
 
@@ -443,6 +521,28 @@ def _discard_queued(sock: socket.socket) -> None:
             return
 
 
+def _open_urgent(
+    family: int, ifname: str, ifindex: int, ip_version: int, group: IPAddress | None
+) -> socket.socket | None:
+    """The second socket that lets only priority-0 adverts through, or None if refused."""
+    try:
+        sock = socket.socket(
+            family, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, VRRP_PROTOCOL
+        )
+    except OSError as exc:
+        logger.debug("%s: no priority-0 socket, reading eagerly: %s", ifname, exc)
+        return None
+    try:
+        attach_filter(sock, priority_zero_filter(ip_version))
+        _configure(sock, ifname, ifindex, ip_version, group)
+        _discard_queued(sock)
+    except OSError as exc:
+        sock.close()
+        logger.debug("%s: no priority-0 socket, reading eagerly: %s", ifname, exc)
+        return None
+    return sock
+
+
 def _configure(
     sock: socket.socket,
     ifname: str,
@@ -452,6 +552,12 @@ def _configure(
 ) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
     sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _LAZY_RCVBUF)
+    except OSError:
+        # Without CAP_NET_ADMIN the limit is net.core.rmem_max. A lazy backup needs room for
+        # one interval's adverts of all its VRIDs; beyond that, dropped ones are not missed.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LAZY_RCVBUF)
     if ip_version == 4:
         ip = socket.IPPROTO_IP
         sock.setsockopt(ip, _IP_MULTICAST_ALL, 0)

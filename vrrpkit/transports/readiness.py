@@ -40,6 +40,8 @@ class ReadableWatch:
         self._callback = callback
         self._name = name or f"fd {fd}"
         self._stopped = False
+        self._paused = False
+        self._resumed: anyio.Event | None = None
         self._done: anyio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Exceptions the callback raised (logged, never propagated).
@@ -68,6 +70,8 @@ class ReadableWatch:
             return
         self._loop = loop
         self._done = anyio.Event()
+        if self._paused:
+            loop.remove_reader(self._fd)
         try:
             await self._done.wait()
         finally:
@@ -75,11 +79,15 @@ class ReadableWatch:
 
     async def _run_waiting(self) -> None:
         while not self._stopped:
+            if self._paused:
+                self._resumed = anyio.Event()
+                await self._resumed.wait()
+                continue
             try:
                 await anyio.wait_readable(self._fd)
             except anyio.ClosedResourceError:
                 return
-            if not self._stopped:
+            if not self._stopped and not self._paused:
                 self._fire()
 
     def _detach(self) -> None:
@@ -87,11 +95,34 @@ class ReadableWatch:
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._fd)
 
+    def pause(self) -> None:
+        """Stop calling the callback until :meth:`resume` (the descriptor stays open)."""
+        if self._paused or self._stopped:
+            return
+        self._paused = True
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        # On trio the waiting task finishes its wait, sees the pause and waits for resume().
+
+    def resume(self) -> None:
+        """Call the callback again whenever the descriptor is readable."""
+        if not self._paused:
+            return
+        self._paused = False
+        if self._stopped:
+            return
+        if self._loop is not None:
+            self._loop.add_reader(self._fd, self._fire)
+        elif self._resumed is not None:
+            self._resumed.set()
+
     def stop(self) -> None:
         """Stop watching now (before the descriptor is closed); :meth:`run` returns."""
         if self._stopped:
             return
         self._stopped = True
+        if self._resumed is not None:
+            self._resumed.set()
         if self._loop is not None:
             self._detach()
             assert self._done is not None
