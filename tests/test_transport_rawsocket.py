@@ -305,3 +305,44 @@ async def test_received_packets_carry_the_kernel_arrival_time_on_the_monotonic_c
         after = time.monotonic()
     assert packet.timestamp is not None
     assert before - 0.001 <= packet.timestamp <= after + 0.001
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_lazy_socket_wakes_only_for_priority_zero_and_keeps_the_order(
+    lab: Lab, ip_version: int
+) -> None:
+    h1, h2 = lab.hosts
+    vip = IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
+    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    batches: list[list[int]] = []
+
+    def handler(batch: list[ReceivedPacket]) -> None:
+        batches.append([packet.data[2] for packet in batch])
+
+    async def delivered(count: int) -> None:
+        with anyio.fail_after(GUARD):
+            while len(batches) < count:
+                await anyio.sleep(0.001)
+
+    async with (
+        opened(h1, ip_version) as sender,
+        opened(h2, ip_version) as receiver,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(receiver.deliver, handler)
+        assert receiver.set_lazy(True) and receiver.lazy
+        for priority in (100, 101):
+            await sender.send(advert(vip, priority=priority), group)
+        await anyio.sleep(0.1)  # the event loop runs; the socket must not call us
+        assert batches == []
+        await sender.send(advert(vip, priority=0), group)
+        await delivered(1)  # the resignation wakes us, after what came before it
+        await sender.send(advert(vip, priority=102), group)
+        await anyio.sleep(0.1)
+        assert len(batches) == 1
+        receiver.poll()  # a backup's timer is due: it reads what waits
+        assert not receiver.set_lazy(False)
+        await sender.send(advert(vip, priority=103), group)
+        await delivered(3)  # eager again: woken by an ordinary advert
+        tg.cancel_scope.cancel()
+    assert batches == [[100, 101, 0], [102], [103]]

@@ -71,3 +71,46 @@ async def test_cancelling_the_watching_task_detaches_the_descriptor() -> None:
     assert left.recv(100) == b"late"
     left.close()
     right.close()
+
+
+async def test_a_paused_watch_calls_nothing_until_resumed() -> None:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    received: list[bytes] = []
+    watch = ReadableWatch(left.fileno(), lambda: received.append(left.recv(100)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        await anyio.sleep(0.01)
+        watch.pause()
+        right.send(b"held")
+        await anyio.sleep(0.05)  # the loop runs meanwhile; the callback must not
+        assert received == []
+        watch.resume()
+        with anyio.fail_after(5):
+            while not received:
+                await anyio.sleep(0.001)
+        watch.stop()
+    left.close()
+    right.close()
+    assert received == [b"held"]
+
+
+async def test_a_watch_paused_before_it_runs_starts_paused() -> None:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    received: list[bytes] = []
+    watch = ReadableWatch(left.fileno(), lambda: received.append(left.recv(100)))
+    watch.pause()
+    right.send(b"held")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch.run)
+        await anyio.sleep(0.05)
+        assert received == []
+        watch.resume()
+        with anyio.fail_after(5):
+            while not received:
+                await anyio.sleep(0.001)
+        watch.stop()
+    left.close()
+    right.close()
+    assert received == [b"held"]

@@ -610,7 +610,8 @@ class Instance(StateCallbacks, Hosted):
         self._lazy_asked = lazy
         set_lazy = getattr(self._socket, "set_lazy", None)
         poll = getattr(self._socket, "poll", None)
-        if not (callable(set_lazy) and callable(poll)):
+        if not (callable(set_lazy) and callable(poll) and self._monotonic):
+            # Late reading needs receive times on our clock (the real one) to be exact.
             self._poll = None
             return
         set_lazy(lazy)
