@@ -601,7 +601,11 @@ class Instance(StateCallbacks, Hosted):
         """Hand the router the packets a lazily read socket holds, before anything newer."""
         poll = self._poll
         if poll is not None:
-            poll()
+            try:
+                poll()
+            except Exception:
+                # A bug in handling one packet must not cost the timer or input that follows.
+                logger.exception("%s: reading queued packets failed (carrying on)", self.name)
 
     def _read_lazily(self, lazy: bool) -> None:
         # A backup's adverts only move its down timer, which they can do late (they carry

@@ -80,11 +80,16 @@ _LAZY_RCVBUF = 4 << 20
 _SO_TIMESTAMPNS = 35
 _ANC_TIME = socket.CMSG_SPACE(16)
 _SOL_SOCKET = int(socket.SOL_SOCKET)
-_IPPROTO_IP = int(socket.IPPROTO_IP)
+_IPPROTO_IPV6 = int(socket.IPPROTO_IPV6)
+_IPV6_HOPLIMIT = int(socket.IPV6_HOPLIMIT)
+_IPV6_PKTINFO = int(socket.IPV6_PKTINFO)
+_unpack_pktinfo6 = struct.Struct("@16sI").unpack_from
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 _unpack_timespec = struct.Struct("@qq").unpack_from
 _unpack_int = struct.Struct("@i").unpack_from
-_ANC_V4 = socket.CMSG_SPACE(12) + _ANC_TIME
+# IPv4 needs only the receive time: the IP header has the addresses and TTL, and the socket
+# is bound to its interface (so no IP_PKTINFO on receive; sends still pass it per packet).
+_ANC_V4 = _ANC_TIME
 _ANC_V6 = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + _ANC_TIME
 
 
@@ -108,14 +113,29 @@ def _primary_address(ifindex: int, ip_version: int) -> IPAddress:
     return candidates[0].interface.ip
 
 
-def _timestamp(ancdata: builtins.list[tuple[int, int, bytes]], offset: float) -> float | None:
-    """The kernel receive time on CLOCK_MONOTONIC (``offset``: monotonic minus realtime)."""
-    for level, kind, value in ancdata:
-        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
-            seconds, nanoseconds = _unpack_timespec(value)
-            arrived: float = seconds + nanoseconds / 1e9 + offset
-            return arrived
-    return None
+_new = object.__new__
+_set_data, _set_src, _set_dst, _set_ttl, _set_ifindex, _set_timestamp = (
+    ReceivedPacket.__dict__[name].__set__
+    for name in ("data", "src", "dst", "ttl", "ifindex", "timestamp")
+)
+
+
+def _received(
+    data: bytes, src: IPAddress, dst: IPAddress, ttl: int, ifindex: int, stamp: float | None
+) -> ReceivedPacket:
+    """ReceivedPacket(...) from values already checked, at half the cost of its __init__.
+
+    Every received advert makes one; the slots are set directly (the class is frozen, so
+    its __init__ goes through object.__setattr__ for each field).
+    """
+    packet: ReceivedPacket = _new(ReceivedPacket)
+    _set_data(packet, data)
+    _set_src(packet, src)
+    _set_dst(packet, dst)
+    _set_ttl(packet, ttl)
+    _set_ifindex(packet, ifindex)
+    _set_timestamp(packet, stamp)
+    return packet
 
 
 def _strip_scope(text: str) -> str:
@@ -400,21 +420,17 @@ class RawAdvertSocket(AsyncResource):
         if header_len < 20 or total_len < header_len or total_len > len(data):
             logger.debug("%s: dropped a packet with bad IPv4 lengths", self._ifname)
             return None
-        ifindex = self._ifindex
         stamp = None
         for level, kind, value in ancdata:
-            if level == _IPPROTO_IP:
-                if kind == _IP_PKTINFO and len(value) >= 4:
-                    ifindex = _unpack_int(value)[0]
-            elif level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
                 seconds, nanoseconds = _unpack_timespec(value)
                 stamp = seconds + nanoseconds / 1e9 + offset
-        return ReceivedPacket(
+        return _received(
             data[header_len:total_len],
             self._address(data[12:16]),
             self._address(data[16:20]),
             data[8],
-            ifindex,
+            self._ifindex,
             stamp,
         )
 
@@ -428,14 +444,17 @@ class RawAdvertSocket(AsyncResource):
         hops: int | None = None
         dst: IPAddress | None = None
         ifindex = self._ifindex
+        stamp = None
         for level, kind, value in ancdata:
-            if level != socket.IPPROTO_IPV6:
-                continue
-            if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
-                hops = struct.unpack_from("@i", value)[0]
-            elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
-                raw_dst, ifindex = struct.unpack_from("@16sI", value)
-                dst = self._address(raw_dst)
+            if level == _IPPROTO_IPV6:
+                if kind == _IPV6_HOPLIMIT and len(value) >= 4:
+                    hops = _unpack_int(value)[0]
+                elif kind == _IPV6_PKTINFO and len(value) >= 20:
+                    raw_dst, ifindex = _unpack_pktinfo6(value)
+                    dst = self._address(raw_dst)
+            elif level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = _unpack_timespec(value)
+                stamp = seconds + nanoseconds / 1e9 + offset
         if hops is None or dst is None:
             logger.debug("%s: dropped a packet without hop limit or destination", self._ifname)
             return None
@@ -449,7 +468,7 @@ class RawAdvertSocket(AsyncResource):
             if len(self._sources) >= 4096:
                 self._sources.clear()
             self._sources[address[0]] = src
-        return ReceivedPacket(data, src, dst, hops, ifindex, _timestamp(ancdata, offset))
+        return _received(data, src, dst, hops, ifindex, stamp)
 
     def _target(self, dst: IPAddress) -> tuple[object, builtins.list[tuple[int, int, bytes]]]:
         if dst.version != self._local.version:
@@ -564,7 +583,6 @@ def _configure(
         sock.setsockopt(ip, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(ip, socket.IP_MULTICAST_TTL, _MULTICAST_TTL)
         sock.setsockopt(ip, socket.IP_TOS, _TOS)
-        sock.setsockopt(ip, _IP_PKTINFO, 1)
         sock.setsockopt(
             ip, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex)
         )
