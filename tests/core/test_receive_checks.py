@@ -11,6 +11,7 @@ from vrrpkit import (
     Router,
     RouterConfig,
     State,
+    Tracker,
 )
 
 SRC = ip_address("192.0.2.9")
@@ -207,3 +208,34 @@ def test_same_bytes_from_another_source_are_checked_for_that_source() -> None:
     other = ip_address("192.0.2.8")
     router.receive_packet(data, src=other, dst=GROUP, ttl=255, now=2.0)
     assert router.counters.chk_err == 1
+
+
+def test_repeat_of_an_accepted_advert_with_another_ttl_is_still_dropped() -> None:
+    router = backup()
+    data = wire(advert())
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=254, now=2.0)
+    assert router.counters.ip_ttl_err == 1
+    assert router.counters.advert_rcvd == 1
+
+
+def test_repeat_of_an_accepted_advert_to_a_unicast_destination_is_still_dropped() -> None:
+    # VRRPv2's checksum leaves out the addresses, so the same bytes pass to any destination.
+    router = backup(version=2)
+    data = wire(advert(version=2))
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    router.receive_packet(data, src=SRC, dst=ip_address("192.0.2.1"), ttl=255, now=2.0)
+    assert router.counters.addr_list_err == 1
+    assert router.counters.advert_rcvd == 1
+
+
+def test_repeat_of_an_accepted_advert_is_judged_on_the_current_priority() -> None:
+    router = backup(trackers=[Tracker("app", weight=-60, init_fail=True)])
+    assert router.effective_priority == 40
+    data = wire(advert(priority=50))
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=1.0)
+    router.tracker_result("app", True, 1.5)  # back to 100: a priority-50 master is preempted
+    deadline = router.next_deadline()
+    router.receive_packet(data, src=SRC, dst=GROUP, ttl=255, now=2.0)
+    assert router.counters.advert_rcvd == 2
+    assert router.next_deadline() == deadline  # discarded: the down timer runs on

@@ -84,6 +84,7 @@ class Router:
         self._address_int = int(config.address)
         self._adverts.clear()
         self._matching_addresses: tuple[Address, ...] | None = None
+        self._checked: tuple[Advertisement, Address, Address | None, int] | None = None
         self._master_adver_int = config.interval
         self._mdi = -1.0
         self._effective = self._compute_priority()
@@ -117,6 +118,7 @@ class Router:
         self._refresh_deadline: float | None = None
         self._adverts: dict[int, Advertisement] = {}
         self._matching_addresses = None
+        self._checked = None
         self._outbox: list[Action] = []
 
     # -- read-only views -------------------------------------------------------------------
@@ -242,6 +244,17 @@ class Router:
             except PacketError as error:
                 return self._drop(src, error.counter, str(error))
             self._last_decoded = (data, src, to, checksum, adv)
+        checked = self._checked
+        if (
+            checked is not None
+            and checked[0] is adv
+            and checked[1] is src
+            and checked[2] is dst
+            and checked[3] == ttl
+        ):
+            # The header checks are a pure function of these inputs and the configuration,
+            # and passed for them last time.
+            return self._accept(adv, src, now)
         return self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
 
     def receive(
@@ -286,6 +299,14 @@ class Router:
             else (dst != self._group_addr and not dst.is_multicast)
         ):
             return self._drop(src, "addr_list_err", f"destination {dst} does not match the mode")
+        self._checked = (adv, src, dst, ttl)
+        return self._accept(adv, src, now)
+
+    def _accept(self, adv: Advertisement, src: Address, now: float) -> list[Action]:
+        """Count and act on an advert whose header passed the checks."""
+        state = self._state
+        cfg = self.config
+        unicast = bool(cfg.unicast_peers)
         counters = self._counters
         counters.advert_rcvd += 1
         addresses = adv.addresses
