@@ -91,6 +91,38 @@ async def test_concurrent_requests_share_one_socket(lab: Lab) -> None:
         assert present >= set(vips)
 
 
+async def test_an_address_added_without_waiting_is_there_before_the_answer(lab: Lab) -> None:
+    host = lab.hosts[0]
+    vip = IPv4Address("192.0.2.100")
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        ticket = manager.add_nowait(host.ifname, vip)
+        assert ticket is not None
+        assert "192.0.2.100" in shown(host.addresses())  # the kernel acted within the send
+        assert await manager.add_result(ticket) is True
+        again = manager.add_nowait(host.ifname, vip)
+        assert again is not None
+        assert await manager.add_result(again) is False  # already there, as add() says
+
+
+async def test_answers_to_additions_survive_other_requests_read_meanwhile(lab: Lab) -> None:
+    host = lab.hosts[0]
+    first, second = IPv4Address("192.0.2.101"), IPv6Address("2001:db8::101")
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        tickets = [manager.add_nowait(host.ifname, vip) for vip in (first, second)]
+        # This request reads past both answers before its own reply.
+        listed = await manager.list(host.ifname)
+        assert IPv4Interface("192.0.2.101/32") in listed
+        assert [await manager.add_result(t) for t in tickets if t is not None] == [True, True]
+
+
+async def test_adding_without_waiting_on_a_missing_interface_is_left_to_add(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        assert manager.add_nowait("nosuch0", IPv4Address("192.0.2.102")) is None
+        with pytest.raises(TransportError):
+            await manager.add("nosuch0", IPv4Address("192.0.2.102"))
+
+
 async def test_missing_interface_and_namespace(lab: Lab) -> None:
     host = lab.hosts[0]
     async with await NetlinkAddressManager.open(netns=host.netns) as manager:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from ipaddress import ip_interface
 from typing import Any
 
 import anyio
@@ -444,3 +445,81 @@ async def test_stop_sends_the_priority_zero_advert_before_returning() -> None:
         await clock.advance(0.7)
         assert b.instance.state is State.MASTER
         assert not a.holds_vip()
+
+
+class SlowRemovals(FakeAddressManager):
+    """Removals wait while ``hold()`` is on; additions can also be sent without waiting, as
+    the real netlink manager's can."""
+
+    def __init__(self) -> None:
+        super().__init__(["eth0"])
+        self._released: anyio.Event | None = None
+
+    def hold(self) -> None:
+        self._released = anyio.Event()
+
+    def release(self) -> None:
+        if self._released is not None:
+            self._released.set()
+
+    async def remove(self, ifname: str, address: Any, prefixlen: int | None = None) -> bool:
+        if self._released is not None:
+            await self._released.wait()
+        return await super().remove(ifname, address, prefixlen)
+
+    def add_nowait(self, ifname: str, address: Any, prefixlen: int | None = None) -> int:
+        self.log.append(("add_nowait", ifname, address))
+        self.addresses[ifname].add(ip_interface(f"{address}/{prefixlen}"))
+        return 1
+
+    async def add_result(self, ticket: int) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return True
+
+
+async def test_a_vip_addition_never_overtakes_a_removal_still_under_way() -> None:
+    net, clock = FakeNetwork(), FakeClock()
+    links, manager = FakeLinkMonitor(), SlowRemovals()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=net.socket("192.0.2.1"), addresses=manager, links=links,
+        announcer=FakeAnnouncer(), runner=FakeRunner(),
+    )  # fmt: skip
+    async with anyio.create_task_group() as tg:
+        await tg.start(inst.run)
+        try:
+            await clock.advance(5)
+            assert inst.state is State.MASTER and manager.log[-1][0] == "add_nowait"
+            manager.hold()
+            links.set("eth0", False)  # FAULT: the removal starts and hangs
+            await clock.advance(0.01)
+            links.set("eth0", True)  # BACKUP, then MASTER again while it still hangs
+            await clock.advance(5)
+            assert inst.state is State.MASTER
+            manager.release()
+            await clock.advance(0.01)
+            assert [entry[0] for entry in manager.log][-3:] == ["add_nowait", "remove", "add"]
+            assert manager.holds("eth0", VIP)
+        finally:
+            manager.release()
+            inst.stop()
+
+
+async def test_a_shutdown_whose_vip_removal_never_returns_gives_up_after_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    net, clock = FakeNetwork(), FakeClock()
+    manager = SlowRemovals()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=net.socket("192.0.2.1"), addresses=manager, links=FakeLinkMonitor(),
+        announcer=FakeAnnouncer(), runner=FakeRunner(), shutdown_timeout=0.2,
+    )  # fmt: skip
+    with anyio.fail_after(10):  # a guard against the hang this test is about
+        async with anyio.create_task_group() as tg:
+            await tg.start(inst.run)
+            await clock.advance(5)
+            manager.hold()  # never released: the removal hangs forever
+            inst.stop()
+    assert inst.state is State.STOPPED
+    assert "shutdown took over 0.2 s" in caplog.text

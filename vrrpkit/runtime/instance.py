@@ -89,7 +89,14 @@ class _ForGroup:
     deliver: Callable[[], None]
 
 
-_Effect: TypeAlias = Action | _RetryVips | _ForGroup
+@attrs.frozen
+class _VipsAdded:
+    """Effect: collect the answers to VIP additions already sent (``None``: not sent yet)."""
+
+    tickets: tuple[tuple[IPv4Interface | IPv6Interface, int | None], ...]
+
+
+_Effect: TypeAlias = Action | _RetryVips | _ForGroup | _VipsAdded
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -213,6 +220,9 @@ class Instance(StateCallbacks, Hosted):
         # _poll fetches what arrived before each other input, so the order holds.
         self._lazy_asked: bool | None = None
         self._poll: Callable[[], None] | None = None
+        # VIP removals queued or under way: an addition may not overtake one of them.
+        self._removals_pending = 0
+        self._effects_scope: anyio.CancelScope | None = None
         self._started = False  # the router has been started by run() and not yet stopped
         self._effects: Mailbox[_Effect] = Mailbox(1 << 62)
         self._retry_queued = False
@@ -396,6 +406,7 @@ class Instance(StateCallbacks, Hosted):
         self._changes = changes_send
         if self._effects.closed:  # a previous run's; a group may already have queued work
             self._effects = Mailbox(1 << 62)
+            self._removals_pending = 0  # whatever the old mailbox held is gone with it
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
@@ -430,7 +441,7 @@ class Instance(StateCallbacks, Hosted):
                 finally:
                     with (
                         anyio.CancelScope(shield=True),
-                        anyio.move_on_after(self._shutdown_timeout),
+                        anyio.move_on_after(self._shutdown_timeout) as deadline,
                     ):
                         self._shutdown()
                         self._effects.close()
@@ -452,7 +463,18 @@ class Instance(StateCallbacks, Hosted):
                                 break
                             await self._deliver(change)
                         changes_receive.close()
+                    if deadline.cancelled_caught:
+                        logger.error(
+                            "%s: shutdown took over %s s; abandoning what is left",
+                            self.name,
+                            self._shutdown_timeout,
+                        )
+                        self._effects.take_all()
+                        if self._effects_scope is not None:
+                            self._effects_scope.cancel()
+                        changes_send.close()  # the dispatcher ends after what it holds
         finally:
+            changes_receive.close()
             self._started = False
             self._alarm.close()
             self._alarm = None
@@ -790,6 +812,7 @@ class Instance(StateCallbacks, Hosted):
         if self._router.state is not State.STOPPED:
             self._perform_now(self._router.shutdown(self._now()))
         # A MASTER's shutdown removes its addresses; this covers a failed removal too.
+        self._removals_pending += 1
         self._effects.put(RemoveVips(self.name, ()))
 
     # -- performing actions ------------------------------------------------------------------
@@ -805,6 +828,8 @@ class Instance(StateCallbacks, Hosted):
         for action in actions:
             if isinstance(action, SendAdvertisement) and self._send_now is not None:
                 self._send(action, self._send_now)
+            elif isinstance(action, AddVips) and self._removals_pending == 0:
+                self._effects.put(self._add_vips_now(action.addresses))
             elif isinstance(action, PacketDropped):
                 logger.debug(
                     "%s: dropped a packet from %s: %s (%s)",
@@ -826,6 +851,8 @@ class Instance(StateCallbacks, Hosted):
                     )
                 elif isinstance(action, SplitBrain):
                     self._log_split_brain(action)
+                elif isinstance(action, RemoveVips):
+                    self._removals_pending += 1
                 self._effects.put(action)
         if self._group_hook is not None:
             self._group_hook(self, actions)
@@ -855,9 +882,13 @@ class Instance(StateCallbacks, Hosted):
                     effects = await self._effects.get_all()
                 except anyio.ClosedResourceError:
                     return
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True) as scope:
+                    # Effects finish even when we are cancelled; only a shutdown that ran
+                    # out of time cancels this scope (a transport that never answers).
+                    self._effects_scope = scope
                     for effect in effects:
                         await self._perform_effect(effect)
+                self._effects_scope = None
         finally:
             done.set()
 
@@ -866,9 +897,14 @@ class Instance(StateCallbacks, Hosted):
             await self._send_async(effect)
         elif isinstance(effect, AddVips):
             await self._add_vips(effect.addresses)
+        elif isinstance(effect, _VipsAdded):
+            await self._collect_vips(effect)
         elif isinstance(effect, RemoveVips):
             # An empty removal is the shutdown's sweep of whatever is still held.
-            await self._remove_vips(effect.addresses or tuple(self._vips_held))
+            try:
+                await self._remove_vips(effect.addresses or tuple(self._vips_held))
+            finally:
+                self._removals_pending -= 1
         elif isinstance(effect, AnnounceVips):
             await self._announce(effect)
         elif isinstance(effect, (StateChanged, SplitBrain)):
@@ -941,6 +977,39 @@ class Instance(StateCallbacks, Hosted):
                 except TransportError as exc:
                     if not retry:
                         self._transport_failed(f"add {vip}", exc)
+
+    def _add_vips_now(self, addresses: tuple[Address, ...]) -> _VipsAdded:
+        """Send the VIP additions now, right behind the advert; the answers come later.
+
+        keepalived adds its VIPs within a fraction of a millisecond of its first advert as
+        MASTER; waking the effects task first would cost about a millisecond more. Only
+        while no removal is queued (an addition must not overtake it).
+        """
+        add_nowait = getattr(self._addresses, "add_nowait", None)
+        tickets: list[tuple[IPv4Interface | IPv6Interface, int | None]] = []
+        for vip in self._vips:
+            if vip.ip not in addresses:
+                continue
+            ticket = None
+            if callable(add_nowait):
+                try:
+                    ticket = add_nowait(self.interface, vip.ip, vip.network.prefixlen)
+                except (TransportError, anyio.ClosedResourceError):
+                    ticket = None  # the effects task tries again with add() and reports
+            tickets.append((vip, ticket))
+        return _VipsAdded(tuple(tickets))
+
+    async def _collect_vips(self, effect: _VipsAdded) -> None:
+        assert self._addresses is not None
+        for vip, ticket in effect.tickets:
+            try:
+                if ticket is None:
+                    await self._addresses.add(self.interface, vip.ip, vip.network.prefixlen)
+                else:
+                    await self._addresses.add_result(ticket)  # type: ignore[attr-defined]
+                self._vips_held.add(vip.ip)
+            except TransportError as exc:
+                self._transport_failed(f"add {vip}", exc)
 
     async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
         assert self._addresses is not None

@@ -115,6 +115,10 @@ class _Channel:
         self._lock = anyio.Lock()
         self._buffer = bytearray(_RECV_BUFFER)
         self.closed = False
+        # Requests sent by send_nowait() whose replies nobody has collected yet, and the
+        # replies that another request's reading came across meanwhile.
+        self._unanswered: set[int] = set()
+        self._answers: dict[int, Any] = {}
 
     @staticmethod
     def create_socket(groups: int, rcvbuf: int | None = None) -> socket.socket:
@@ -171,6 +175,52 @@ class _Channel:
             except BlockingIOError:
                 await anyio.wait_writable(self._sock)
 
+    def send_nowait(self, msg: bytes, msg_type: int, flags: int = 0) -> int | None:
+        """Send an encoded request now, without waiting; its sequence number, or None.
+
+        None means the socket could not take it at once (use :meth:`request`). The kernel
+        handles an rtnetlink request within the send: the change is made when this returns.
+        Collect the outcome with :meth:`answer`.
+        """
+        if self.closed:
+            raise anyio.ClosedResourceError
+        seq = next(self._seq)
+        data = bytearray(msg)
+        _HEADER_FIELDS.pack_into(data, 4, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, seq)
+        try:
+            self._sock.send(data)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
+        self._unanswered.add(seq)
+        return seq
+
+    async def answer(self, seq: int) -> None:
+        """Wait for the answer to a :meth:`send_nowait` request; NetlinkError if refused."""
+        await anyio.lowlevel.checkpoint()
+        async with self._lock:
+            try:
+                while seq not in self._answers:
+                    for part in await self.receive():
+                        self._keep_answer(part)
+            except OSError as exc:
+                raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
+            finally:
+                self._unanswered.discard(seq)
+            part = self._answers.pop(seq)
+        code = -int(part["error"] or 0)
+        if code:
+            raise NetlinkError(_describe(part, code), errno=code)
+
+    def _keep_answer(self, part: Any) -> bool:
+        header = part["header"]
+        seq = header["sequence_number"]
+        if seq in self._unanswered and header["type"] == NLMSG_ERROR:
+            self._answers[seq] = part
+            return True
+        return False
+
     async def request(
         self, msg: Any, msg_type: int, flags: int = 0, *, dump: bool = False
     ) -> builtins.list[Any]:
@@ -198,7 +248,9 @@ class _Channel:
                     for part in await self.receive():
                         header = part["header"]
                         if header["sequence_number"] != seq:
-                            # A reply to a request whose caller was cancelled.
+                            # An answer to a send_nowait(), kept for its caller; else a
+                            # reply to a request whose caller was cancelled.
+                            self._keep_answer(part)
                             continue
                         if header["type"] == NLMSG_ERROR:
                             code = -int(part["error"] or 0)
@@ -394,6 +446,32 @@ class NetlinkAddressManager(AsyncResource):
             if part["header"]["type"] == RTM_NEWLINK:
                 return int(part["index"])
         raise TransportError(f"no interface {ifname!r}", errno=errno.ENODEV)
+
+    def add_nowait(
+        self, ifname: str, address: IPAddress, prefixlen: int | None = None
+    ) -> int | None:
+        """Add the address now, without waiting for the kernel's answer.
+
+        A new master's VIP then follows its first advert by the time of one system call.
+        Returns a ticket for :meth:`add_result`, or None if the request could not be sent
+        at once (use :meth:`add` instead).
+        """
+        try:
+            index = interface_index(self._channel.socket, ifname)
+        except TransportError:
+            return None
+        request = self._address_request(index, address, _prefixlen(address, prefixlen))
+        return self._channel.send_nowait(request, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+
+    async def add_result(self, ticket: int) -> bool:
+        """The outcome of :meth:`add_nowait`, as :meth:`add` returns it."""
+        try:
+            await self._channel.answer(ticket)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        return True
 
     async def add(self, ifname: str, address: IPAddress, prefixlen: int | None = None) -> bool:
         """Add ``address/prefixlen`` to ``ifname``; return False if it was already there."""
