@@ -229,6 +229,18 @@ def cpu_ns_by_task(pids: Sequence[int]) -> dict[tuple[int, int], int]:
     return times
 
 
+def wakeups(pids: Sequence[int]) -> int:
+    """Voluntary context switches of every thread of the processes (one per sleep)."""
+    total = 0
+    for pid in pids:
+        for task in _tasks(pid):
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 def cpu_ticks(pids: Sequence[int]) -> tuple[int, int]:
     """(user, system) clock ticks of the processes, from ``/proc/PID/stat``."""
     user = system = 0

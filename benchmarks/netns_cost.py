@@ -56,6 +56,9 @@ class Cost:
     backup_pss: int | None = None
     master_sockets: int = 0
     master_processes: int = 0
+    #: Voluntary context switches over the window (how often each process went to sleep).
+    master_wakeups: int = 0
+    backup_wakeups: int = 0
     startup: float = 0.0
     error: str | None = None
 
@@ -138,7 +141,10 @@ def measure_cost(
             s1, s2 = h1.link_stats(), h2.link_stats()
             c1, c2 = L.cpu_ns_by_task(m_pids), L.cpu_ns_by_task(b_pids)
             t1, t2 = L.cpu_ticks(m_pids), L.cpu_ticks(b_pids)
+            w1, w2 = L.wakeups(m_pids), L.wakeups(b_pids)
             time.sleep(window)
+            cost.master_wakeups = L.wakeups(m_pids) - w1
+            cost.backup_wakeups = L.wakeups(b_pids) - w2
             c1e, c2e = L.cpu_ns_by_task(m_pids), L.cpu_ns_by_task(b_pids)
             t1e, t2e = L.cpu_ticks(m_pids), L.cpu_ticks(b_pids)
             e1, e2 = h1.link_stats(), h2.link_stats()
@@ -286,6 +292,14 @@ def cost_rows(
                 f"<= keepalived {_le(ours.us_received, theirs.us_received)}",
             ),
             (
+                f"{tag}: wake-ups/s master / backup",
+                _wakeups(ours, window),
+                _wakeups(theirs, window),
+                "-",
+                "-",
+                "-",
+            ),
+            (
                 f"{tag}: CPU share master / backup",
                 _share(ours, window),
                 _share(theirs, window),
@@ -368,6 +382,12 @@ def _le(ours: float | None, theirs: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+def _wakeups(cost: Cost, window: float) -> str:
+    if cost.error:
+        return "n/a"
+    return f"{cost.master_wakeups / window:.0f} / {cost.backup_wakeups / window:.0f}"
 
 
 def _share(cost: Cost, window: float) -> str:
