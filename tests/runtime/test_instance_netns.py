@@ -369,52 +369,52 @@ def pair(host: Host, vrid: int, priority: int, **kwargs: Any) -> Instance:
     )
 
 
-async def test_backups_sharing_a_hub_socket_take_over_when_their_masters_resign(
-    lab: Lab,
-) -> None:
+@asynccontextmanager
+async def masters_and_hub_backups(lab: Lab) -> AsyncIterator[tuple[list[Instance], ...]]:
+    """Three masters on h1 (own sockets), then their backups on h2 sharing a hub's socket."""
     from vrrpkit.runtime.hub import TransportHub
 
     h1, h2 = lab.hosts
     async with TransportHub() as hub:
         masters = [pair(h1, vrid, 200) for vrid in (1, 2, 3)]
         backups = [pair(h2, vrid, 100, hub=hub) for vrid in (1, 2, 3)]
-        reasons: list[str] = []
-        for inst in backups:
-            inst.on_master(lambda change: reasons.append(change.reason))
         async with cluster(*masters):
             await eventually(lambda: all(i.state is State.MASTER for i in masters))
             async with cluster(*backups):
                 # The backups read lazily: their counters catch up when asked.
                 await eventually(lambda: all(b.counters.advert_rcvd >= 3 for b in backups))
                 assert all(b.state is State.BACKUP for b in backups)
-                for inst in masters:
-                    inst.stop()
-                await eventually(lambda: len(reasons) == 3)
-                assert reasons == ["master_released"] * 3
-                assert [b.counters.pri_zero_rcvd for b in backups] == [1, 1, 1]
-                assert all(holds(h2, f"198.51.100.{vrid}") for vrid in (1, 2, 3))
+                yield masters, backups
+
+
+async def test_backups_sharing_a_hub_socket_take_over_when_their_masters_resign(
+    lab: Lab,
+) -> None:
+    h2 = lab.hosts[1]
+    reasons: list[str] = []
+    async with masters_and_hub_backups(lab) as (masters, backups):
+        for inst in backups:
+            inst.on_master(lambda change: reasons.append(change.reason))
+        for inst in masters:
+            inst.stop()
+        await eventually(lambda: len(reasons) == 3)
+        assert reasons == ["master_released"] * 3
+        assert [b.counters.pri_zero_rcvd for b in backups] == [1, 1, 1]
+        assert all(holds(h2, f"198.51.100.{vrid}") for vrid in (1, 2, 3))
 
 
 async def test_backups_sharing_a_hub_socket_take_over_from_silent_masters_and_hand_back(
     lab: Lab,
 ) -> None:
-    from vrrpkit.runtime.hub import TransportHub
-
     h1, h2 = lab.hosts
-    async with TransportHub() as hub:
-        masters = [pair(h1, vrid, 200) for vrid in (1, 2, 3)]
-        backups = [pair(h2, vrid, 100, hub=hub) for vrid in (1, 2, 3)]
-        changes: list[tuple[str, str]] = []
+    changes: list[tuple[str, str]] = []
+    async with masters_and_hub_backups(lab) as (masters, backups):
         for inst in backups:
             inst.on_transition(lambda change: changes.append((change.new.value, change.reason)))
-        async with cluster(*masters):
-            await eventually(lambda: all(i.state is State.MASTER for i in masters))
-            async with cluster(*backups):
-                await eventually(lambda: all(b.counters.advert_rcvd >= 3 for b in backups))
-                lab.set_port(h1, False)  # the masters fall silent (and go FAULT themselves)
-                # The callbacks run once the VIPs are up, after the state has changed.
-                await eventually(lambda: changes.count(("MASTER", "master_down_timer")) == 3)
-                lab.set_port(h1, True)  # back with a higher priority: the backups step down
-                await eventually(lambda: all(i.state is State.MASTER for i in masters))
-                await eventually(lambda: all(b.state is State.BACKUP for b in backups))
-                await eventually(lambda: not any(holds(h2, f"198.51.100.{v}") for v in (1, 2, 3)))
+        lab.set_port(h1, False)  # the masters fall silent (and go FAULT themselves)
+        # The callbacks run once the VIPs are up, after the state has changed.
+        await eventually(lambda: changes.count(("MASTER", "master_down_timer")) == 3)
+        lab.set_port(h1, True)  # back with a higher priority: the backups step down
+        await eventually(lambda: all(i.state is State.MASTER for i in masters))
+        await eventually(lambda: all(b.state is State.BACKUP for b in backups))
+        await eventually(lambda: not any(holds(h2, f"198.51.100.{v}") for v in (1, 2, 3)))
