@@ -402,7 +402,8 @@ class RawAdvertSocket(AsyncResource):
         Does nothing outside :meth:`deliver`, or when called from the handler itself.
         """
         if not self._closed:
-            # A lazy socket is read only here: empty it (255 VRIDs' worth fit in 4 rounds).
+            # A lazy socket is read only here: empty it. 16 rounds of up to 256 packets hold
+            # a Master_Down_Interval of adverts from all 255 VRIDs several times over.
             self._readable(rounds=16)
 
     def _parse_v4(
