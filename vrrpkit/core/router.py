@@ -231,8 +231,10 @@ class Router:
         if (
             last is not None
             and last[0] == data
-            and last[1] == src
-            and last[2] == to
+            # The transports hand out one address object per peer: identity settles it
+            # without ipaddress's (Python-level) __eq__.
+            and (last[1] is src or last[1] == src)
+            and (last[2] is to or last[2] == to)
             and last[3] is checksum
         ):
             # A master sends the same bytes every interval: decoding is a pure function of

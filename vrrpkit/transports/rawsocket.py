@@ -426,10 +426,12 @@ class RawAdvertSocket(AsyncResource):
             if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
                 seconds, nanoseconds = _unpack_timespec(value)
                 stamp = seconds + nanoseconds / 1e9 + offset
+        known = self._known
+        raw_src, raw_dst = data[12:16], data[16:20]
         return _received(
             data[header_len:total_len],
-            self._address(data[12:16]),
-            self._address(data[16:20]),
+            known.get(raw_src) or self._address(raw_src),
+            known.get(raw_dst) or self._address(raw_dst),
             data[8],
             self._ifindex,
             stamp,
