@@ -34,6 +34,16 @@ def advert(vip: IPv4Address | IPv6Address, *, priority: int = 150, checksum: int
     return struct.pack("!BBBBHH", 0x31, 51, priority, 1, 100, checksum) + vip.packed
 
 
+def group_of(ip_version: int) -> IPv4Address | IPv6Address:
+    """The VRRP multicast group of the family."""
+    return VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+
+
+def vip_of(ip_version: int) -> IPv4Address | IPv6Address:
+    """A documentation VIP of the family."""
+    return IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
+
+
 @asynccontextmanager
 async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
     """A RawAdvertSocket on ``host``'s eth0, closed on exit."""
@@ -86,7 +96,7 @@ async def test_wire_format(lab: Lab, ip_version: int) -> None:
     data = advert(IPv4Address("192.0.2.100"))
     try:
         async with opened(h1, ip_version) as sender:
-            group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+            group = group_of(ip_version)
             ethertype = b"\x08\x00" if ip_version == 4 else b"\x86\xdd"
             await sender.send(data, group)
             with anyio.fail_after(GUARD):
@@ -158,7 +168,7 @@ async def test_ipv6_unicast_to_link_local(lab: Lab) -> None:
 @pytest.mark.parametrize("ip_version", [4, 6])
 async def test_own_multicast_is_not_looped_back(lab: Lab, ip_version: int) -> None:
     h1, h2 = lab.hosts
-    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    group = group_of(ip_version)
     async with opened(h1, ip_version) as first, opened(h2, ip_version) as second:
         with anyio.fail_after(GUARD):
             await first.send(advert(IPv4Address("192.0.2.1")), group)
@@ -171,7 +181,7 @@ async def test_own_multicast_is_not_looped_back(lab: Lab, ip_version: int) -> No
 @pytest.mark.parametrize("ip_version", [4, 6])
 async def test_batch_drains_every_queued_packet(lab: Lab, ip_version: int) -> None:
     h1, h2 = lab.hosts
-    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    group = group_of(ip_version)
     sent = [advert(IPv4Address("192.0.2.100"), priority=p) for p in range(1, 21)]
     received: list[int] = []
     async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
@@ -295,8 +305,7 @@ async def test_received_packets_carry_the_kernel_arrival_time_on_the_monotonic_c
     import time
 
     h1, h2 = lab.hosts
-    vip = IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
-    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    vip, group = vip_of(ip_version), group_of(ip_version)
     async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
         before = time.monotonic()
         with anyio.fail_after(GUARD):
@@ -312,8 +321,7 @@ async def test_a_lazy_socket_wakes_only_for_priority_zero_and_keeps_the_order(
     lab: Lab, ip_version: int
 ) -> None:
     h1, h2 = lab.hosts
-    vip = IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
-    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    vip, group = vip_of(ip_version), group_of(ip_version)
     batches: list[list[int]] = []
 
     def handler(batch: list[ReceivedPacket]) -> None:

@@ -650,10 +650,7 @@ class Instance(StateCallbacks, Hosted):
         return self._clock.now()
 
     def _rearm(self) -> None:
-        # Move the alarm only when the deadline came earlier than what it is set for: in
-        # BACKUP every accepted advert pushes the deadline later, and re-arming for each one
-        # would cost more than the rest of the receive path; the alarm rings at the old
-        # deadline instead and is set again from there.
+        """After each input: read lazily unless MASTER, and set the alarm for the deadline."""
         router = self._router
         lazy = router.state is not State.MASTER
         if lazy is not self._lazy_asked:
@@ -662,8 +659,10 @@ class Instance(StateCallbacks, Hosted):
         if deadline is None:
             return
         armed = self._armed
-        # Read lazily, the adverts come in batches seldom: following the deadline costs
-        # little there and saves ringing at an outdated one.
+        # Read eagerly, every accepted advert pushes a backup's deadline later, and moving
+        # the alarm for each would cost more than the rest of the receive path: it rings at
+        # the old deadline and is set again from there. Read lazily, the adverts come in rare
+        # batches: following the deadline then costs little and saves a wake-up.
         if armed is None or deadline < armed or (self._poll is not None and deadline != armed):
             self._armed = deadline
             if self._alarm is not None:
@@ -828,8 +827,9 @@ class Instance(StateCallbacks, Hosted):
         for action in actions:
             if isinstance(action, SendAdvertisement) and self._send_now is not None:
                 self._send(action, self._send_now)
-            elif isinstance(action, AddVips) and self._removals_pending == 0:
-                self._effects.put(self._add_vips_now(action.addresses))
+            elif isinstance(action, AddVips):
+                plan = self._plan_vips(action.addresses, send_now=self._removals_pending == 0)
+                self._effects.put(plan)
             elif isinstance(action, PacketDropped):
                 logger.debug(
                     "%s: dropped a packet from %s: %s (%s)",
@@ -895,9 +895,7 @@ class Instance(StateCallbacks, Hosted):
     async def _perform_effect(self, effect: _Effect) -> None:
         if isinstance(effect, SendAdvertisement):
             await self._send_async(effect)
-        elif isinstance(effect, AddVips):
-            await self._add_vips(effect.addresses)
-        elif isinstance(effect, _VipsAdded):
+        elif isinstance(effect, _VipsAdded):  # AddVips arrives planned (_perform_now)
             await self._collect_vips(effect)
         elif isinstance(effect, RemoveVips):
             # An empty removal is the shutdown's sweep of whatever is still held.
@@ -966,26 +964,17 @@ class Instance(StateCallbacks, Hosted):
                 return
 
     async def _add_vips(self, addresses: tuple[Address, ...], retry: bool = False) -> None:
-        assert self._addresses is not None
-        for vip in self._vips:
-            if vip.ip in addresses:
-                try:
-                    await self._addresses.add(self.interface, vip.ip, vip.network.prefixlen)
-                    self._vips_held.add(vip.ip)
-                    if retry:
-                        logger.info("%s: added %s on retry", self.name, vip)
-                except TransportError as exc:
-                    if not retry:
-                        self._transport_failed(f"add {vip}", exc)
+        await self._collect_vips(self._plan_vips(addresses, send_now=False), retry=retry)
 
-    def _add_vips_now(self, addresses: tuple[Address, ...]) -> _VipsAdded:
-        """Send the VIP additions now, right behind the advert; the answers come later.
+    def _plan_vips(self, addresses: tuple[Address, ...], *, send_now: bool) -> _VipsAdded:
+        """The VIP additions to make; with ``send_now``, already sent where possible.
 
         keepalived adds its VIPs within a fraction of a millisecond of its first advert as
-        MASTER; waking the effects task first would cost about a millisecond more. Only
-        while no removal is queued (an addition must not overtake it).
+        MASTER; waking the effects task first would cost about a millisecond more, so a new
+        master sends them right behind the advert and only the answers wait. Never while a
+        removal is queued (an addition must not overtake it): the caller decides.
         """
-        add_nowait = getattr(self._addresses, "add_nowait", None)
+        add_nowait = getattr(self._addresses, "add_nowait", None) if send_now else None
         tickets: list[tuple[IPv4Interface | IPv6Interface, int | None]] = []
         for vip in self._vips:
             if vip.ip not in addresses:
@@ -999,7 +988,8 @@ class Instance(StateCallbacks, Hosted):
             tickets.append((vip, ticket))
         return _VipsAdded(tuple(tickets))
 
-    async def _collect_vips(self, effect: _VipsAdded) -> None:
+    async def _collect_vips(self, effect: _VipsAdded, retry: bool = False) -> None:
+        """Add the VIPs not sent yet and collect the answers of those that were."""
         assert self._addresses is not None
         for vip, ticket in effect.tickets:
             try:
@@ -1008,8 +998,11 @@ class Instance(StateCallbacks, Hosted):
                 else:
                     await self._addresses.add_result(ticket)  # type: ignore[attr-defined]
                 self._vips_held.add(vip.ip)
+                if retry:
+                    logger.info("%s: added %s on retry", self.name, vip)
             except TransportError as exc:
-                self._transport_failed(f"add {vip}", exc)
+                if not retry:
+                    self._transport_failed(f"add {vip}", exc)
 
     async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
         assert self._addresses is not None
