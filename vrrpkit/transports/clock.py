@@ -51,6 +51,13 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
 
+def _set_absolute(spec: _Itimerspec, deadline: float) -> None:
+    """Fill ``spec`` for a one-shot expiry at ``deadline`` (CLOCK_MONOTONIC seconds)."""
+    seconds = int(deadline)
+    spec.it_value.tv_sec = seconds
+    spec.it_value.tv_nsec = int((deadline - seconds) * 1e9)
+
+
 def _libc() -> ctypes.CDLL | None:
     try:
         # The running interpreter already links libc: its symbols need no library search
@@ -161,9 +168,7 @@ class TimerQueue:
         else:
             # A zero it_value disarms: a deadline already due still has to ring.
             deadline = max(deadline, 1e-9)
-            seconds = int(deadline)
-            spec.it_value.tv_sec = seconds
-            spec.it_value.tv_nsec = int((deadline - seconds) * 1e9)
+            _set_absolute(spec, deadline)
         self._armed = deadline
         if self._fd >= 0 and self._settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_ref, None):
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
@@ -327,8 +332,8 @@ class PreciseClock:
         if libc is None or fd is None or fd < 0:
             await anyio.sleep(remaining)
             return
-        seconds = int(deadline)
-        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((deadline - seconds) * 1e9)))
+        spec = _Itimerspec()
+        _set_absolute(spec, deadline)
         if libc.timerfd_settime(fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             os.close(fd)
             await anyio.sleep(remaining)
