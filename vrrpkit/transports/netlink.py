@@ -185,10 +185,8 @@ class _Channel:
         if self.closed:
             raise anyio.ClosedResourceError
         seq = next(self._seq)
-        data = bytearray(msg)
-        _HEADER_FIELDS.pack_into(data, 4, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, seq)
         try:
-            self._sock.send(data)
+            self._sock.send(_encoded(msg, msg_type, NLM_F_ACK | flags, seq))
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -209,17 +207,13 @@ class _Channel:
             finally:
                 self._unanswered.discard(seq)
             part = self._answers.pop(seq)
-        code = -int(part["error"] or 0)
-        if code:
-            raise NetlinkError(_describe(part, code), errno=code)
+        _raise_if_refused(part)
 
-    def _keep_answer(self, part: Any) -> bool:
+    def _keep_answer(self, part: Any) -> None:
         header = part["header"]
         seq = header["sequence_number"]
         if seq in self._unanswered and header["type"] == NLMSG_ERROR:
             self._answers[seq] = part
-            return True
-        return False
 
     async def request(
         self, msg: Any, msg_type: int, flags: int = 0, *, dump: bool = False
@@ -231,18 +225,15 @@ class _Channel:
         async with self._lock:
             seq = next(self._seq)
             if isinstance(msg, bytes):
-                # A message encoded before (see NetlinkAddressManager._address_request):
-                # only the header's type, flags and sequence number change.
-                data = bytearray(msg)
-                _HEADER_FIELDS.pack_into(data, 4, msg_type, NLM_F_REQUEST | flags, seq)
+                data = _encoded(msg, msg_type, flags, seq)
             else:
                 msg["header"]["type"] = msg_type
                 msg["header"]["flags"] = NLM_F_REQUEST | flags
                 msg["header"]["sequence_number"] = seq
                 msg.encode()
-                data = msg.data
+                data = bytes(msg.data)
             try:
-                await self._send(bytes(data))
+                await self._send(data)
                 replies: builtins.list[Any] = []
                 while True:
                     for part in await self.receive():
@@ -253,9 +244,7 @@ class _Channel:
                             self._keep_answer(part)
                             continue
                         if header["type"] == NLMSG_ERROR:
-                            code = -int(part["error"] or 0)
-                            if code:
-                                raise NetlinkError(_describe(part, code), errno=code)
+                            _raise_if_refused(part)
                             return replies
                         if header["type"] == NLMSG_DONE:
                             return replies
@@ -283,6 +272,23 @@ class _Channel:
         self.closed = True
         anyio.notify_closing(self._sock)
         self._sock.close()
+
+
+def _encoded(msg: bytes, msg_type: int, flags: int, seq: int) -> bytes:
+    """A message encoded before (see NetlinkAddressManager._address_request), ready to send.
+
+    Only the header's type, flags and sequence number change between requests.
+    """
+    data = bytearray(msg)
+    _HEADER_FIELDS.pack_into(data, 4, msg_type, NLM_F_REQUEST | flags, seq)
+    return bytes(data)
+
+
+def _raise_if_refused(part: Any) -> None:
+    """Raise NetlinkError for an NLMSG_ERROR carrying an error (0 is an acknowledgement)."""
+    code = -int(part["error"] or 0)
+    if code:
+        raise NetlinkError(_describe(part, code), errno=code)
 
 
 def _describe(part: Any, code: int) -> str:
