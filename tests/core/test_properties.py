@@ -173,3 +173,81 @@ def test_after_faults_heal_one_master_down_interval_leaves_exactly_one_master_wi
         assert len(masters) == 1, [(h.name, h.state) for h in running]
     for handle in sim.routers.values():
         assert bool(handle.vips) == (handle.state is State.MASTER)
+
+
+advert_inputs = st.one_of(
+    st.tuples(
+        st.just("advert"),
+        st.sampled_from([0, 50, 100, 200]),
+        # One object per peer, as the transports hand them out.
+        st.sampled_from([ip_address("192.0.2.9"), ip_address("192.0.2.200")]),
+        st.sampled_from([255, 254]),
+        st.sampled_from([1.0, 2.0]),
+        st.sampled_from([("192.0.2.100",), ("192.0.2.100", "192.0.2.101")]),
+    ),
+    st.tuples(st.just("timer")),
+    st.tuples(st.just("tracker"), st.booleans()),
+    st.tuples(st.just("wait"), st.floats(0, 5)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(advert_inputs, max_size=60),
+    preempt=st.booleans(),
+    preempt_delay=st.sampled_from([0.0, 2.0]),
+)
+def test_repeated_adverts_give_what_freshly_decoded_ones_give(
+    steps: list[tuple[object, ...]], preempt: bool, preempt_delay: float
+) -> None:
+    # receive_packet remembers what it decoded and checked for the same bytes; receive()
+    # with a fresh decode does every step: the two must never tell apart.
+    def make() -> Router:
+        router = Router(
+            RouterConfig(
+                name="r",
+                vrid=1,
+                priority=100,
+                address="192.0.2.5",
+                vips=["192.0.2.100"],
+                preempt=preempt,
+                preempt_delay=preempt_delay,
+                trackers=[Tracker("weight", weight=-60)],
+            )
+        )
+        router.start(0.0)
+        return router
+
+    remembering, fresh = make(), make()
+    now = 0.0
+    for step in steps:
+        kind = step[0]
+        if kind == "advert":
+            _, priority, src, ttl, interval, addresses = step
+            data = Advertisement(
+                version=3,
+                vrid=1,
+                priority=priority,  # type: ignore[arg-type]
+                interval=interval,  # type: ignore[arg-type]
+                addresses=addresses,  # type: ignore[arg-type]
+            ).encode(src=src, dst=GROUP)
+            got = remembering.receive_packet(data, src=src, dst=GROUP, ttl=ttl, now=now)  # type: ignore[arg-type]
+            adv = Advertisement.decode(data, src=src, dst=GROUP)
+            want = fresh.receive(adv, src=src, dst=GROUP, ttl=ttl, now=now)  # type: ignore[arg-type]
+        elif kind == "timer":
+            deadline = fresh.next_deadline()
+            if deadline is None:
+                continue
+            now = max(now, deadline)
+            got, want = remembering.handle_timer(now), fresh.handle_timer(now)
+        elif kind == "tracker":
+            got = remembering.tracker_result("weight", step[1], now)  # type: ignore[arg-type]
+            want = fresh.tracker_result("weight", step[1], now)  # type: ignore[arg-type]
+        else:
+            now += step[1]  # type: ignore[operator]
+            continue
+        assert got == want
+        assert remembering.state is fresh.state
+        assert remembering.next_deadline() == fresh.next_deadline()
+        assert remembering.counters == fresh.counters
+        assert remembering.master_address == fresh.master_address

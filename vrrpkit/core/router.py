@@ -11,7 +11,8 @@ differs from the RFC we follow keepalived and say so (docs/keepalived-difference
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from vrrpkit.core.actions import (
     Action,
@@ -41,7 +42,7 @@ from vrrpkit.core.transitions import Cause, is_allowed
 if TYPE_CHECKING:
     from vrrpkit.core.group import SyncGroup
 
-__all__ = ["INTERFACE_FAULT", "Router", "RouterError"]
+__all__ = ["INTERFACE_FAULT", "InboundPacket", "Router", "RouterError"]
 
 #: The fault reason reported while the router's own interface is down.
 INTERFACE_FAULT = "interface"
@@ -49,6 +50,25 @@ INTERFACE_FAULT = "interface"
 
 class RouterError(VrrpError):
     """A router input was used out of order (for example ``start`` twice)."""
+
+
+class InboundPacket(Protocol):
+    """A received VRRP message as :meth:`Router.receive_packets` reads it.
+
+    ``data`` is the IP payload, ``ttl`` the IPv4 TTL or IPv6 hop limit, ``timestamp`` when it
+    arrived on the caller's clock (None if unknown). The transports' ``ReceivedPacket`` is one.
+    """
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def src(self) -> Address: ...
+    @property
+    def dst(self) -> Address | None: ...
+    @property
+    def ttl(self) -> int: ...
+    @property
+    def timestamp(self) -> float | None: ...
 
 
 class Router:
@@ -188,6 +208,8 @@ class Router:
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`handle_timer` has work to do, or None."""
         best = self._protocol_deadline
+        if self._garp_deadline is None and self._refresh_deadline is None:
+            return best  # always so for a backup
         for deadline in (self._garp_deadline, self._refresh_deadline):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -217,6 +239,37 @@ class Router:
         return self._drain()
 
     # -- receiving -------------------------------------------------------------------------
+
+    def receive_packets(
+        self, packets: Iterable[InboundPacket], *, now: float, since: float | None = None
+    ) -> list[Action]:
+        """Process packets received in this order, up to ``now``, as if each came on its own.
+
+        A packet's ``timestamp`` is taken as its arrival time when it lies within
+        (``since``, ``now``]; otherwise (None, ``since`` None, or outside: a clock step) it
+        arrived ``now``. A timer that ran out before a packet arrived is handled before that
+        packet, so a batch read late gives the actions it would have given read at once.
+        Packets of another VRID (a socket shared by several) are skipped without counting.
+        """
+        actions: list[Action] = []
+        vrid = self.config.vrid
+        receive = self.receive_packet
+        for packet in packets:
+            data = packet.data
+            if len(data) > 1 and data[1] != vrid:
+                continue
+            arrived = now
+            if since is not None:
+                stamp = packet.timestamp
+                if stamp is not None and since < stamp <= now:
+                    arrived = stamp
+                    due = self.next_deadline()
+                    if due is not None and due <= arrived:
+                        actions += self.handle_timer(due)
+            done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
+            if done:
+                actions += done
+        return actions
 
     def receive_packet(
         self, data: bytes, *, src: Address, dst: Address | None, ttl: int, now: float
@@ -256,6 +309,24 @@ class Router:
         ):
             # The header checks are a pure function of these inputs and the configuration,
             # and passed for them last time.
+            if (
+                state is State.BACKUP
+                and adv.priority >= self._effective
+                and adv.addresses is self._matching_addresses
+                and adv.interval == self._master_adver_int
+                and self._mdi >= 0
+                and not (self.config.unicast_peers and self.config.check_unicast_src)
+            ):
+                # What _accept and _backup_receive do with the advert a backup hears every
+                # interval from its master (priority 0 never gets here: ours is at least 1).
+                self._counters.advert_rcvd += 1
+                self._preempt_until = None
+                self._protocol_deadline = now + self._mdi
+                self._takeover_cause = Cause.MASTER_DOWN
+                self._master_address = src
+                self._master_priority = adv.priority
+                self._wantstate = State.BACKUP
+                return self._drain()
             return self._accept(adv, src, now)
         return self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
 

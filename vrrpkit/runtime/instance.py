@@ -710,34 +710,19 @@ class Instance(StateCallbacks, Hosted):
 
     def _on_packets(self, packets: list[ReceivedPacket]) -> None:
         router = self._router
-        vrid = self._config.vrid
         now = self._now()
-        monotonic = self._monotonic
-        # Read lazily, a packet may be a Master_Down_Interval old; a receive time further
-        # back than that comes from a wall-clock step (the stamps are CLOCK_REALTIME).
-        cfg = router.config
-        interval = max(cfg.interval, router.master_adver_interval)
-        oldest = now - 1.0 - (cfg.down_timer_adverts + 1) * interval
-        for packet in packets:
-            data = packet.data
-            if len(data) > 1 and data[1] != vrid:
-                continue  # another VRID on the same link: not ours, not counted
-            arrived = now
-            stamp = packet.timestamp
-            if stamp is not None and monotonic and oldest < stamp <= now:
-                # keepalived's timers start when it reads the packet, microseconds after
-                # arrival; ours would start a Python wake-up later without this.
-                arrived = stamp
-                due = router.next_deadline()
-                if due is not None and due <= arrived:
-                    # The timer ran out before this packet came: it goes first, as it would
-                    # have had the packet been read the moment it arrived.
-                    self._perform_now(router.handle_timer(due))
-            actions = router.receive_packet(
-                data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived
-            )
-            if actions:
-                self._perform_now(actions)
+        since = None
+        if self._monotonic:
+            # keepalived's timers start when it reads the packet, microseconds after arrival;
+            # ours would start a Python wake-up later (or, read lazily, a Master_Down_Interval
+            # later) without the kernel's receive time. A receive time further back than a
+            # lazy read can be comes from a wall-clock step (the stamps are CLOCK_REALTIME).
+            cfg = router.config
+            interval = max(cfg.interval, router.master_adver_interval)
+            since = now - 1.0 - (cfg.down_timer_adverts + 1) * interval
+        actions = router.receive_packets(packets, now=now, since=since)
+        if actions:
+            self._perform_now(actions)
         self._rearm()
 
     async def _link_loop(self) -> None:
