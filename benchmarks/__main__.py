@@ -148,7 +148,7 @@ def run_netns_sections(
         blocks.append((f"2. cost: master and backup processes, {window:g} s window", rows))
         notes += more
     if "jitter" in sections:
-        rows, more = netns_cost.jitter_rows(progress)
+        rows, more = netns_cost.jitter_rows(progress, rounds=1 if quick else 3)
         blocks.append(("3. advert send jitter on the wire", rows))
         notes += more
     if "fault" in sections:

@@ -14,6 +14,7 @@ instance (all in this one process; with ``"hub": true`` they share the transport
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import signal
 import sys
@@ -51,6 +52,9 @@ async def main(spec: dict[str, Any]) -> None:
             for kwargs in arguments:
                 name = str(kwargs.pop("name"))
                 await stack.enter_async_context(Instance(name, **kwargs))
+            # As docs/instance.md advises an application that runs instances (and `vrrpkit
+            # run` does): what start-up made stays out of later garbage collections.
+            gc.freeze()
             print("started", flush=True)
             async for signum in signals:
                 if signum == signal.SIGTERM:

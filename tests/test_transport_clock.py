@@ -100,6 +100,30 @@ async def test_an_earlier_deadline_replaces_a_later_one() -> None:
     assert len(rang) == 1 and start + 0.02 <= rang[0] < start + 1.0
 
 
+async def test_a_queue_left_with_nothing_to_ring_does_not_wake_the_loop_again() -> None:
+    import select
+    import time
+
+    import anyio
+
+    from vrrpkit.transports.clock import TimerQueue
+
+    queue = TimerQueue.create()
+    assert queue is not None
+    alarm = queue.alarm()
+    rang: list[bool] = []
+    alarm.attach(lambda: rang.append(True))
+    alarm.set(time.monotonic() + 0.01)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.run)
+        await anyio.sleep(0.05)
+        # The expiry is never read: setting the timer again is what clears its readiness.
+        assert select.select([queue._fd], [], [], 0)[0] == []
+        tg.cancel_scope.cancel()
+    queue.close()
+    assert rang == [True]
+
+
 async def test_an_alarm_that_came_due_before_it_was_attached_rings_on_attach() -> None:
     import time
 

@@ -94,7 +94,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.netns:
         options["netns"] = args.netns
-    daemon = Daemon(args.config, control_path=args.control, config_id=args.config_id, **options)
+    daemon = Daemon(
+        args.config,
+        control_path=args.control,
+        config_id=args.config_id,
+        freeze_gc=True,
+        **options,
+    )
     try:
         anyio.run(daemon.run)
     except ConfigFileError as exc:

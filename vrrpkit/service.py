@@ -9,6 +9,7 @@ keep their mastership); changed ones restart; removed ones stop gracefully; new 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -62,11 +63,14 @@ class Daemon:
         *,
         control_path: str | None = DEFAULT_CONTROL_PATH,
         config_id: str | None = None,
+        freeze_gc: bool = False,
         **instance_options: Any,
     ) -> None:
         self.config_path = config_path
         self.control_path = control_path
         self.config_id = config_id
+        #: Whether to ``gc.freeze()`` what start-up and reloads made (the process is ours).
+        self.freeze_gc = freeze_gc
         self._options = instance_options
         self._units: dict[str, _Unit] = {}
         self._fifos: list[NotifyFifo] = []
@@ -127,6 +131,7 @@ class Daemon:
                 sum(len(u.instances) for u in self._units.values()),
                 self.config_path,
             )
+            self._freeze_gc()
             task_status.started(self)
             await self._stop.wait()
             with anyio.CancelScope(shield=True):
@@ -143,9 +148,18 @@ class Daemon:
             return False
         self._open_fifos(config)
         await self._apply(config)
+        self._freeze_gc()
         self.reloads += 1
         logger.info("configuration reloaded from %s", self.config_path)
         return True
+
+    def _freeze_gc(self) -> None:
+        if self.freeze_gc:
+            # What start-up made (modules, configuration, instances) lives as long as the
+            # process. Frozen, it is left out of every later collection: a full collection
+            # otherwise scans it all, a pause of 17-64 ms measured with 20-255 instances
+            # (docs/instance.md), longer than a Master_Down_Interval at 0.01 s adverts.
+            gc.freeze()
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:

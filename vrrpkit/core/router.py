@@ -136,7 +136,7 @@ class Router:
         )
         self._garp_deadline: float | None = None
         self._refresh_deadline: float | None = None
-        self._adverts: dict[int, Advertisement] = {}
+        self._adverts: dict[int, SendAdvertisement] = {}
         self._matching_addresses = None
         self._checked = None
         self._outbox: list[Action] = []
@@ -617,7 +617,7 @@ class Router:
         if new is not State.BACKUP:
             # Resign with priority 0 so a backup takes over after Skew_Time (RFC 5798 §6.4.3;
             # keepalived also does it on MASTER -> FAULT, once per path, twice in practice).
-            self._emit(SendAdvertisement(self.name, self._advert(0)))
+            self._emit(self._advert(0))
             self._counters.advert_sent += 1
             self._counters.pri_zero_sent += 1
         if cfg.vips:
@@ -669,9 +669,10 @@ class Router:
         self._state = new
         self._emit(StateChanged(self.name, old, new, cause.value, self._effective))
 
-    def _advert(self, priority: int) -> Advertisement:
-        adv = self._adverts.get(priority)
-        if adv is None:
+    def _advert(self, priority: int) -> SendAdvertisement:
+        # One (immutable) action per priority: a master sends the same advert every interval.
+        action = self._adverts.get(priority)
+        if action is None:
             cfg = self.config
             adv = Advertisement(
                 version=cfg.version,
@@ -682,12 +683,12 @@ class Router:
                 auth_type=cfg.auth_type,
                 auth_data=cfg.auth_data,
             )
-            self._adverts[priority] = adv
-        return adv
+            action = self._adverts[priority] = SendAdvertisement(self.name, adv)
+        return action
 
     def _send_advert(self, now: float) -> None:
         # RFC 5798 §6.4.3: a master advertises its own configured interval.
-        self._emit(SendAdvertisement(self.name, self._advert(self._effective)))
+        self._emit(self._advert(self._effective))
         self._counters.advert_sent += 1
         interval = self.config.interval
         if self.config.align_adverts:

@@ -174,9 +174,9 @@ class TimerQueue:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
     def _expired(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._fd, 8)
-        # While ringing, alarms re-arm through _schedule; the timerfd is set once, after.
+        # No read() of the expiry count: setting the timerfd again (always done below) clears
+        # its readiness, one system call less per wake-up. While ringing, alarms re-arm
+        # through _schedule; the timerfd is set once, after.
         self._armed = -math.inf
         heap = self._heap
         try:
@@ -190,8 +190,7 @@ class TimerQueue:
                 heapq.heappop(heap)  # superseded by a later set()
         finally:
             self._armed = None
-            if heap:
-                self._arm(heap[0][0])
+            self._arm(heap[0][0] if heap else None)
 
     async def run(self) -> None:
         """Ring the alarms until cancelled."""

@@ -172,6 +172,7 @@ class RawAdvertSocket(AsyncResource):
         self._closed = False
         self._watch: ReadableWatch | None = None
         self._known: dict[bytes, IPAddress] = {}
+        self._pairs: dict[bytes, tuple[IPAddress, IPAddress]] = {}
         self._sources: dict[str, IPv6Address] = {}
         # Per destination: sendmsg's address and control message, built once.
         self._targets: dict[IPAddress, tuple[object, builtins.list[tuple[int, int, bytes]]]] = {}
@@ -286,7 +287,7 @@ class RawAdvertSocket(AsyncResource):
         batch: builtins.list[ReceivedPacket] = []
         append = batch.append
         recvmsg = self._sock.recvmsg
-        known = self._known
+        pairs = self._pairs
         ifindex = self._ifindex
         offset: float | None = None
         for _ in range(_MAX_BATCH):
@@ -304,7 +305,7 @@ class RawAdvertSocket(AsyncResource):
                 logger.debug("%s: dropped a truncated packet", self._ifname)
                 continue
             first = data[0]
-            header_len = (first & 0x0F) * 4
+            header_len = 20 if first == 0x45 else (first & 0x0F) * 4
             total_len = (data[2] << 8) | data[3]
             if first >> 4 != 4 or header_len < 20 or not header_len <= total_len <= size:
                 logger.debug("%s: dropped a packet with a bad IPv4 header", self._ifname)
@@ -316,13 +317,14 @@ class RawAdvertSocket(AsyncResource):
                         # CLOCK_REALTIME to CLOCK_MONOTONIC, read once per batch.
                         offset = time.monotonic() - time.time()
                     seconds, nanoseconds = _unpack_timespec(value)
-                    stamp = seconds + nanoseconds / 1e9 + offset
-            raw_src = data[12:16]
-            raw_dst = data[16:20]
+                    stamp = seconds + nanoseconds * 1e-9 + offset
+            # Source and destination side by side in the header: one lookup for both.
+            raw_pair = data[12:20]
+            pair = pairs.get(raw_pair) or self._address_pair(raw_pair)
             packet: ReceivedPacket = _new(ReceivedPacket)
             _set_data(packet, data[header_len:total_len])
-            _set_src(packet, known.get(raw_src) or self._address(raw_src))
-            _set_dst(packet, known.get(raw_dst) or self._address(raw_dst))
+            _set_src(packet, pair[0])
+            _set_dst(packet, pair[1])
             _set_ttl(packet, data[8])
             _set_ifindex(packet, ifindex)
             _set_timestamp(packet, stamp)
@@ -358,6 +360,14 @@ class RawAdvertSocket(AsyncResource):
         # Not expected (no IP_RECVERR, so ICMP errors are not queued), but one bad read must
         # not stop the receive loop.
         logger.debug("%s: receive error ignored: %s", self._ifname, exc)
+
+    def _address_pair(self, raw: bytes) -> tuple[IPAddress, IPAddress]:
+        found = self._pairs.get(raw)
+        if found is None:
+            if len(self._pairs) >= 4096:
+                self._pairs.clear()
+            found = self._pairs[raw] = (self._address(raw[:4]), self._address(raw[4:]))
+        return found
 
     def _address(self, raw: bytes) -> IPAddress:
         # Adverts come from a handful of peers: one address object each, not two per packet.
