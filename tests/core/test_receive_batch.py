@@ -5,7 +5,7 @@ from ipaddress import ip_address
 import attrs
 import pytest
 
-from vrrpkit import Advertisement, Router, RouterConfig, State, StateChanged
+from vrrpkit import Advertisement, Router, RouterConfig, State, StateChanged, Tracker
 from vrrpkit.core.addresses import Address
 
 SRC = ip_address("192.0.2.9")
@@ -79,3 +79,40 @@ def test_a_timer_that_ran_out_before_a_packet_arrived_is_handled_before_it() -> 
     changes = [(a.old, a.new) for a in actions if isinstance(a, StateChanged)]
     assert changes == [(State.BACKUP, State.MASTER), (State.MASTER, State.BACKUP)]
     assert router.state is State.BACKUP
+
+
+def test_a_repeat_is_judged_on_the_current_priority() -> None:
+    router = Router(
+        RouterConfig(
+            name="r",
+            vrid=1,
+            priority=100,
+            address="192.0.2.1",
+            vips=["192.0.2.100"],
+            trackers=[Tracker("app", weight=-60, init_fail=True)],
+        )
+    )
+    router.start(0.0)
+    router.receive_packets([Packet(advert(priority=50))], now=1.0)  # 50 >= 40: accepted
+    router.tracker_result("app", True, 1.5)  # back to 100: a priority-50 master is preempted
+    deadline = router.next_deadline()
+    router.receive_packets([Packet(advert(priority=50))], now=2.0)
+    assert router.counters.advert_rcvd == 2
+    assert router.next_deadline() == deadline  # discarded: the down timer runs on
+
+
+def test_a_repeat_after_another_accepted_advert_relearns_the_masters_interval() -> None:
+    router = Router(
+        RouterConfig(
+            name="r", vrid=1, priority=100, address="192.0.2.1", vips=["192.0.2.100"], preempt=False
+        )
+    )
+    router.start(0.0)
+    other = ip_address("192.0.2.8")
+    slow = Advertisement(version=3, vrid=1, priority=50, interval=2.0, addresses=["192.0.2.100"])
+    router.receive_packets([Packet(advert())], now=1.0)
+    # nopreempt: a lower priority is accepted too, and its interval learnt
+    router.receive_packets([Packet(slow.encode(src=other, dst=GROUP), src=other)], now=2.0)
+    router.receive_packets([Packet(advert())], now=3.0)
+    assert router.master_adver_interval == 1.0
+    assert router.next_deadline() == pytest.approx(3.0 + MDI)

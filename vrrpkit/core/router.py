@@ -105,6 +105,7 @@ class Router:
         self._adverts.clear()
         self._matching_addresses: tuple[Address, ...] | None = None
         self._checked: tuple[Advertisement, Address, Address | None, int] | None = None
+        self._steady: tuple[bytes, Address, Address | None, int, int, int] | None = None
         self._master_adver_int = config.interval
         self._mdi = -1.0
         self._effective = self._compute_priority()
@@ -139,6 +140,8 @@ class Router:
         self._adverts: dict[int, SendAdvertisement] = {}
         self._matching_addresses = None
         self._checked = None
+        self._heard: Advertisement | None = None
+        self._steady = None
         self._outbox: list[Action] = []
 
     # -- read-only views -------------------------------------------------------------------
@@ -254,6 +257,7 @@ class Router:
         actions: list[Action] = []
         vrid = self.config.vrid
         receive = self.receive_packet
+        counters = self._counters
         for packet in packets:
             data = packet.data
             if len(data) > 1 and data[1] != vrid:
@@ -266,7 +270,34 @@ class Router:
                     due = self.next_deadline()
                     if due is not None and due <= arrived:
                         actions += self.handle_timer(due)
-            done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
+            src = packet.src
+            dst = packet.dst
+            ttl = packet.ttl
+            steady = self._steady
+            if (
+                steady is not None
+                and steady[1] is src
+                and steady[2] is dst
+                and steady[3] == ttl
+                and steady[0] == data
+                and steady[4] == self._effective
+                and self._state is State.BACKUP
+                and self._mdi >= 0
+            ):
+                # The advert a backup hears every interval from its master, byte for byte
+                # what receive_packet last accepted under the same priority: it does what
+                # _accept and _backup_receive did then, without decoding or checking again.
+                counters.advert_rcvd += 1
+                self._preempt_until = None
+                self._protocol_deadline = arrived + self._mdi
+                self._takeover_cause = Cause.MASTER_DOWN
+                self._master_address = src
+                self._master_priority = steady[5]
+                self._wantstate = State.BACKUP
+                if self._outbox:
+                    actions += self._drain()  # queued by the sync group meanwhile
+                continue
+            done = receive(data, src=src, dst=dst, ttl=ttl, now=arrived)
             if done:
                 actions += done
         return actions
@@ -275,6 +306,7 @@ class Router:
         self, data: bytes, *, src: Address, dst: Address | None, ttl: int, now: float
     ) -> list[Action]:
         """Decode and process one received VRRP message (the IP payload)."""
+        self._heard = None
         state = self._state
         if state is not State.BACKUP and state is not State.MASTER:
             return []  # keepalived ignores packets in INIT and FAULT
@@ -309,26 +341,14 @@ class Router:
         ):
             # The header checks are a pure function of these inputs and the configuration,
             # and passed for them last time.
-            if (
-                state is State.BACKUP
-                and adv.priority >= self._effective
-                and adv.addresses is self._matching_addresses
-                and adv.interval == self._master_adver_int
-                and self._mdi >= 0
-                and not (self.config.unicast_peers and self.config.check_unicast_src)
-            ):
-                # What _accept and _backup_receive do with the advert a backup hears every
-                # interval from its master (priority 0 never gets here: ours is at least 1).
-                self._counters.advert_rcvd += 1
-                self._preempt_until = None
-                self._protocol_deadline = now + self._mdi
-                self._takeover_cause = Cause.MASTER_DOWN
-                self._master_address = src
-                self._master_priority = adv.priority
-                self._wantstate = State.BACKUP
-                return self._drain()
-            return self._accept(adv, src, now)
-        return self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
+            actions = self._accept(adv, src, now)
+        else:
+            actions = self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
+        if self._heard is adv and not actions:
+            # A backup accepted it from its master as it is: receive_packets takes the
+            # same bytes from the same sender through its short path from now on.
+            self._steady = (data, src, dst, ttl, self._effective, adv.priority)
+        return actions
 
     def receive(
         self,
@@ -377,6 +397,7 @@ class Router:
 
     def _accept(self, adv: Advertisement, src: Address, now: float) -> list[Action]:
         """Count and act on an advert whose header passed the checks."""
+        self._steady = self._heard = None  # whatever it was, it may not be from now on
         state = self._state
         cfg = self.config
         unicast = bool(cfg.unicast_peers)
@@ -435,6 +456,8 @@ class Router:
         self._master_address = src
         self._master_priority = priority
         self._wantstate = State.BACKUP
+        if priority >= self._effective and adv.addresses is self._matching_addresses:
+            self._heard = adv
 
     def _master_down(self) -> float:
         if self._mdi < 0:
