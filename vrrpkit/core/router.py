@@ -257,7 +257,6 @@ class Router:
         actions: list[Action] = []
         vrid = self.config.vrid
         receive = self.receive_packet
-        counters = self._counters
         for packet in packets:
             data = packet.data
             if len(data) > 1 and data[1] != vrid:
@@ -270,34 +269,7 @@ class Router:
                     due = self.next_deadline()
                     if due is not None and due <= arrived:
                         actions += self.handle_timer(due)
-            src = packet.src
-            dst = packet.dst
-            ttl = packet.ttl
-            steady = self._steady
-            if (
-                steady is not None
-                and steady[1] is src
-                and steady[2] is dst
-                and steady[3] == ttl
-                and steady[0] == data
-                and steady[4] == self._effective
-                and self._state is State.BACKUP
-                and self._mdi >= 0
-            ):
-                # The advert a backup hears every interval from its master, byte for byte
-                # what receive_packet last accepted under the same priority: it does what
-                # _accept and _backup_receive did then, without decoding or checking again.
-                counters.advert_rcvd += 1
-                self._preempt_until = None
-                self._protocol_deadline = arrived + self._mdi
-                self._takeover_cause = Cause.MASTER_DOWN
-                self._master_address = src
-                self._master_priority = steady[5]
-                self._wantstate = State.BACKUP
-                if self._outbox:
-                    actions += self._drain()  # queued by the sync group meanwhile
-                continue
-            done = receive(data, src=src, dst=dst, ttl=ttl, now=arrived)
+            done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
             if done:
                 actions += done
         return actions
@@ -306,6 +278,8 @@ class Router:
         self, data: bytes, *, src: Address, dst: Address | None, ttl: int, now: float
     ) -> list[Action]:
         """Decode and process one received VRRP message (the IP payload)."""
+        if self._steady is not None and self._repeat(data, src, dst, ttl, now):
+            return self._drain()
         self._heard = None
         state = self._state
         if state is not State.BACKUP and state is not State.MASTER:
@@ -349,6 +323,34 @@ class Router:
             # same bytes from the same sender through its short path from now on.
             self._steady = (data, src, dst, ttl, self._effective, adv.priority)
         return actions
+
+    def _repeat(self, data: bytes, src: Address, dst: Address | None, ttl: int, now: float) -> bool:
+        """Take the advert a backup hears every interval from its master, if this is it.
+
+        Byte for byte what receive_packet last accepted from the same sender under the same
+        priority (any other accepted advert forgets it): do what _accept and _backup_receive
+        did then, without decoding or checking again.
+        """
+        steady = self._steady
+        if (
+            steady is None
+            or steady[1] is not src
+            or steady[2] is not dst
+            or steady[3] != ttl
+            or steady[0] != data
+            or steady[4] != self._effective
+            or self._state is not State.BACKUP
+            or self._mdi < 0
+        ):
+            return False
+        self._counters.advert_rcvd += 1
+        self._preempt_until = None
+        self._protocol_deadline = now + self._mdi
+        self._takeover_cause = Cause.MASTER_DOWN
+        self._master_address = src
+        self._master_priority = steady[5]
+        self._wantstate = State.BACKUP
+        return True
 
     def receive(
         self,
