@@ -278,7 +278,8 @@ class Router:
         self, data: bytes, *, src: Address, dst: Address | None, ttl: int, now: float
     ) -> list[Action]:
         """Decode and process one received VRRP message (the IP payload)."""
-        if self._steady is not None and self._repeat(data, src, dst, ttl, now):
+        steady = self._steady
+        if steady is not None and steady[0] == data and self._repeat(data, src, dst, ttl, now):
             return self._drain()
         self._heard = None
         state = self._state
