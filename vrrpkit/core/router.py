@@ -74,9 +74,10 @@ class InboundPacket(Protocol):
 class Router:
     """The state machine of one virtual router (one VRID on one interface).
 
-    Inputs: :meth:`start`, :meth:`receive_packet` / :meth:`receive`, :meth:`handle_timer`,
-    :meth:`tracker_result`, :meth:`interface_changed`, :meth:`shutdown`. Each returns the
-    list of actions to perform in order. Remote garbage is counted, never raised.
+    Inputs: :meth:`start`, :meth:`receive_packets` / :meth:`receive_packet` /
+    :meth:`receive`, :meth:`handle_timer`, :meth:`tracker_result`,
+    :meth:`interface_changed`, :meth:`shutdown`. Each returns the list of actions to perform
+    in order. Remote garbage is counted, never raised.
     """
 
     def __init__(self, config: RouterConfig) -> None:
@@ -320,8 +321,8 @@ class Router:
         else:
             actions = self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
         if self._heard is adv and not actions:
-            # A backup accepted it from its master as it is: receive_packets takes the
-            # same bytes from the same sender through its short path from now on.
+            # A backup accepted it from its master as it is: the same bytes from the same
+            # sender take the short path (_repeat) from now on.
             self._steady = (data, src, dst, ttl, self._effective, adv.priority)
         return actions
 
