@@ -33,8 +33,9 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -279,30 +280,47 @@ class RawAdvertSocket(AsyncResource):
             if batch:
                 return batch
 
-    def _drain(self) -> builtins.list[ReceivedPacket]:
-        if self._ipv6:
-            return self._drain_v6()
-        # IPv4, the common case, parsed inline: a lazy backup reads a few hundred adverts per
-        # wake-up and this loop is most of what it does for each.
-        batch: builtins.list[ReceivedPacket] = []
-        append = batch.append
+    def _datagrams(
+        self, ancsize: int
+    ) -> Iterator[tuple[bytes, builtins.list[tuple[int, int, bytes]], Any]]:
+        """The queued datagrams, up to a batch (truncated ones dropped with a debug log)."""
         recvmsg = self._sock.recvmsg
-        pairs = self._pairs
-        ifindex = self._ifindex
-        offset: float | None = None
         for _ in range(_MAX_BATCH):
             if self._closed:
-                break
+                return
             try:
-                data, ancdata, flags, _address = recvmsg(_MAX_PACKET, _ANC_V4)
+                data, ancdata, flags, address = recvmsg(_MAX_PACKET, ancsize)
             except BlockingIOError:
-                break
+                return
             except OSError as exc:
-                self._receive_error(exc)
+                # Not expected (no IP_RECVERR, so ICMP errors are not queued), but one bad
+                # read must not stop the receive loop.
+                logger.debug("%s: receive error ignored: %s", self._ifname, exc)
                 continue
-            size = len(data)
-            if flags & _MSG_TRUNC or size < 20:
+            if flags & _MSG_TRUNC:
                 logger.debug("%s: dropped a truncated packet", self._ifname)
+                continue
+            yield data, ancdata, address
+
+    def _drain(self) -> builtins.list[ReceivedPacket]:
+        # CLOCK_REALTIME (the receive times) to CLOCK_MONOTONIC, read once per batch.
+        offset = time.monotonic() - time.time()
+        batch: builtins.list[ReceivedPacket] = []
+        if self._ipv6:
+            for data, ancdata, address in self._datagrams(_ANC_V6):
+                parsed = self._parse_v6(data, ancdata, address, offset)
+                if parsed is not None:
+                    batch.append(parsed)
+            return batch
+        # IPv4, the common case, parsed inline: a lazy backup reads a few hundred adverts per
+        # wake-up and this loop is most of what it does for each.
+        append = batch.append
+        pairs = self._pairs
+        ifindex = self._ifindex
+        for data, ancdata, _address in self._datagrams(_ANC_V4):
+            size = len(data)
+            if size < 20:
+                logger.debug("%s: dropped a packet shorter than an IPv4 header", self._ifname)
                 continue
             first = data[0]
             header_len = 20 if first == 0x45 else (first & 0x0F) * 4
@@ -313,9 +331,6 @@ class RawAdvertSocket(AsyncResource):
             stamp = None
             for level, kind, value in ancdata:
                 if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
-                    if offset is None:
-                        # CLOCK_REALTIME to CLOCK_MONOTONIC, read once per batch.
-                        offset = time.monotonic() - time.time()
                     seconds, nanoseconds = _unpack_timespec(value)
                     stamp = seconds + nanoseconds * 1e-9 + offset
             # Source and destination side by side in the header: one lookup for both.
@@ -330,36 +345,6 @@ class RawAdvertSocket(AsyncResource):
             _set_timestamp(packet, stamp)
             append(packet)
         return batch
-
-    def _drain_v6(self) -> builtins.list[ReceivedPacket]:
-        batch: builtins.list[ReceivedPacket] = []
-        recvmsg = self._sock.recvmsg
-        offset: float | None = None
-        for _ in range(_MAX_BATCH):
-            if self._closed:
-                break
-            try:
-                data, ancdata, flags, address = recvmsg(_MAX_PACKET, _ANC_V6)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self._receive_error(exc)
-                continue
-            if flags & _MSG_TRUNC:
-                logger.debug("%s: dropped a truncated packet", self._ifname)
-                continue
-            if offset is None:
-                # CLOCK_REALTIME to CLOCK_MONOTONIC, read once per batch.
-                offset = time.monotonic() - time.time()
-            packet = self._parse_v6(data, ancdata, address, offset)
-            if packet is not None:
-                batch.append(packet)
-        return batch
-
-    def _receive_error(self, exc: OSError) -> None:
-        # Not expected (no IP_RECVERR, so ICMP errors are not queued), but one bad read must
-        # not stop the receive loop.
-        logger.debug("%s: receive error ignored: %s", self._ifname, exc)
 
     def _address_pair(self, raw: bytes) -> tuple[IPAddress, IPAddress]:
         found = self._pairs.get(raw)
