@@ -55,6 +55,8 @@ class Daemon:
     ``instance_options`` go to every :class:`~vrrpkit.Instance` (for example ``netns`` in
     tests). An invalid configuration raises :class:`vrrpkit.config.ConfigFileError` before
     anything starts; an invalid one at reload is logged and the running one kept.
+    ``freeze_gc=True`` (what ``vrrpkit run`` passes, as the process is its own) calls
+    ``gc.freeze()`` once everything has started and after each reload.
     """
 
     def __init__(
