@@ -56,7 +56,7 @@ class Daemon:
     tests). An invalid configuration raises :class:`vrrpkit.config.ConfigFileError` before
     anything starts; an invalid one at reload is logged and the running one kept.
     ``freeze_gc=True`` (what ``vrrpkit run`` passes, as the process is its own) calls
-    ``gc.freeze()`` once everything has started and after each reload.
+    ``gc.freeze()`` once everything has started (once: see ``_freeze_gc``).
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class Daemon:
         self.config_path = config_path
         self.control_path = control_path
         self.config_id = config_id
-        #: Whether to ``gc.freeze()`` what start-up and reloads made (the process is ours).
+        #: Whether to ``gc.freeze()`` what start-up made (the process is ours).
         self.freeze_gc = freeze_gc
         self._options = instance_options
         self._units: dict[str, _Unit] = {}
@@ -150,7 +150,6 @@ class Daemon:
             return False
         self._open_fifos(config)
         await self._apply(config)
-        self._freeze_gc()
         self.reloads += 1
         logger.info("configuration reloaded from %s", self.config_path)
         return True
@@ -161,6 +160,9 @@ class Daemon:
             # process. Frozen, it is left out of every later collection: a full collection
             # otherwise scans it all, a pause of 17-64 ms measured with 20-255 instances
             # (docs/instance.md), longer than a Master_Down_Interval at 0.01 s adverts.
+            # Only once: the cycle collector never frees a frozen object, so reference cycles
+            # that a reload replaces would stay for good if reloads froze too; this way at
+            # most those of the start-up units do.
             gc.freeze()
 
     async def _signals(self) -> None:
