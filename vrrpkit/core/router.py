@@ -280,7 +280,27 @@ class Router:
     ) -> list[Action]:
         """Decode and process one received VRRP message (the IP payload)."""
         steady = self._steady
-        if steady is not None and steady[0] == data and self._repeat(data, src, dst, ttl, now):
+        if (
+            steady is not None
+            and steady[0] == data
+            and steady[1] is src
+            and steady[2] is dst
+            and steady[3] == ttl
+            and steady[4] == self._effective
+            and self._state is State.BACKUP
+            and self._mdi >= 0
+        ):
+            # The advert a backup hears every interval from its master: byte for byte what
+            # this method last accepted from the same sender under the same priority (any
+            # other accepted advert forgets it). Do what _accept and _backup_receive did then,
+            # without decoding or checking again.
+            self._counters.advert_rcvd += 1
+            self._preempt_until = None
+            self._protocol_deadline = now + self._mdi
+            self._takeover_cause = Cause.MASTER_DOWN
+            self._master_address = src
+            self._master_priority = steady[5]
+            self._wantstate = State.BACKUP
             return self._drain()
         self._heard = None
         state = self._state
@@ -322,37 +342,9 @@ class Router:
             actions = self.receive(adv, src=src, dst=dst, ttl=ttl, now=now)
         if self._heard is adv and not actions:
             # A backup accepted it from its master as it is: the same bytes from the same
-            # sender take the short path (_repeat) from now on.
+            # sender take the short path at the top from now on.
             self._steady = (data, src, dst, ttl, self._effective, adv.priority)
         return actions
-
-    def _repeat(self, data: bytes, src: Address, dst: Address | None, ttl: int, now: float) -> bool:
-        """Take the advert a backup hears every interval from its master, if this is it.
-
-        Byte for byte what receive_packet last accepted from the same sender under the same
-        priority (any other accepted advert forgets it): do what _accept and _backup_receive
-        did then, without decoding or checking again.
-        """
-        steady = self._steady
-        if (
-            steady is None
-            or steady[1] is not src
-            or steady[2] is not dst
-            or steady[3] != ttl
-            or steady[0] != data
-            or steady[4] != self._effective
-            or self._state is not State.BACKUP
-            or self._mdi < 0
-        ):
-            return False
-        self._counters.advert_rcvd += 1
-        self._preempt_until = None
-        self._protocol_deadline = now + self._mdi
-        self._takeover_cause = Cause.MASTER_DOWN
-        self._master_address = src
-        self._master_priority = steady[5]
-        self._wantstate = State.BACKUP
-        return True
 
     def receive(
         self,

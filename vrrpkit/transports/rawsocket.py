@@ -336,14 +336,7 @@ class RawAdvertSocket(AsyncResource):
             # Source and destination side by side in the header: one lookup for both.
             raw_pair = data[12:20]
             pair = pairs.get(raw_pair) or self._address_pair(raw_pair)
-            packet: ReceivedPacket = _new(ReceivedPacket)
-            _set_data(packet, data[header_len:total_len])
-            _set_src(packet, pair[0])
-            _set_dst(packet, pair[1])
-            _set_ttl(packet, data[8])
-            _set_ifindex(packet, ifindex)
-            _set_timestamp(packet, stamp)
-            append(packet)
+            append(_received(data[header_len:total_len], *pair, data[8], ifindex, stamp))
         return batch
 
     def _address_pair(self, raw: bytes) -> tuple[IPAddress, IPAddress]:
@@ -397,7 +390,7 @@ class RawAdvertSocket(AsyncResource):
             self._watch = self._urgent_watch = None
             self._handler = None
 
-    def _readable(self, rounds: int = 4) -> None:
+    def _readable(self, rounds: int = 4, *, at_once: bool = False) -> None:
         handler = self._handler
         if handler is None or self._polling:
             return
@@ -405,12 +398,19 @@ class RawAdvertSocket(AsyncResource):
         try:
             # Adverts of many instances arrive in bursts: read again after handling a batch
             # (what came meanwhile) before going back to the event loop, a few times at most
-            # so that timers and other sockets get their turn.
+            # so that timers and other sockets get their turn. ``at_once``: hand over all the
+            # rounds read in one call instead.
+            gathered: builtins.list[ReceivedPacket] = []
             for _ in range(rounds):
                 batch = self._drain()
                 if not batch:
-                    return
-                handler(batch)
+                    break
+                if at_once:
+                    gathered += batch
+                else:
+                    handler(batch)
+            if gathered:
+                handler(gathered)
         finally:
             self._polling = False
 
@@ -448,25 +448,12 @@ class RawAdvertSocket(AsyncResource):
 
         Does nothing outside :meth:`deliver`, or when called from the handler itself.
         """
-        handler = self._handler
-        if handler is None or self._polling or self._closed:
-            return
-        self._polling = True
-        try:
+        if not self._closed:
             # A lazy socket is read only here: empty it. 16 rounds of up to 256 packets hold
             # a Master_Down_Interval of adverts from all 255 VRIDs several times over. One
             # call of the handler for all of them: each instance then handles its few adverts
             # in one go (and re-arms its timer once), not one per round.
-            batch: builtins.list[ReceivedPacket] = []
-            for _ in range(16):
-                more = self._drain()
-                if not more:
-                    break
-                batch += more
-            if batch:
-                handler(batch)
-        finally:
-            self._polling = False
+            self._readable(rounds=16, at_once=True)
 
     def _parse_v6(
         self,
