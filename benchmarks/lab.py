@@ -252,6 +252,18 @@ def cpu_ticks(pids: Sequence[int]) -> tuple[int, int]:
     return user, system
 
 
+def host_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far, from ``/proc/stat``.
+
+    Steal is the time the hypervisor ran something else while this VM had work to do: a
+    wake-up due then runs late whatever the program does.
+    """
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    steal = fields[7] if len(fields) > 7 else 0
+    # guest and guest_nice (fields 8, 9) are already counted in user and nice.
+    return steal, sum(fields[:8])
+
+
 def _tasks(pid: int) -> list[int]:
     try:
         return [int(t) for t in os.listdir(f"/proc/{pid}/task")]

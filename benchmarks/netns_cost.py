@@ -173,8 +173,10 @@ def measure_jitter(
     count: int = JITTER_INSTANCES,
     interval: float = JITTER_INTERVAL,
     window: float = JITTER_WINDOW,
-) -> tuple[list[float], str | None]:
-    """|gap - interval| of every pair of consecutive adverts per VRID, in seconds, and a note."""
+) -> tuple[list[float], float | None, str | None]:
+    """|gap - interval| of every pair of consecutive adverts per VRID, in seconds; the share of
+    the window's CPU time the hypervisor stole from this VM; and a note."""
+    steal: float | None = None
     try:
         with L.lab(3) as lab:
             h1, _h2, h3 = lab.hosts
@@ -184,19 +186,24 @@ def measure_jitter(
                     raise L.LabError(f"only {_vip_count(h1)} of {count} VIPs up")
                 time.sleep(0.5)
                 observer.clear()
+                stolen, total = L.host_ticks()
                 time.sleep(window)
                 adverts = list(observer.adverts)
+                stolen_after, total_after = L.host_ticks()
+                if total_after > total:
+                    steal = (stolen_after - stolen) / (total_after - total)
                 dropped = observer.drops()
                 master.stop()
     except L.LabError as exc:
-        return [], str(exc).splitlines()[0][:200]
+        return [], steal, str(exc).splitlines()[0][:200]
     deviations: list[float] = []
     for vrid in range(1, count + 1):
         times = [a.time for a in adverts if a.vrid == vrid and a.priority > 0]
         deviations += [abs(b - a - interval) for a, b in itertools.pairwise(times)]
     if dropped:
-        return deviations, f"the capture socket dropped {dropped} frames (gaps overstated)"
-    return deviations, None
+        note = f"the capture socket dropped {dropped} frames (gaps overstated)"
+        return deviations, steal, note
+    return deviations, steal, None
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -411,13 +418,16 @@ def jitter_rows(
     notes: list[str] = []
     impls = ["vrrpkit"] + (["keepalived"] if L.keepalived_path() is not None else [])
     gaps: dict[str, list[list[float]]] = {impl: [] for impl in impls}
+    steals: dict[str, list[float | None]] = {impl: [] for impl in impls}
     for round_ in range(1, rounds + 1):
         for impl in impls:
             progress(
                 f"jitter: {impl}, {JITTER_INSTANCES} instances at {JITTER_INTERVAL:g} s, "
                 f"round {round_}/{rounds}"
             )
-            values, error = measure_jitter(impl)
+            values, steal, error = measure_jitter(impl)
+            if values:
+                steals[impl].append(steal)
             if error:
                 notes.append(f"jitter, {impl}, round {round_}: {error}")
             if values:
@@ -439,6 +449,10 @@ def jitter_rows(
             " / ".join(f"{_percentile(v, 0.99) * 1000:.2f}" for v in runs) + " ms" if runs else "-"
         )
 
+    def stolen(impl: str) -> str:
+        runs = steals.get(impl, [])
+        return " / ".join("n/a" if v is None else f"{v:.1%}" for v in runs) if runs else "-"
+
     tag = f"send jitter, {JITTER_INSTANCES} inst @{JITTER_INTERVAL:g}s |gap - interval|"
     p99_ok = "[ok]" if ours and _percentile(ours, 0.99) <= 0.002 else "[MISS]"
 
@@ -455,6 +469,14 @@ def jitter_rows(
         (f"{tag} p50", fmt(ours, 0.5), fmt(theirs, 0.5), rel(0.5), "-", "-"),
         (f"{tag} p99", fmt(ours, 0.99), fmt(theirs, 0.99), rel(0.99), "-", f"<= 2 ms {p99_ok}"),
         ("  p99 of each round", per_round("vrrpkit"), per_round("keepalived"), "-", "-", "-"),
+        (
+            "  CPU stolen by the host, each round",
+            stolen("vrrpkit"),
+            stolen("keepalived"),
+            "-",
+            "-",
+            "-",
+        ),
         (f"{tag} mean", mean(ours), mean(theirs), "-", "-", "-"),
         (
             "  adverts sent / due in the windows",
