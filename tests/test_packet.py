@@ -8,7 +8,9 @@ from typing import Any
 import attrs
 import pytest
 from vectors import (
+    IN_REPOSITORY,
     MISSING,
+    REFERENCE,
     endpoints,
     internet_checksum,
     load_vector,
@@ -582,3 +584,11 @@ def test_advertisement_is_immutable() -> None:
     adv = v3_ipv4()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         adv.priority = 1  # type: ignore[misc]
+
+
+def test_vectors_in_the_repository_match_the_reference_copy_beside_it() -> None:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"no reference copy at {REFERENCE} (a clone of the repository alone)")
+    reference = {path.name: path.read_bytes() for path in REFERENCE.glob("*.json")}
+    ours = {path.name: path.read_bytes() for path in IN_REPOSITORY.glob("*.json")}
+    assert ours == reference

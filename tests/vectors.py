@@ -1,12 +1,12 @@
 """Helpers for the packet tests: keepalived's captured adverts and a reference checksum.
 
-The captures are ``shared/vectors/*.json``, real keepalived packets (``vrrp_hex`` is the VRRP
-message, ``src``/``dst`` the IP addresses, plus the decoded fields).
-
-The folder sits beside the repository (``<repo>/../shared/vectors``) locally and in CI; the
-``VRRPKIT_VECTORS`` environment variable points elsewhere. A missing or empty folder must fail
-the tests, never skip them: :func:`vector_names` then yields a placeholder that
-:func:`load_vector` refuses with the path it looked in.
+The captures are ``tests/keepalived_vectors/*.json``, real keepalived packets taken in the team's
+namespace lab (``vrrp_hex`` is the VRRP message, ``src``/``dst`` the IP addresses, plus the
+decoded fields); the team's reference copy sits beside the repository in ``shared/vectors``
+and a test checks that the two agree wherever both exist. The ``VRRPKIT_VECTORS`` environment
+variable points the tests at another folder. A missing or empty folder must fail the tests,
+never skip them: :func:`vector_names` then yields a placeholder that :func:`load_vector`
+refuses with the path it looked in.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ def vectors_dir() -> Path:
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "vectors"
+    return IN_REPOSITORY
+
+
+#: The copy of the captures in this repository.
+IN_REPOSITORY = Path(__file__).resolve().parent / "keepalived_vectors"
+#: The team's reference copy, beside the repository (absent in a clone of the repository alone).
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 
 
 def vector_names() -> list[str]:
@@ -43,8 +49,8 @@ def load_vector(name: str) -> dict[str, Any]:
     path = folder / f"{name}.json"
     if name == MISSING or not path.is_file():
         raise FileNotFoundError(
-            f"no keepalived VRRP vector {name!r} in {folder}: the shared/vectors folder must sit "
-            f"beside the repository, or set {ENV_VAR} to its path"
+            f"no keepalived VRRP vector {name!r} in {folder} (tests/keepalived_vectors in the "
+            f"repository, or the folder {ENV_VAR} names)"
         )
     vector: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return vector
