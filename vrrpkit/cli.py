@@ -8,10 +8,11 @@ prints the effective configuration. ``vrrpkit status [--json]`` asks the running
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -66,12 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Drop ``logger``'s records below ERROR for the duration of the block."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from vrrpkit.config import ConfigFileError, build_instances, describe, load
 
     try:
         config = load(args.config, config_id=args.config_id)
-        build_instances(config)  # catches what only building finds (ranges, families)
+        # Building catches what only it finds (ranges, families); the warnings it logs for
+        # `run` are part of the report printed below, so they are not printed twice.
+        with _quiet(logging.getLogger("vrrpkit.config")):
+            build_instances(config)
     except ConfigFileError as exc:
         print(f"{args.config}: configuration is invalid:\n{exc}", file=sys.stderr)
         return 1

@@ -41,6 +41,17 @@ def test_check_prints_the_effective_configuration(
     assert "chk_web" in out and "-30" in out
 
 
+def test_check_lists_an_ignored_line_once_on_stdout_not_again_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(VALID.replace("    advert_int 1\n", "    advert_int 1\n    use_vmac\n"))
+    assert main(["check", "-f", str(conf)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("use_vmac") == 1
+    assert "use_vmac" not in captured.err
+
+
 def test_check_rejects_an_invalid_file_naming_file_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -582,6 +582,23 @@ def test_unknown_keywords_are_recorded_not_fatal() -> None:
     assert str(ignored) == "keepalived.conf:12: priorty (in vrrp_instance VI_1): unknown keyword"
 
 
+def test_an_unsupported_tracker_says_failover_will_not_follow_it() -> None:
+    cfg = parse(
+        """
+        vrrp_instance VI_1 {
+            interface eth0
+            virtual_router_id 51
+            virtual_ipaddress { 192.0.2.100 }
+            track_process { nginx }
+            track_file { /run/maintenance }
+        }
+        """
+    )
+    reasons = {i.keyword: i.reason for i in cfg.ignored}
+    assert "priority will not follow" in reasons["track_process"]
+    assert "priority will not follow" in reasons["track_file"]
+
+
 def test_unused_global_keywords_are_told_apart_from_typos() -> None:
     cfg = parse("global_defs {\n vrrp_garp_interval 0.001\n vrrp_garp_master_repat 2\n}\n")
     assert [(i.keyword, i.reason) for i in cfg.ignored] == [

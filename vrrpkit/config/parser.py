@@ -288,6 +288,25 @@ _INSTANCE_UNSUPPORTED = frozenset(
 _VIP_FLAGS = frozenset(
     {"home", "-nodad", "mngtmpaddr", "noprefixroute", "autojoin", "no_track", "use_vmac"}
 )
+# Unsupported keywords that change when a node fails over or what it installs: their reason
+# says so, for a user who would otherwise run without a tracker they rely on.
+_FAILOVER_DIFFERS = {
+    "vrrp_track_process": "processes are not tracked; use a vrrp_script that checks it",
+    "track_process": "processes are not tracked, the priority will not follow this one; "
+    "use a vrrp_script that checks it",
+    "vrrp_track_file": "files are not tracked; use a vrrp_script that reads it",
+    "track_file": "files are not tracked, the priority will not follow this one; "
+    "use a vrrp_script that reads it",
+    "track_bfd": "BFD is not tracked, the priority will not follow it",
+    "virtual_routes": "these routes are not added when MASTER",
+    "virtual_rules": "these rules are not added when MASTER",
+}
+
+
+def _unsupported(keyword: str) -> str:
+    return f"unsupported: {_FAILOVER_DIFFERS.get(keyword, 'vrrpkit has no equivalent')}"
+
+
 _GROUP_UNSUPPORTED = frozenset(
     {"track_file", "track_process", "track_bfd", "notify_priority_changes", "notify_deleted"}
 )
@@ -606,7 +625,7 @@ class _Parser:
             elif name in _NOT_VRRP:
                 self.ignore(node, "not part of VRRP; vrrpkit ignores it")
             elif name in _UNSUPPORTED_TOP:
-                self.ignore(node, "unsupported: vrrpkit has no equivalent")
+                self.ignore(node, _unsupported(name))
             else:
                 self.ignore(node, "unknown keyword")
 
@@ -863,7 +882,7 @@ class _Parser:
             if handler is not None:
                 handler(self, child, draft, ctx)
             elif child.name in _INSTANCE_UNSUPPORTED:
-                self.ignore(child, "unsupported: vrrpkit has no equivalent", ctx)
+                self.ignore(child, _unsupported(child.name), ctx)
             else:
                 self.ignore(child, "unknown keyword", ctx)
         if len(self.errors) > errors_before:
@@ -1341,7 +1360,7 @@ class _Parser:
             elif key == "smtp_alert":
                 self.ignore(child, "unsupported: e-mail alerts", ctx)
             elif key in _GROUP_UNSUPPORTED:
-                self.ignore(child, "unsupported: vrrpkit has no equivalent", ctx)
+                self.ignore(child, _unsupported(key), ctx)
             else:
                 self.ignore(child, "unknown keyword", ctx)
         if not draft.members:
