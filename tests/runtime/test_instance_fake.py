@@ -170,6 +170,43 @@ async def test_callback_that_raises_is_logged_counted_and_harmless(
     assert "bad callback" in caplog.text
 
 
+async def _raise_cancelled_error_uncancelled() -> None:
+    """What a buggy library can do under asyncio: raise CancelledError nobody asked for."""
+    import asyncio
+
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await future
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_callback_raising_cancelled_error_uncancelled_is_counted_not_a_stop() -> None:
+    clock, a, b = pair()
+
+    async def leaks_cancellation(change: StateChanged) -> None:
+        await _raise_cancelled_error_uncancelled()
+
+    a.instance.on_master(leaks_cancellation)
+    with anyio.fail_after(10):
+        async with running(a, b):
+            await clock.advance(10)
+            assert a.instance.state is State.MASTER and a.holds_vip()
+            assert a.instance.status()["callback_errors"] == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_check_raising_cancelled_error_uncancelled_counts_as_a_failure() -> None:
+    async def leaks_cancellation() -> bool:
+        await _raise_cancelled_error_uncancelled()
+        return True
+
+    clock, a, b = pair(trackers=[CheckTracker("db", leaks_cancellation)])
+    with anyio.fail_after(10):
+        async with running(a, b):
+            await clock.advance(1)
+            assert a.instance.state is State.FAULT
+
+
 async def test_slow_callback_never_delays_the_adverts() -> None:
     clock, a, b = pair(callback_timeout=None)
     release = anyio.Event()

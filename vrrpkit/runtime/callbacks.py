@@ -16,6 +16,7 @@ from typing import Any, TypeAlias, TypeVar
 import anyio
 
 from vrrpkit.core.states import State
+from vrrpkit.runtime.cancellation import is_stray_cancellation
 
 __all__ = ["Callback", "CallbackRegistry", "StateCallbacks"]
 
@@ -86,6 +87,16 @@ class CallbackRegistry:
             except Exception:
                 self.errors += 1
                 logger.exception("%s: callback %s raised on %s", self._owner, name, event)
+            except anyio.get_cancelled_exc_class() as exc:
+                if not is_stray_cancellation(exc, scope):
+                    raise
+                self.errors += 1
+                logger.error(
+                    "%s: callback %s raised CancelledError on %s without being cancelled",
+                    self._owner,
+                    name,
+                    event,
+                )
         if scope.cancelled_caught:
             self.timeouts += 1
             logger.error(

@@ -43,6 +43,7 @@ from vrrpkit.core.router import Router
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.cancellation import is_stray_cancellation
 from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.hub import TransportHub
 from vrrpkit.runtime.mailbox import Mailbox
@@ -782,6 +783,16 @@ class Instance(StateCallbacks, Hosted):
                 ok = bool(value)
             except Exception:
                 logger.exception("%s: check %s raised (counts as a failure)", self.name, spec.name)
+                ok = False
+            except anyio.get_cancelled_exc_class() as exc:
+                if not is_stray_cancellation(exc, scope):
+                    raise
+                logger.error(
+                    "%s: check %s raised CancelledError without being cancelled "
+                    "(counts as a failure)",
+                    self.name,
+                    spec.name,
+                )
                 ok = False
         if scope.cancelled_caught:
             logger.warning(
