@@ -90,8 +90,7 @@ class Daemon:
         instances = [inst.status() for unit in self._units.values() for inst in unit.instances]
         groups = [
             {
-                "name": u.name,
-                "state": u.runner.state.value,
+                **{k: v for k, v in u.runner.status().items() if k != "members"},
                 "members": [i.name for i in u.instances],
             }
             for u in self._units.values()

@@ -1,6 +1,7 @@
 """Sync groups: all-or-nothing MASTER, fall-back and FAULT propagate to every member."""
 
 from vrrpkit import State, Tracker
+from vrrpkit.core.group import SyncGroup
 from vrrpkit.testing import Simulation
 
 
@@ -79,3 +80,30 @@ def test_group_transitions_are_reported_after_member_transitions() -> None:
     names = [(t.router, t.new) for t in sim.group_transitions]
     assert ("g1", State.MASTER) in names
     assert ("g2", State.BACKUP) in names
+
+
+def one_host() -> tuple[Simulation, SyncGroup]:
+    """One host whose outside and inside routers, alone on their segments, are MASTER."""
+    sim = Simulation()
+    sim.add_router("out", vrid=1, priority=200, address="192.0.2.1", start=False)
+    sim.add_router("in", vrid=2, priority=200, address="198.51.100.1", start=False)
+    group = sim.add_group("g", ["out", "in"])
+    sim.run_for(10)
+    return sim, group
+
+
+def test_stopping_the_whole_group_takes_no_member_through_fault() -> None:
+    sim, group = one_host()
+    group.begin_stop()
+    sim.stop("out")
+    sim.stop("in")
+    assert [t.new for t in sim.transitions[-2:]] == [State.STOPPED, State.STOPPED]
+    assert all(t.new is not State.FAULT for t in sim.transitions)
+    assert (sim.group_transitions[-1].old, group.state) == (State.MASTER, State.STOPPED)
+
+
+def test_member_stopped_on_its_own_pulls_the_other_members_into_fault() -> None:
+    sim, group = one_host()
+    sim.stop("out")
+    assert sim["in"].state is State.FAULT
+    assert group.state is State.FAULT

@@ -6,6 +6,8 @@ Rules:
 - A member that falls back from MASTER to BACKUP pulls every other member to BACKUP.
 - The first member to enter FAULT (or stop) puts every other member into FAULT; the group
   comes back, to BACKUP, only when no member is faulty any more.
+- Stopping the whole group (:meth:`SyncGroup.begin_stop`, then each member's shutdown) is
+  not a fault: every member goes to STOPPED, then the group does.
 
 A member's input may change other members; their actions wait in their own queues, which the
 driver drains with :meth:`SyncGroup.take_actions` after each input to any member.
@@ -47,6 +49,7 @@ class SyncGroup:
             member._group = self
         self._state = State.INIT
         self._outbox: list[Action] = []
+        self._stopping = False
 
     @property
     def state(self) -> State:
@@ -62,10 +65,19 @@ class SyncGroup:
         self._outbox = []
         return actions
 
+    def begin_stop(self) -> None:
+        """Every member is about to stop: until the last one has, none counts as faulty.
+
+        keepalived stops all members at once, so a running member never sees another one
+        stopped; without this, the first member to stop would pull the others into FAULT.
+        """
+        self._stopping = True
+
     # -- called by members -----------------------------------------------------------------
 
     def member_started(self, member: Router, now: float) -> None:
         """A member started: it joins the group's FAULT, or the group leaves INIT."""
+        self._stopping = False
         if self._faulty(member):
             self.member_fault(member, now)
         elif self._state is State.FAULT:
@@ -112,10 +124,14 @@ class SyncGroup:
         self._set(State.FAULT, f"{member.name} fault")
 
     def member_stopped(self, member: Router, now: float) -> None:
-        """A stopped member can no longer be MASTER, so the others hold in FAULT."""
+        """A stopped member can no longer be MASTER, so the others hold in FAULT.
+
+        Not while the whole group stops (:meth:`begin_stop`): the others are stopping too.
+        """
         if all(m.state is State.STOPPED for m in self.members):
+            self._stopping = False
             self._set(State.STOPPED, "all members stopped")
-        else:
+        elif not self._stopping:
             self.member_fault(member, now)
 
     def member_recovered(self, member: Router, now: float) -> None:

@@ -3,7 +3,7 @@
 An input to one member and the transitions it forces on the others happen in one synchronous
 step; each forced action is performed by the member it belongs to (its own socket and
 interface). Group state changes go to the group's callbacks and to keepalived's
-GROUP notify programs after the members' own.
+GROUP notify programs once every member has performed what it queued before the change.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 import anyio.abc
+import attrs
 
 from vrrpkit.core.actions import Action, GroupStateChanged
 from vrrpkit.core.errors import ConfigError
@@ -29,11 +30,26 @@ __all__ = ["Group"]
 logger = logging.getLogger("vrrpkit.group")
 
 
+@attrs.define
+class _Pending:
+    """A group state change waiting for the members to perform what came before it."""
+
+    change: GroupStateChanged
+    waiting: int = 0
+
+
 class Group(StateCallbacks, Hosted):
     """Instances that are MASTER together or not at all.
 
     ``async with Group(...)`` (or ``await group.run()``) runs every member; stopping the group
-    stops them all. Callbacks receive :class:`vrrpkit.GroupStateChanged`.
+    (even before ``run`` has started) stops them all together, as keepalived's shutdown does:
+    every member goes to STOPPED, none to FAULT, then the group does. One member stopped on
+    its own counts as faulty for the others. Callbacks receive
+    :class:`vrrpkit.GroupStateChanged`.
+
+    GROUP notify programs run with the members' script credentials (their ``script_user``
+    and ``script_group``, keepalived's global ``script_user``), so every member must have the
+    same; a failed one is logged and counted in ``status()["notify_failures"]``.
     """
 
     def __init__(
@@ -52,6 +68,12 @@ class Group(StateCallbacks, Hosted):
         self.members = tuple(members)
         if not self.members:
             raise ConfigError(f"group {name!r} needs at least one member")
+        credentials = {(m._script_user, m._script_group) for m in self.members}
+        if len(credentials) > 1:
+            raise ConfigError(
+                f"group {name!r}: members run scripts as different users "
+                "(GROUP notifies need one script_user and script_group)"
+            )
         self.name = name
         self._sync = SyncGroup(name, [m.router for m in self.members])
         self._by_name = {m.name: m for m in self.members}
@@ -67,10 +89,12 @@ class Group(StateCallbacks, Hosted):
             stop=notify_stop,
         )
         self._notify_timeout = notify_timeout
+        self._script_user, self._script_group = credentials.pop()
+        self._notify_failures = 0
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self._in_hook = False
         self._stop = anyio.Event()
-        self._pending: list[GroupStateChanged] = []
+        self._pending: list[_Pending] = []
         self._wakeup: anyio.Event | None = None
         #: Group state changes so far, in order.
         self.transitions: list[GroupStateChanged] = []
@@ -86,11 +110,23 @@ class Group(StateCallbacks, Hosted):
             "name": self.name,
             "state": self.state.value,
             "members": [m.status() for m in self.members],
+            "callback_errors": self._callbacks.errors,
+            "callback_timeouts": self._callbacks.timeouts,
+            "notify_failures": self._notify_failures,
         }
 
     def stop(self) -> None:
-        """Ask the group (every member) to stop gracefully."""
+        """Ask the group (every member) to stop gracefully.
+
+        Asked before ``run`` has started, the request waits for it: ``run`` stops the members
+        as soon as they have started.
+        """
         self._stop.set()
+
+    def _stop_members(self) -> None:
+        self._sync.begin_stop()
+        for member in self.members:
+            member.stop()
 
     def _after_member_actions(self, member: Instance, actions: list[Action]) -> None:
         # Runs right after a member performed its own actions, in the same step: perform what
@@ -113,9 +149,7 @@ class Group(StateCallbacks, Hosted):
                             action.new,
                             action.reason,
                         )
-                        # Queued behind the member's own effects: keepalived runs group
-                        # notifies after the members' addresses and notifies.
-                        member._effects.put(_ForGroup(functools.partial(self._pend, action)))
+                        self._queue(action)
                     else:
                         self._by_name[action.instance]._perform_now([action])
         finally:
@@ -123,21 +157,37 @@ class Group(StateCallbacks, Hosted):
         for other in self.members:
             other._rearm()
 
-    def _pend(self, change: GroupStateChanged) -> None:
-        self._pending.append(change)
+    def _queue(self, change: GroupStateChanged) -> None:
+        """Hold ``change`` until every running member has performed what it queued before it.
+
+        keepalived runs group notifies after the members' addresses and notifies; the change
+        usually involves all members, not only the one whose input caused it.
+        """
+        entry = _Pending(change)
+        self._pending.append(entry)
+        for member in self.members:
+            if not member._effects.closed:  # a closed mailbox drops the marker
+                entry.waiting += 1
+                member._effects.put(_ForGroup(functools.partial(self._passed, entry)))
+        self._wake()
+
+    def _passed(self, entry: _Pending) -> None:
+        entry.waiting -= 1
+        self._wake()
+
+    def _wake(self) -> None:
         if self._wakeup is not None:
             self._wakeup.set()
 
     async def _notifier(self) -> None:
-        # keepalived sends group notifies after the members' instance notifies.
         while True:
-            if not self._pending:
+            if not self._pending or self._pending[0].waiting > 0:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
-            change = self._pending.pop(0)
+            entry = self._pending.pop(0)
             with anyio.CancelScope(shield=True):
-                await self._deliver(change)
+                await self._deliver(entry.change)
 
     async def _deliver(self, change: GroupStateChanged) -> None:
         await anyio.lowlevel.checkpoint()
@@ -146,34 +196,63 @@ class Group(StateCallbacks, Hosted):
         if not self._notify or runner is None:
             return
         for argv in self._notify.commands("GROUP", self.name, change.new, 0):
-            result = await runner.run(argv, timeout=self._notify_timeout)
+            result = await runner.run(
+                argv,
+                timeout=self._notify_timeout,
+                user=self._script_user,
+                group=self._script_group,
+            )
             if not result.ok:
-                logger.warning("group %s: notify %s failed", self.name, argv[0])
+                self._notify_failures += 1
+                logger.warning(
+                    "group %s: notify %s failed: %s",
+                    self.name,
+                    argv[0],
+                    result.error
+                    or f"exit {result.returncode}" + (" (timed out)" if result.timed_out else ""),
+                )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Group] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Run every member until :meth:`stop` or cancellation; then stop them all."""
-        self._stop = anyio.Event()
+        """Run every member until :meth:`stop` or cancellation; then stop them all together."""
         try:
-            async with anyio.create_task_group() as outer:
+            async with anyio.create_task_group() as tg:
                 notifier = anyio.CancelScope()
+                tg.start_soon(self._notify_until, notifier)
+                await tg.start(self._run_members, notifier)
+                task_status.started(self)
+                try:
+                    await self._stop.wait()
+                finally:
+                    self._stop_members()
+        finally:
+            self._stop = anyio.Event()  # a stop() from now on is for the next run
+            with anyio.CancelScope(shield=True):
+                # What the notifier had no time for, including changes whose members were
+                # abandoned before performing everything (a shutdown that timed out).
+                pending, self._pending = self._pending, []
+                for entry in pending:
+                    await self._deliver(entry.change)
 
-                async def notify_loop() -> None:
-                    with notifier:
-                        await self._notifier()
+    async def _notify_until(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._notifier()
 
-                outer.start_soon(notify_loop)
+    async def _run_members(
+        self,
+        notifier: anyio.CancelScope,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            with anyio.CancelScope() as shield:
                 async with anyio.create_task_group() as members:
                     for member in self.members:
                         await members.start(member.run)
-                    task_status.started(self)
-                    await self._stop.wait()
-                    for member in self.members:
-                        member.stop()
-                notifier.cancel()
+                    # Once started, members stop only together (_stop_members): cancelled one
+                    # by one, each would count as faulty for those still running.
+                    shield.shield = True
+                    task_status.started()
         finally:
-            with anyio.CancelScope(shield=True):
-                for change in self._pending:
-                    await self._deliver(change)
-                self._pending.clear()
+            notifier.cancel()

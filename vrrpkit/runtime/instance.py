@@ -240,7 +240,7 @@ class Instance(StateCallbacks, Hosted):
         self._last_transition: float | None = None
         self._group_hook: Callable[[Instance, list[Action]], None] | None = None
         self._monotonic = False
-        self._changes: MemoryObjectSendStream[StateChanged | SplitBrain] | None = None
+        self._changes: MemoryObjectSendStream[StateChanged | SplitBrain | _ForGroup] | None = None
 
     def _family(self, peers: tuple[Address, ...]) -> int:
         for candidate in (self._source, *(v.ip for v in self._vips), *peers):
@@ -402,7 +402,7 @@ class Instance(StateCallbacks, Hosted):
 
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
         changes_send, changes_receive = anyio.create_memory_object_stream[
-            StateChanged | SplitBrain
+            StateChanged | SplitBrain | _ForGroup
         ](1000)
         self._changes = changes_send
         if self._effects.closed:  # a previous run's; a group may already have queued work
@@ -910,14 +910,18 @@ class Instance(StateCallbacks, Hosted):
                 missing = tuple(v.ip for v in self._vips if v.ip not in self._vips_held)
                 await self._add_vips(missing, retry=True)
         elif isinstance(effect, _ForGroup):
-            effect.deliver()
+            # Behind this member's callbacks and notifies, as keepalived's group notifies are.
+            self._queue_for_callbacks(effect)
 
-    def _queue_for_callbacks(self, event: StateChanged | SplitBrain) -> None:
+    def _queue_for_callbacks(self, event: StateChanged | SplitBrain | _ForGroup) -> None:
         try:
             if self._changes is None:
                 raise anyio.ClosedResourceError
             self._changes.send_nowait(event)
         except (anyio.WouldBlock, anyio.ClosedResourceError):
+            if isinstance(event, _ForGroup):
+                event.deliver()  # the group must not wait for callbacks that will not run
+                return
             logger.error("%s: callback queue unavailable; %s not delivered", self.name, event)
 
     def _wire_packets(self, action: SendAdvertisement) -> tuple[tuple[Address, bytes], ...]:
@@ -1028,7 +1032,9 @@ class Instance(StateCallbacks, Hosted):
     # -- callbacks and notify programs -------------------------------------------------------
 
     async def _dispatch(
-        self, changes: MemoryObjectReceiveStream[StateChanged | SplitBrain], done: anyio.Event
+        self,
+        changes: MemoryObjectReceiveStream[StateChanged | SplitBrain | _ForGroup],
+        done: anyio.Event,
     ) -> None:
         try:
             async for change in changes:
@@ -1037,7 +1043,10 @@ class Instance(StateCallbacks, Hosted):
         finally:
             done.set()
 
-    async def _deliver(self, change: StateChanged | SplitBrain) -> None:
+    async def _deliver(self, change: StateChanged | SplitBrain | _ForGroup) -> None:
+        if isinstance(change, _ForGroup):
+            change.deliver()
+            return
         if isinstance(change, SplitBrain):
             await self._callbacks.deliver_split_brain(change)
             return

@@ -1,0 +1,231 @@
+"""vrrpkit.Group (a sync group) on the fake clock and networks, under asyncio and trio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from vrrpkit import ConfigError, State, StateChanged
+from vrrpkit.core.addresses import Address
+from vrrpkit.runtime.group import Group
+from vrrpkit.runtime.instance import Instance
+from vrrpkit.testing.fakes import (
+    FakeAddressManager,
+    FakeAnnouncer,
+    FakeClock,
+    FakeLinkMonitor,
+    FakeNetwork,
+    FakeRunner,
+)
+
+pytestmark = pytest.mark.anyio
+
+VIP = "192.0.2.100"
+
+
+class HeldAddressManager(FakeAddressManager):
+    """Adds addresses only once ``release`` is set (a slow netlink)."""
+
+    def __init__(self) -> None:
+        super().__init__(["eth0"])
+        self.release = anyio.Event()
+
+    async def add(self, ifname: str, address: Address, prefixlen: int | None = None) -> bool:
+        await self.release.wait()
+        return await super().add(ifname, address, prefixlen)
+
+
+class Member:
+    """One group member with its own network and fakes, on a shared clock."""
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        name: str,
+        address: str,
+        addresses: FakeAddressManager | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.addresses = FakeAddressManager(["eth0"]) if addresses is None else addresses
+        self.instance = Instance(
+            name,
+            interface="eth0",
+            vrid=51,
+            priority=200,
+            vips=[VIP],
+            clock=clock,
+            socket=FakeNetwork().socket(address),
+            addresses=self.addresses,
+            links=FakeLinkMonitor(),
+            announcer=FakeAnnouncer(),
+            **kwargs,
+        )
+
+    def holds_vip(self) -> bool:
+        return self.addresses.holds("eth0", VIP)
+
+
+def two_members(
+    runner: FakeRunner | None = None,
+    a_addresses: FakeAddressManager | None = None,
+    **kwargs: Any,
+) -> tuple[FakeClock, Member, Member]:
+    """Members a and b, alone on their segments: the group becomes MASTER within 5 s."""
+    clock = FakeClock()
+    runner = runner or FakeRunner()
+    a = Member(clock, "a", "192.0.2.1", runner=runner, addresses=a_addresses, **kwargs)
+    b = Member(clock, "b", "198.51.100.1", runner=runner, **kwargs)
+    return clock, a, b
+
+
+def record_states(*members: Member) -> list[tuple[str, State]]:
+    """Every state change of ``members``, as (instance, new state), in delivery order."""
+    seen: list[tuple[str, State]] = []
+    for member in members:
+        member.instance.on_transition(
+            lambda c: seen.append((c.instance, c.new)) if isinstance(c, StateChanged) else None
+        )
+    return seen
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+
+async def test_stop_called_before_run_has_started_still_stops_the_group() -> None:
+    _, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(group.run)
+            group.stop()
+    assert a.instance.state is State.STOPPED and b.instance.state is State.STOPPED
+
+
+async def test_group_stop_takes_every_member_to_stop_without_fault() -> None:
+    clock, a, b = two_members()
+    seen = record_states(a, b)
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            assert group.state is State.MASTER
+    assert set(seen[-2:]) == {("a", State.STOPPED), ("b", State.STOPPED)}
+    assert State.FAULT not in [state for _, state in seen]
+    assert [(c.old, c.new) for c in group.transitions][-1] == (State.MASTER, State.STOPPED)
+
+
+async def test_group_stop_runs_member_stop_notifies_then_the_group_stop_notify_only() -> None:
+    runner = FakeRunner({"/n": lambda argv: 0})
+    clock, a, b = two_members(runner, notify=["/n"])
+    group = Group("g", [a.instance, b.instance], notify=["/n"])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            runner.calls.clear()
+    assert sorted(runner.calls[:2]) == [
+        ("/n", "INSTANCE", "a", "STOP", "200"),
+        ("/n", "INSTANCE", "b", "STOP", "200"),
+    ]
+    assert runner.calls[2:] == [("/n", "GROUP", "g", "STOP", "0")]
+
+
+async def test_cancelling_the_group_stops_every_member_without_fault() -> None:
+    clock, a, b = two_members()
+    seen = record_states(a, b)
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                await tg.start(group.run)
+                await clock.advance(5)
+                scope.cancel()
+    assert a.instance.state is State.STOPPED and b.instance.state is State.STOPPED
+    assert not a.holds_vip() and not b.holds_vip()
+    assert State.FAULT not in [state for _, state in seen]
+    assert group.state is State.STOPPED
+
+
+async def test_one_member_stopping_on_its_own_pulls_the_others_into_fault() -> None:
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            a.instance.stop()
+            await clock.advance(0.01)
+            assert b.instance.state is State.FAULT
+            assert group.state is State.FAULT
+
+
+# -- GROUP notify programs -----------------------------------------------------------------
+
+
+async def test_group_notifies_run_as_the_members_script_user() -> None:
+    runner = FakeRunner({"/g": lambda argv: 0})
+    clock, a, b = two_members(runner, script_user="vrrp", script_group="vrrpgrp")
+    group = Group("g", [a.instance, b.instance], notify=["/g"])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+    assert runner.calls and all(c[0] == "/g" for c in runner.calls)
+    assert set(runner.users) == {("vrrp", "vrrpgrp")}
+
+
+async def test_failed_group_notify_is_counted_in_the_group_status() -> None:
+    runner = FakeRunner({"/g": lambda argv: 1})
+    clock, a, b = two_members(runner)
+    group = Group("g", [a.instance, b.instance], notify=["/g"])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            assert group.status()["notify_failures"] == 2  # BACKUP, then MASTER
+
+
+def test_members_running_scripts_as_different_users_are_refused() -> None:
+    clock = FakeClock()
+    a = Member(clock, "a", "192.0.2.1", script_user="alice")
+    b = Member(clock, "b", "198.51.100.1", script_user="bob")
+    with pytest.raises(ConfigError, match="script"):
+        Group("g", [a.instance, b.instance])
+
+
+# -- order: members first, then the group --------------------------------------------------
+
+
+async def test_group_callbacks_wait_until_every_member_holds_its_vips() -> None:
+    held = HeldAddressManager()
+    clock, a, b = two_members(a_addresses=held)
+    masters: list[tuple[bool, bool]] = []
+    group = Group("g", [a.instance, b.instance])
+    group.on_master(lambda change: masters.append((a.holds_vip(), b.holds_vip())))
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            assert group.state is State.MASTER
+            assert masters == []  # a's VIP is not in place yet
+            held.release.set()
+            await clock.advance(0.01)
+            assert masters == [(True, True)]
+
+
+async def test_group_callbacks_run_after_the_members_own_callbacks_have_returned() -> None:
+    clock, a, b = two_members()
+    order: list[str] = []
+    release = anyio.Event()
+
+    @a.instance.on_master
+    async def slow(change: StateChanged) -> None:
+        order.append("member callback starts")
+        await release.wait()
+        order.append("member callback returns")
+
+    group = Group("g", [a.instance, b.instance])
+    group.on_master(lambda change: order.append("group callback"))
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            release.set()
+            await clock.advance(0.01)
+    assert order == ["member callback starts", "member callback returns", "group callback"]
