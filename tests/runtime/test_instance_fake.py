@@ -207,6 +207,15 @@ async def test_check_raising_cancelled_error_uncancelled_counts_as_a_failure() -
             assert a.instance.state is State.FAULT
 
 
+async def test_stop_asked_before_run_has_started_still_stops_it() -> None:
+    _clock, a, _b = pair()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.instance.run)
+            a.instance.stop()
+    assert a.instance.state is State.STOPPED
+
+
 async def test_slow_callback_never_delays_the_adverts() -> None:
     clock, a, b = pair(callback_timeout=None)
     release = anyio.Event()
@@ -276,6 +285,31 @@ async def test_check_that_raises_counts_as_a_failure() -> None:
     async with running(a, b):
         await clock.advance(1)
         assert a.instance.state is State.FAULT
+
+
+async def test_hung_check_in_a_thread_fails_without_starting_a_thread_per_interval() -> None:
+    import threading
+
+    release = threading.Event()
+    started: list[float] = []
+
+    def hangs() -> bool:
+        started.append(clock.now())
+        return release.wait()
+
+    clock, a, b = pair(
+        trackers=[CheckTracker("db", hangs, in_thread=True, timeout=0.05, weight=-150)]
+    )
+    try:
+        with anyio.fail_after(10):
+            async with running(a, b):
+                for _ in range(6):
+                    await clock.advance(1)
+                    await anyio.sleep(0.1)  # the check's timeout runs on real time
+                assert a.instance.effective_priority == 50
+                assert len(started) == 1  # the hung thread is not joined by one per interval
+    finally:
+        release.set()
 
 
 async def test_track_script_exit_status_sets_the_tracker() -> None:

@@ -233,6 +233,8 @@ class Instance(StateCallbacks, Hosted):
         ] = {}
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
+        #: Names of in-thread checks whose thread is still running.
+        self._checks_in_threads: set[str] = set()
         self._running = False
         self._vips_held: set[Address] = set()
         self._notify_failures = 0
@@ -372,6 +374,9 @@ class Instance(StateCallbacks, Hosted):
     def stop(self) -> None:
         """Stop gracefully: a MASTER sends priority 0 now; ``run`` returns once cleaned up.
 
+        Asked before ``run`` has started, the request waits for it: ``run`` then starts and
+        stops at once.
+
         The priority-0 advert leaves from this call (it is one non-blocking send), so the
         backup's skew timer starts without waiting for the instance's tasks to wind down;
         address removal and STOP callbacks follow on the instance's own tasks.
@@ -389,13 +394,15 @@ class Instance(StateCallbacks, Hosted):
         if self._running:
             raise VrrpError(f"instance {self.name!r} is already running")
         self._running = True
-        self._stop_requested = anyio.Event()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await self._open_transports(stack)
                 await self._run_open(task_status)
         finally:
             self._running = False
+            # A stop() asked before this run started was for it (run() saw it at once); one
+            # from now on is for the next run.
+            self._stop_requested = anyio.Event()
             for send in list(self._subscribers):
                 send.close()
             self._subscribers.clear()
@@ -775,7 +782,7 @@ class Instance(StateCallbacks, Hosted):
         with anyio.move_on_after(timeout) as scope:
             try:
                 if spec.in_thread:
-                    value = await anyio.to_thread.run_sync(spec.check, abandon_on_cancel=True)
+                    value = await self._check_in_thread(spec)
                 else:
                     value = spec.check()
                 if inspect.isawaitable(value):
@@ -802,6 +809,26 @@ class Instance(StateCallbacks, Hosted):
                 timeout,
             )
         return ok
+
+    async def _check_in_thread(self, spec: CheckTracker) -> object:
+        # A thread cannot be cancelled: one that outlived its timeout is left to finish, and
+        # the check fails until it has, rather than piling up a thread per interval.
+        if spec.name in self._checks_in_threads:
+            logger.warning(
+                "%s: check %s still running from an earlier interval (counts as a failure)",
+                self.name,
+                spec.name,
+            )
+            return False
+        self._checks_in_threads.add(spec.name)
+
+        def call() -> object:
+            try:
+                return spec.check()
+            finally:
+                self._checks_in_threads.discard(spec.name)
+
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
     def _shutdown(self) -> None:
         if self._router.state is not State.STOPPED:
