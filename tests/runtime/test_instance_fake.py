@@ -216,6 +216,19 @@ async def test_stop_asked_before_run_has_started_still_stops_it() -> None:
     assert a.instance.state is State.STOPPED
 
 
+async def test_shutdown_timeout_bounds_a_stop_callback_that_never_returns() -> None:
+    clock, a, b = pair(callback_timeout=None, shutdown_timeout=0.3)
+
+    @a.instance.on_stop
+    async def hangs(change: StateChanged) -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(5):  # real seconds: the shutdown deadline is on real time
+        async with running(a, b):
+            await clock.advance(5)
+    assert a.instance.state is State.STOPPED and not a.holds_vip()
+
+
 async def test_slow_callback_never_delays_the_adverts() -> None:
     clock, a, b = pair(callback_timeout=None)
     release = anyio.Event()

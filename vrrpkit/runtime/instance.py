@@ -233,6 +233,7 @@ class Instance(StateCallbacks, Hosted):
         ] = {}
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
+        self._dispatch_scope: anyio.CancelScope | None = None
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
         self._running = False
@@ -478,9 +479,14 @@ class Instance(StateCallbacks, Hosted):
                             self._shutdown_timeout,
                         )
                         self._effects.take_all()
-                        if self._effects_scope is not None:
-                            self._effects_scope.cancel()
-                        changes_send.close()  # the dispatcher ends after what it holds
+                        changes_send.close()
+                        # The effect and the callback in progress are cancelled (a notify
+                        # program's process group is killed), and the callbacks still
+                        # queued are dropped: run() returns now.
+                        for scope in (self._effects_scope, self._dispatch_scope):
+                            if scope is not None:
+                                scope.cancel()
+                        outer.cancel_scope.cancel()
         finally:
             changes_receive.close()
             self._started = False
@@ -1065,8 +1071,12 @@ class Instance(StateCallbacks, Hosted):
     ) -> None:
         try:
             async for change in changes:
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True) as scope:
+                    # Callbacks finish even when we are cancelled; only a shutdown that ran
+                    # out of time cancels this scope.
+                    self._dispatch_scope = scope
                     await self._deliver(change)
+                self._dispatch_scope = None
         finally:
             done.set()
 
