@@ -21,6 +21,7 @@ from vrrpkit.testing.fakes import (
     FakeNetwork,
     FakeRunner,
 )
+from vrrpkit.transports.base import TransportError
 
 pytestmark = pytest.mark.anyio
 
@@ -227,6 +228,32 @@ async def test_shutdown_timeout_bounds_a_stop_callback_that_never_returns() -> N
         async with running(a, b):
             await clock.advance(5)
     assert a.instance.state is State.STOPPED and not a.holds_vip()
+
+
+async def test_link_monitor_failure_is_reported_and_the_instance_carries_on() -> None:
+    clock, a, b = pair()
+    failures = []
+    async with running(a, b):
+        await clock.advance(5)
+        a.instance.on_transition(failures.append)  # no transition is expected
+        a.links.fail(TransportError("link monitor failed: interrupted dump"))
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER and a.holds_vip()
+        assert a.instance.status()["transport_failures"] == 1
+        assert failures == []
+
+
+async def test_after_a_link_monitor_failure_link_states_are_read_again() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        a.links.set("eth0", False, report=False)  # its event lost with the failure
+        a.links.fail(TransportError("link monitor failed: interrupted dump"))
+        await clock.advance(2)
+        assert a.instance.state is State.FAULT and not a.holds_vip()
+        a.links.set("eth0", True)  # and the monitor is listened to again
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
 
 
 async def test_slow_callback_never_delays_the_adverts() -> None:

@@ -40,6 +40,9 @@ __all__ = ["TransportHub"]
 
 logger = logging.getLogger("vrrpkit.hub")
 
+#: Seconds between a link monitor's failure and listening (and reading link states) again.
+LINK_RETRY_DELAY = 1.0
+
 _SocketKey = tuple[str | None, str, int, Address | None, bool]
 
 
@@ -201,11 +204,24 @@ class _SharedLinks:
         self.views: set[_LinkView] = set()
 
     async def read(self) -> None:
-        async for event in self.monitor:
+        try:
+            while True:
+                try:
+                    async for event in self.monitor:
+                        for view in list(self.views):
+                            view.mailbox.put(event)
+                    return
+                except TransportError as exc:
+                    # Each instance hears of it through its view (and reads its links'
+                    # states again); the hub, whose task group holds the application's
+                    # code, carries on listening.
+                    logger.error("link monitor failed (listening again): %s", exc)
+                    for view in list(self.views):
+                        view.mailbox.put(exc)
+                    await anyio.sleep(LINK_RETRY_DELAY)
+        finally:
             for view in list(self.views):
-                view.mailbox.put(event)
-        for view in list(self.views):
-            view.mailbox.close()
+                view.mailbox.close()
 
 
 class _LinkView:
@@ -213,14 +229,21 @@ class _LinkView:
 
     def __init__(self, shared: _SharedLinks) -> None:
         self._shared = shared
-        self.mailbox: Mailbox[LinkEvent] = Mailbox(10_000)
+        self.mailbox: Mailbox[LinkEvent | TransportError] = Mailbox(10_000)
         shared.views.add(self)
 
     async def is_up(self, ifname: str) -> bool:
         return await self._shared.monitor.is_up(ifname)
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self.mailbox.iterate()
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[LinkEvent]:
+        async with contextlib.aclosing(self.mailbox.iterate()) as items:
+            async for item in items:
+                if isinstance(item, TransportError):
+                    raise item
+                yield item
 
     async def aclose(self) -> None:
         self._shared.views.discard(self)

@@ -45,7 +45,7 @@ from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
 from vrrpkit.runtime.cancellation import is_stray_cancellation
 from vrrpkit.runtime.hosting import Hosted
-from vrrpkit.runtime.hub import TransportHub
+from vrrpkit.runtime.hub import LINK_RETRY_DELAY, TransportHub
 from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
@@ -740,18 +740,40 @@ class Instance(StateCallbacks, Hosted):
         self._rearm()
 
     async def _link_loop(self) -> None:
+        assert self._links is not None and self._clock is not None
+        while True:
+            try:
+                async for event in self._links:
+                    await self._link_changed(event.ifname, event.up)
+                return
+            except TransportError as exc:
+                # Netlink trouble must not end the instance: report it, then read the links'
+                # states afresh (events may have been lost) and listen again.
+                self._transport_failed("link monitor", exc)
+                await self._clock.sleep_until(self._clock.now() + LINK_RETRY_DELAY)
+                await self._reread_links()
+
+    async def _link_changed(self, ifname: str, up: bool) -> None:
+        if ifname == self.interface:
+            logger.info("%s: interface %s is %s", self.name, ifname, "up" if up else "down")
+            if up:
+                await self._renew_socket_if_stale()
+            self._step(functools.partial(self._router.interface_changed, up))
+        if ifname in {s.ifname for s in self._specs if isinstance(s, InterfaceTracker)}:
+            self._step(functools.partial(self._router.tracker_result, ifname, up))
+
+    async def _reread_links(self) -> None:
         assert self._links is not None
-        tracked = {s.ifname for s in self._specs if isinstance(s, InterfaceTracker)}
-        async for event in self._links:
-            if event.ifname == self.interface:
-                logger.info(
-                    "%s: interface %s is %s", self.name, event.ifname, "up" if event.up else "down"
-                )
-                if event.up:
-                    await self._renew_socket_if_stale()
-                self._step(functools.partial(self._router.interface_changed, event.up))
-            if event.ifname in tracked:
-                self._step(functools.partial(self._router.tracker_result, event.ifname, event.up))
+        names = {self.interface} | {
+            s.ifname for s in self._specs if isinstance(s, InterfaceTracker)
+        }
+        for ifname in sorted(names):
+            try:
+                up = await self._links.is_up(ifname)
+            except TransportError as exc:
+                self._transport_failed("link state query", exc)
+                continue
+            await self._link_changed(ifname, up)
 
     async def _periodic_tracker(self, spec: CheckTracker | ScriptTracker) -> None:
         assert self._clock is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Generic, TypeVar
 
 import anyio
@@ -67,12 +67,19 @@ class Mailbox(Generic[T]):
             self._waiter = anyio.Event()
             await self._waiter.wait()
 
-    async def iterate(self) -> AsyncIterator[T]:
-        """Yield every item as it arrives, until the mailbox is closed and drained."""
+    async def iterate(self) -> AsyncGenerator[T, None]:
+        """Yield every item as it arrives, until the mailbox is closed and drained.
+
+        Items not yet yielded when the iteration is closed early stay queued for the next.
+        """
         while True:
             try:
                 items = await self.get_all()
             except anyio.ClosedResourceError:
                 return
-            for item in items:
-                yield item
+            for index, item in enumerate(items):
+                try:
+                    yield item
+                except BaseException:
+                    self._items[:0] = items[index + 1 :]
+                    raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import heapq
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
@@ -241,13 +242,18 @@ class FakeLinkMonitor:
 
     def __init__(self, up: Mapping[str, bool] | None = None) -> None:
         self._state: dict[str, bool] = dict(up or {})
-        self._mailbox: Mailbox[LinkEvent] = Mailbox(10_000)
+        self._mailbox: Mailbox[LinkEvent | TransportError] = Mailbox(10_000)
 
-    def set(self, ifname: str, up: bool) -> None:
-        """Change an interface's state and report it."""
+    def set(self, ifname: str, up: bool, *, report: bool = True) -> None:
+        """Change an interface's state and report it (``report=False``: a lost event)."""
         if self._state.get(ifname, True) != up:
             self._state[ifname] = up
-            self._mailbox.put(LinkEvent(ifname, up))
+            if report:
+                self._mailbox.put(LinkEvent(ifname, up))
+
+    def fail(self, error: TransportError) -> None:
+        """Make the iteration raise ``error`` (as netlink trouble does), after queued events."""
+        self._mailbox.put(error)
 
     async def is_up(self, ifname: str) -> bool:
         """The interface's state (interfaces never mentioned are up)."""
@@ -255,7 +261,14 @@ class FakeLinkMonitor:
         return self._state.get(ifname, True)
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._mailbox.iterate()
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[LinkEvent]:
+        async with contextlib.aclosing(self._mailbox.iterate()) as items:
+            async for item in items:
+                if isinstance(item, TransportError):
+                    raise item
+                yield item
 
     async def aclose(self) -> None:
         """End the iteration."""
