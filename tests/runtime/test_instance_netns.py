@@ -79,6 +79,18 @@ async def test_graceful_stop_moves_the_vip_to_the_backup(lab: Lab) -> None:
         assert b.counters.pri_zero_rcvd == 1
 
 
+async def test_an_instance_run_a_second_time_opens_fresh_transports(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(b):
+        for _ in range(2):
+            async with a:
+                await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+            assert not holds(h1, VIP4)
+            await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+        assert a.status()["transport_failures"] == 0
+
+
 async def test_v3_ipv6_election_and_failover_with_link_local_sources(lab: Lab) -> None:
     h1, h2 = lab.hosts
     a = node(h1, "a", 200, vips=[VIP6])

@@ -416,6 +416,11 @@ class Instance(StateCallbacks, Hosted):
         if self._effects.closed:  # a previous run's; a group may already have queued work
             self._effects = Mailbox(1 << 62)
             self._removals_pending = 0  # whatever the old mailbox held is gone with it
+        # What a previous run left: its retry marker went with its mailbox, its socket's
+        # reading mode with its socket.
+        self._retry_queued = False
+        self._lazy_asked = None
+        self._poll = None
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
@@ -517,6 +522,8 @@ class Instance(StateCallbacks, Hosted):
             else:
                 self._socket = await self._open_raw_socket()
                 self._owns_socket = True
+            # A next run opens its own: the stack closes this one (callbacks run last first).
+            stack.callback(self._forget_socket)
             stack.push_async_callback(self._close_socket)
         if self._addresses is None:
             if hub is not None:
@@ -525,6 +532,7 @@ class Instance(StateCallbacks, Hosted):
                 from vrrpkit.transports.netlink import NetlinkAddressManager
 
                 self._addresses = await NetlinkAddressManager.open(netns=self._netns)
+            stack.callback(setattr, self, "_addresses", None)
             stack.push_async_callback(self._addresses.aclose)
         if self._links is None:
             if hub is not None:
@@ -533,6 +541,7 @@ class Instance(StateCallbacks, Hosted):
                 from vrrpkit.transports.netlink import NetlinkLinkMonitor
 
                 self._links = await NetlinkLinkMonitor.open(netns=self._netns)
+            stack.callback(setattr, self, "_links", None)
             stack.push_async_callback(self._links.aclose)
         if self._announcer is None:
             if hub is not None:
@@ -541,6 +550,7 @@ class Instance(StateCallbacks, Hosted):
                 from vrrpkit.transports.garp import GarpSender
 
                 self._announcer = await GarpSender.open(self.interface, netns=self._netns)
+            stack.callback(setattr, self, "_announcer", None)
             stack.push_async_callback(self._announcer.aclose)
         if self._runner is None:
             from vrrpkit.transports.process import SubprocessRunner
@@ -561,6 +571,11 @@ class Instance(StateCallbacks, Hosted):
             multicast=not self._config.unicast_peers,
             netns=self._netns,
         )
+
+    def _forget_socket(self) -> None:
+        self._socket = None
+        self._owns_socket = False
+        self._send_now = None
 
     async def _close_socket(self) -> None:
         if self._socket is not None:
