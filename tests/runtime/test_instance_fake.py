@@ -256,6 +256,35 @@ async def test_after_a_link_monitor_failure_link_states_are_read_again() -> None
         assert a.instance.state is State.MASTER
 
 
+async def test_a_vip_whose_removal_failed_is_removed_again_until_it_goes() -> None:
+    clock, a, b = pair()
+    vip = a.instance.config.vips[0]
+    async with running(a, b):
+        await clock.advance(5)
+        a.addresses.fail_remove.add(vip)
+        a.links.set("eth0", False)
+        await clock.advance(3)
+        assert a.instance.state is State.FAULT and a.holds_vip()  # refused, and retried
+        a.addresses.fail_remove.clear()
+        await clock.advance(2)
+        assert not a.holds_vip()
+
+
+async def test_stop_callbacks_come_after_a_vip_whose_removal_failed_is_removed() -> None:
+    clock, a, b = pair()
+    vip = a.instance.config.vips[0]
+    held_at_stop: list[bool] = []
+    a.instance.on_stop(lambda change: held_at_stop.append(a.holds_vip()))
+    async with running(a, b):
+        await clock.advance(5)
+        a.addresses.fail_remove.add(vip)
+        a.links.set("eth0", False)
+        await clock.advance(0.1)
+        assert a.instance.state is State.FAULT and a.holds_vip()
+        a.addresses.fail_remove.clear()
+    assert held_at_stop == [False]
+
+
 async def test_slow_callback_never_delays_the_adverts() -> None:
     clock, a, b = pair(callback_timeout=None)
     release = anyio.Event()

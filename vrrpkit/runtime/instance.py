@@ -65,6 +65,9 @@ __all__ = ["Event", "Instance", "TransportFailure"]
 
 logger = logging.getLogger("vrrpkit.instance")
 
+#: Seconds between tries to remove a VIP whose removal failed while not MASTER.
+VIP_RETRY_DELAY = 1.0
+
 
 @attrs.frozen
 class TransportFailure:
@@ -234,6 +237,10 @@ class Instance(StateCallbacks, Hosted):
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
         self._dispatch_scope: anyio.CancelScope | None = None
+        #: The running instance's task group (None outside run) and whether a retry of a
+        #: failed VIP removal is scheduled there.
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._removal_retry = False
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
         self._running = False
@@ -434,6 +441,7 @@ class Instance(StateCallbacks, Hosted):
                 outer.start_soon(self._run_effects, effects_done)
                 try:
                     async with anyio.create_task_group() as tg:
+                        self._tasks = tg
                         await self._start()
                         self._started = True
                         # A hub's alarms and sockets call us without a task of our own.
@@ -453,6 +461,8 @@ class Instance(StateCallbacks, Hosted):
                         await self._stop_requested.wait()
                         tg.cancel_scope.cancel()
                 finally:
+                    self._tasks = None
+                    self._removal_retry = False
                     with (
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(self._shutdown_timeout) as deadline,
@@ -972,6 +982,10 @@ class Instance(StateCallbacks, Hosted):
         elif isinstance(effect, AnnounceVips):
             await self._announce(effect)
         elif isinstance(effect, (StateChanged, SplitBrain)):
+            if isinstance(effect, StateChanged) and effect.new is State.STOPPED:
+                # STOP callbacks come after the VIPs are gone, including one whose earlier
+                # removal failed (the shutdown's sweep would come after the callbacks).
+                await self._remove_vips(tuple(self._vips_held))
             self._publish(effect)
             self._queue_for_callbacks(effect)
         elif isinstance(effect, _RetryVips):
@@ -1076,6 +1090,7 @@ class Instance(StateCallbacks, Hosted):
 
     async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
         assert self._addresses is not None
+        failed = False
         for vip in self._vips:
             if vip.ip in addresses:
                 try:
@@ -1083,6 +1098,21 @@ class Instance(StateCallbacks, Hosted):
                     self._vips_held.discard(vip.ip)
                 except TransportError as exc:
                     self._transport_failed(f"remove {vip}", exc)
+                    failed = True
+        if failed and self._tasks is not None and not self._removal_retry:
+            # A VIP left behind while another node holds it too: keep trying.
+            self._removal_retry = True
+            self._tasks.start_soon(self._retry_removals)
+
+    async def _retry_removals(self) -> None:
+        assert self._clock is not None
+        try:
+            await self._clock.sleep_until(self._clock.now() + VIP_RETRY_DELAY)
+        finally:
+            self._removal_retry = False
+        if self._router.state is not State.MASTER and self._vips_held:
+            self._removals_pending += 1
+            self._effects.put(RemoveVips(self.name, tuple(self._vips_held)))
 
     async def _announce(self, action: AnnounceVips) -> None:
         assert self._announcer is not None

@@ -185,14 +185,16 @@ class FakeAdvertSocket:
 class FakeAddressManager:
     """An :class:`~vrrpkit.transports.base.AddressManager` over in-memory interfaces.
 
-    ``log`` records ``("add"|"remove", ifname, address)`` in order. ``fail_add`` makes adds
-    of the listed addresses raise :class:`TransportError` (as a refused netlink request).
+    ``log`` records ``("add"|"remove", ifname, address)`` in order. ``fail_add`` and
+    ``fail_remove`` make adds and removals of the listed addresses raise
+    :class:`TransportError` (as a refused netlink request).
     """
 
     def __init__(self, interfaces: Sequence[str] = ("eth0",)) -> None:
         self.addresses: dict[str, set[IPInterface]] = {name: set() for name in interfaces}
         self.log: builtins.list[tuple[str, str, Address]] = []
         self.fail_add: set[Address] = set()
+        self.fail_remove: set[Address] = set()
 
     def _iface(self, ifname: str) -> set[IPInterface]:
         try:
@@ -223,6 +225,8 @@ class FakeAddressManager:
         """Remove ``address`` (idempotent)."""
         await anyio.lowlevel.checkpoint()
         iface = self._iface(ifname)
+        if address in self.fail_remove:
+            raise TransportError(f"cannot remove {address} from {ifname}")
         self.log.append(("remove", ifname, address))
         present = {i for i in iface if i.ip == address}
         iface.difference_update(present)
