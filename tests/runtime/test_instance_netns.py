@@ -331,7 +331,22 @@ async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
         await _recreate_interface_under(lab, a, b)
 
 
-async def _recreate_interface_under(lab: Lab, a: Instance, b: Instance) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+async def test_interface_created_again_without_an_address_holds_in_fault_until_it_has_one(
+    lab: Lab, shared: bool
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(TransportHub()) if shared else None
+        a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
+        await _recreate_interface_under(lab, a, b, address_late=True)
+
+
+async def _recreate_interface_under(
+    lab: Lab, a: Instance, b: Instance, *, address_late: bool = False
+) -> None:
     from netns import ip
 
     h1, h2 = lab.hosts
@@ -354,13 +369,17 @@ async def _recreate_interface_under(lab: Lab, a: Instance, b: Instance) -> None:
         )
         ip("link", "set", h1.port, "master", "br0", "up", netns=lab.bridge_netns)
         mac = ":".join(f"{octet:02x}" for octet in h1.mac)
-        for args in (
-            ("link", "set", h1.ifname, "address", mac),
-            ("link", "set", h1.ifname, "addrgenmode", "none"),
-            ("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname),
-            ("link", "set", h1.ifname, "up"),
-        ):
-            h1.ip(*args)
+        h1.ip("link", "set", h1.ifname, "address", mac)
+        h1.ip("link", "set", h1.ifname, "addrgenmode", "none")
+        if address_late:
+            # Up first, addressed later: no socket can be opened meanwhile.
+            h1.ip("link", "set", h1.ifname, "up")
+            await anyio.sleep(0.5)
+            assert a.state is State.FAULT and not holds(h1, VIP4)
+            h1.ip("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname)
+        else:
+            h1.ip("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname)
+            h1.ip("link", "set", h1.ifname, "up")
         # Back with a new ifindex: a must be heard again, so b steps down to BACKUP.
         await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
         await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))

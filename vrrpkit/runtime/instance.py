@@ -241,6 +241,7 @@ class Instance(StateCallbacks, Hosted):
         #: failed VIP removal is scheduled there.
         self._tasks: anyio.abc.TaskGroup | None = None
         self._removal_retry = False
+        self._link_retry = False
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
         self._running = False
@@ -462,7 +463,7 @@ class Instance(StateCallbacks, Hosted):
                         tg.cancel_scope.cancel()
                 finally:
                     self._tasks = None
-                    self._removal_retry = False
+                    self._removal_retry = self._link_retry = False
                     with (
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(self._shutdown_timeout) as deadline,
@@ -566,10 +567,7 @@ class Instance(StateCallbacks, Hosted):
             from vrrpkit.transports.process import SubprocessRunner
 
             self._runner = SubprocessRunner()
-        local = self._socket.local_address
-        if local != self._router.config.address:
-            # The router object stays the same (a sync group holds it); only its address changes.
-            self._router.update_config(attrs.evolve(self._router.config, address=local))
+        self._adopt_local_address()
 
     async def _open_raw_socket(self) -> AdvertSocket:
         from vrrpkit.transports.rawsocket import RawAdvertSocket
@@ -591,35 +589,38 @@ class Instance(StateCallbacks, Hosted):
         if self._socket is not None:
             await self._socket.aclose()
 
-    async def _renew_socket_if_stale(self) -> None:
+    async def _renew_socket_if_stale(self) -> bool:
         """Reopen our raw socket if the interface came back as a new one (new ifindex).
 
         A raw socket stays bound to the interface it was opened on; after the interface is
         deleted and created again it would neither send nor receive, and the instance would
-        become a MASTER nobody hears.
+        become a MASTER nobody hears. Returns False if the socket is stale and could not be
+        reopened (the interface has no usable address yet, say).
         """
         sock = self._socket
         renew_shared = getattr(sock, "renew", None)
         if sock is None or not (self._owns_socket or callable(renew_shared)):
-            return
+            return True
         lookup = getattr(self._addresses, "ifindex", None)
         if lookup is None:
-            return
+            return True
         try:
             current = await lookup(self.interface)
             if current == sock.ifindex:
-                return
+                return True
             if not self._owns_socket:
                 assert callable(renew_shared)
                 await renew_shared(current)  # a hub's socket: the hub reopens it for all
-                return
+                self._adopt_local_address()
+                return True
             fresh = await self._open_raw_socket()
         except TransportError as exc:
             self._transport_failed("reopen socket", exc)
-            return
+            return False
         self._socket = fresh
         self._send_now = self._direct_send(fresh)
         self._lazy_asked = None  # ask the fresh socket on the next step
+        self._adopt_local_address()
         logger.info(
             "%s: %s is a new interface (index %d); socket reopened",
             self.name,
@@ -627,6 +628,15 @@ class Instance(StateCallbacks, Hosted):
             current,
         )
         await sock.aclose()
+        return True
+
+    def _adopt_local_address(self) -> None:
+        """Use the socket's source address in the adverts (and their v3 checksums)."""
+        assert self._socket is not None
+        local = self._socket.local_address
+        if local != self._router.config.address:
+            # The router object stays the same (a sync group holds it); only its address changes.
+            self._router.update_config(attrs.evolve(self._router.config, address=local))
 
     # -- the pump ----------------------------------------------------------------------------
 
@@ -781,11 +791,34 @@ class Instance(StateCallbacks, Hosted):
     async def _link_changed(self, ifname: str, up: bool) -> None:
         if ifname == self.interface:
             logger.info("%s: interface %s is %s", self.name, ifname, "up" if up else "down")
-            if up:
-                await self._renew_socket_if_stale()
+            if up and not await self._renew_socket_if_stale():
+                # Up, but no socket can be opened on it yet (an address comes later): held in
+                # FAULT, as keepalived holds an instance without a source address, and tried
+                # again until it opens.
+                up = False
+                self._retry_link_later()
             self._step(functools.partial(self._router.interface_changed, up))
         if ifname in {s.ifname for s in self._specs if isinstance(s, InterfaceTracker)}:
             self._step(functools.partial(self._router.tracker_result, ifname, up))
+
+    def _retry_link_later(self) -> None:
+        if self._tasks is not None and not self._link_retry:
+            self._link_retry = True
+            self._tasks.start_soon(self._retry_link)
+
+    async def _retry_link(self) -> None:
+        assert self._clock is not None and self._links is not None
+        try:
+            await self._clock.sleep_until(self._clock.now() + LINK_RETRY_DELAY)
+        finally:
+            self._link_retry = False
+        try:
+            up = await self._links.is_up(self.interface)
+        except TransportError as exc:
+            self._transport_failed("link state query", exc)
+            self._retry_link_later()
+            return
+        await self._link_changed(self.interface, up)
 
     async def _reread_links(self) -> None:
         assert self._links is not None
