@@ -285,6 +285,21 @@ async def test_stop_callbacks_come_after_a_vip_whose_removal_failed_is_removed()
     assert held_at_stop == [False]
 
 
+async def test_an_instance_that_fails_to_start_raises_and_reports_no_stop() -> None:
+    class BrokenLinks(FakeLinkMonitor):
+        async def is_up(self, ifname: str) -> bool:
+            raise TransportError("netlink request failed")
+
+    clock, a, _b = pair()
+    a.instance._links = BrokenLinks()
+    stops: list[StateChanged] = []
+    a.instance.on_stop(stops.append)
+    with anyio.fail_after(5), pytest.raises(TransportError, match="netlink request failed"):
+        async with a.instance:
+            pass
+    assert stops == [] and a.instance.state is State.INIT
+
+
 async def test_slow_callback_never_delays_the_adverts() -> None:
     clock, a, b = pair(callback_timeout=None)
     release = anyio.Event()

@@ -39,7 +39,15 @@ class Hosted:
         try:
             await tg.start(self.run)
         except BaseException as exc:
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            failure = exc
+            try:
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseException as group:
+                # The task group reports run's failure again, wrapped in an exception group:
+                # raise it once, as itself (a failed start is one error, not a group of them).
+                split = getattr(group, "split", None)
+                if split is None or split(lambda error: error is failure)[1] is not None:
+                    raise
             raise
         self._hosting = tg
         return self

@@ -417,6 +417,8 @@ class Instance(StateCallbacks, Hosted):
             self._subscribers.clear()
 
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
+        # Read first, so that a failure raises as itself, before any task or state change.
+        links = await self._link_states()
         changes_send, changes_receive = anyio.create_memory_object_stream[
             StateChanged | SplitBrain | _ForGroup
         ](1000)
@@ -443,7 +445,7 @@ class Instance(StateCallbacks, Hosted):
                 try:
                     async with anyio.create_task_group() as tg:
                         self._tasks = tg
-                        await self._start()
+                        self._start(links)
                         self._started = True
                         # A hub's alarms and sockets call us without a task of our own.
                         attach_alarm = getattr(self._alarm, "attach", None)
@@ -640,19 +642,22 @@ class Instance(StateCallbacks, Hosted):
 
     # -- the pump ----------------------------------------------------------------------------
 
-    async def _start(self) -> None:
+    async def _link_states(self) -> dict[str, bool]:
+        """Whether our interface and each tracked one is up, read before anything starts."""
         assert self._links is not None
-        interface_up = await self._links.is_up(self.interface)
-        links = {}
-        for spec in self._specs:
-            if isinstance(spec, InterfaceTracker):
-                links[spec.ifname] = await self._links.is_up(spec.ifname)
+        names = [self.interface] + [
+            s.ifname for s in self._specs if isinstance(s, InterfaceTracker)
+        ]
+        return {name: await self._links.is_up(name) for name in names}
+
+    def _start(self, links: dict[str, bool]) -> None:
         self._send_now = self._direct_send(self._socket)
         now = self._now()
-        if not interface_up:
+        if not links[self.interface]:
             self._router.interface_changed(False, now)
-        for ifname, up in links.items():
-            self._router.tracker_result(ifname, up, now)
+        for spec in self._specs:
+            if isinstance(spec, InterfaceTracker):
+                self._router.tracker_result(spec.ifname, links[spec.ifname], now)
         self._vips_held.clear()
         self._perform_now(self._router.start(now))
         self._rearm()
