@@ -290,7 +290,7 @@ async def test_an_instance_that_fails_to_start_raises_and_reports_no_stop() -> N
         async def is_up(self, ifname: str) -> bool:
             raise TransportError("netlink request failed")
 
-    clock, a, _b = pair()
+    _clock, a, _b = pair()
     a.instance._links = BrokenLinks()
     stops: list[StateChanged] = []
     a.instance.on_stop(stops.append)
