@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from benchmarks.bytecode import compile_vrrpkit
+
 STEPS: tuple[tuple[str, str], ...] = (
     ("bare interpreter", ""),
     ("+ asyncio", "import asyncio"),
@@ -44,6 +46,7 @@ def peak_rss_mb(code: str) -> float | None:
 
 def main() -> None:
     """Print one line per step."""
+    compile_vrrpkit()
     for label, code in STEPS:
         rss = peak_rss_mb(code)
         print(f"{label:50s} {'n/a' if rss is None else f'{rss:5.1f} MB'}")
