@@ -7,7 +7,7 @@ import contextlib
 import anyio
 import pytest
 
-from vrrpkit.runtime.hub import _LinkView, _SharedLinks
+from vrrpkit.runtime.hub import _LinkView, _SharedLinks, link_events
 from vrrpkit.testing.fakes import FakeLinkMonitor
 from vrrpkit.transports.base import LinkEvent, TransportError
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def next_item(view: _LinkView) -> LinkEvent:
-    async with contextlib.aclosing(view._events()) as events:
+    async with contextlib.aclosing(link_events(view.mailbox)) as events:
         return await events.__anext__()
 
 

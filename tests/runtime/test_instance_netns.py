@@ -318,30 +318,18 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+@pytest.mark.parametrize("address_late", [False, True], ids=["addressed", "address-later"])
 async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
-    lab: Lab, shared: bool
+    lab: Lab, shared: bool, address_late: bool
 ) -> None:
-
+    """Created again up before it has an address, it holds the instance in FAULT until then."""
     from vrrpkit.runtime.hub import TransportHub
 
     h1, h2 = lab.hosts
     async with contextlib.AsyncExitStack() as stack:
         hub = await stack.enter_async_context(TransportHub()) if shared else None
         a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
-        await _recreate_interface_under(lab, a, b)
-
-
-@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
-async def test_interface_created_again_without_an_address_holds_in_fault_until_it_has_one(
-    lab: Lab, shared: bool
-) -> None:
-    from vrrpkit.runtime.hub import TransportHub
-
-    h1, h2 = lab.hosts
-    async with contextlib.AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(TransportHub()) if shared else None
-        a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
-        await _recreate_interface_under(lab, a, b, address_late=True)
+        await _recreate_interface_under(lab, a, b, address_late=address_late)
 
 
 async def _recreate_interface_under(

@@ -236,19 +236,21 @@ class _LinkView:
         return await self._shared.monitor.is_up(ifname)
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[LinkEvent]:
-        async with contextlib.aclosing(self.mailbox.iterate()) as items:
-            async for item in items:
-                if isinstance(item, TransportError):
-                    raise item
-                yield item
+        return link_events(self.mailbox)
 
     async def aclose(self) -> None:
         self._shared.views.discard(self)
         self.mailbox.close()
         await anyio.lowlevel.checkpoint()
+
+
+async def link_events(mailbox: Mailbox[LinkEvent | TransportError]) -> AsyncIterator[LinkEvent]:
+    """The events of ``mailbox`` as they come, raising a failure queued among them."""
+    async with contextlib.aclosing(mailbox.iterate()) as items:
+        async for item in items:
+            if isinstance(item, TransportError):
+                raise item
+            yield item
 
 
 class _Unclosable:

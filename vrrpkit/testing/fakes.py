@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import collections
-import contextlib
 import heapq
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
@@ -265,14 +264,9 @@ class FakeLinkMonitor:
         return self._state.get(ifname, True)
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._events()
+        from vrrpkit.runtime.hub import link_events
 
-    async def _events(self) -> AsyncIterator[LinkEvent]:
-        async with contextlib.aclosing(self._mailbox.iterate()) as items:
-            async for item in items:
-                if isinstance(item, TransportError):
-                    raise item
-                yield item
+        return link_events(self._mailbox)
 
     async def aclose(self) -> None:
         """End the iteration."""
