@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Any, TypeAlias
 
@@ -65,8 +65,10 @@ __all__ = ["Event", "Instance", "TransportFailure"]
 
 logger = logging.getLogger("vrrpkit.instance")
 
-#: Seconds between tries to remove a VIP whose removal failed while not MASTER.
-VIP_RETRY_DELAY = 1.0
+#: Seconds before trying again what failed outside the protocol's own timers: reading the
+#: links after a link monitor failure, opening a socket on a re-created interface, removing
+#: a VIP while not MASTER.
+RETRY_DELAY = LINK_RETRY_DELAY
 
 
 @attrs.frozen
@@ -172,6 +174,10 @@ class Instance(StateCallbacks, Hosted):
         self._source = to_address(source) if source is not None else None
         peers = to_addresses(unicast_peers)
         self._specs = tuple(trackers)
+        tracked = [s.ifname for s in self._specs if isinstance(s, InterfaceTracker)]
+        self._tracked_links = frozenset(tracked)
+        #: Our interface, then each tracked one: the links whose state the router follows.
+        self._link_names = tuple(dict.fromkeys([interface, *tracked]))
         for spec in self._specs:
             if not isinstance(spec, (Tracker, CheckTracker, ScriptTracker, InterfaceTracker)):
                 raise ConfigError(f"not a tracker: {spec!r}")
@@ -237,11 +243,10 @@ class Instance(StateCallbacks, Hosted):
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
         self._dispatch_scope: anyio.CancelScope | None = None
-        #: The running instance's task group (None outside run) and whether a retry of a
-        #: failed VIP removal is scheduled there.
+        #: The running instance's task group (None outside run), and the retries waiting
+        #: there (see _retry_later).
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._removal_retry = False
-        self._link_retry = False
+        self._retries: set[str] = set()
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
         self._running = False
@@ -465,7 +470,7 @@ class Instance(StateCallbacks, Hosted):
                         tg.cancel_scope.cancel()
                 finally:
                     self._tasks = None
-                    self._removal_retry = self._link_retry = False
+                    self._retries.clear()
                     with (
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(self._shutdown_timeout) as deadline,
@@ -645,19 +650,16 @@ class Instance(StateCallbacks, Hosted):
     async def _link_states(self) -> dict[str, bool]:
         """Whether our interface and each tracked one is up, read before anything starts."""
         assert self._links is not None
-        names = [self.interface] + [
-            s.ifname for s in self._specs if isinstance(s, InterfaceTracker)
-        ]
-        return {name: await self._links.is_up(name) for name in names}
+        return {name: await self._links.is_up(name) for name in self._link_names}
 
     def _start(self, links: dict[str, bool]) -> None:
         self._send_now = self._direct_send(self._socket)
         now = self._now()
         if not links[self.interface]:
             self._router.interface_changed(False, now)
-        for spec in self._specs:
-            if isinstance(spec, InterfaceTracker):
-                self._router.tracker_result(spec.ifname, links[spec.ifname], now)
+        for ifname in self._link_names:
+            if ifname in self._tracked_links:
+                self._router.tracker_result(ifname, links[ifname], now)
         self._vips_held.clear()
         self._perform_now(self._router.start(now))
         self._rearm()
@@ -787,11 +789,11 @@ class Instance(StateCallbacks, Hosted):
                     await self._link_changed(event.ifname, event.up)
                 return
             except TransportError as exc:
-                # Netlink trouble must not end the instance: report it, then read the links'
-                # states afresh (events may have been lost) and listen again.
+                # Netlink trouble must not end the instance: report it, read the links' states
+                # afresh a moment later (events may have been lost), and listen again.
                 self._transport_failed("link monitor", exc)
-                await self._clock.sleep_until(self._clock.now() + LINK_RETRY_DELAY)
-                await self._reread_links()
+                self._retry_later("links", self._reread_links)
+                await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
 
     async def _link_changed(self, ifname: str, up: bool) -> None:
         if ifname == self.interface:
@@ -801,42 +803,35 @@ class Instance(StateCallbacks, Hosted):
                 # FAULT, as keepalived holds an instance without a source address, and tried
                 # again until it opens.
                 up = False
-                self._retry_link_later()
+                self._retry_later("links", self._reread_links)
             self._step(functools.partial(self._router.interface_changed, up))
-        if ifname in {s.ifname for s in self._specs if isinstance(s, InterfaceTracker)}:
+        if ifname in self._tracked_links:
             self._step(functools.partial(self._router.tracker_result, ifname, up))
-
-    def _retry_link_later(self) -> None:
-        if self._tasks is not None and not self._link_retry:
-            self._link_retry = True
-            self._tasks.start_soon(self._retry_link)
-
-    async def _retry_link(self) -> None:
-        assert self._clock is not None and self._links is not None
-        try:
-            await self._clock.sleep_until(self._clock.now() + LINK_RETRY_DELAY)
-        finally:
-            self._link_retry = False
-        try:
-            up = await self._links.is_up(self.interface)
-        except TransportError as exc:
-            self._transport_failed("link state query", exc)
-            self._retry_link_later()
-            return
-        await self._link_changed(self.interface, up)
 
     async def _reread_links(self) -> None:
         assert self._links is not None
-        names = {self.interface} | {
-            s.ifname for s in self._specs if isinstance(s, InterfaceTracker)
-        }
-        for ifname in sorted(names):
+        for ifname in self._link_names:
             try:
                 up = await self._links.is_up(ifname)
             except TransportError as exc:
                 self._transport_failed("link state query", exc)
+                self._retry_later("links", self._reread_links)
                 continue
             await self._link_changed(ifname, up)
+
+    def _retry_later(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` once RETRY_DELAY from now, unless a retry of ``what`` already waits."""
+        if self._tasks is not None and what not in self._retries:
+            self._retries.add(what)
+            self._tasks.start_soon(self._retry, what, action)
+
+    async def _retry(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
+        assert self._clock is not None
+        try:
+            await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
+        finally:
+            self._retries.discard(what)
+        await action()
 
     async def _periodic_tracker(self, spec: CheckTracker | ScriptTracker) -> None:
         assert self._clock is not None
@@ -1137,17 +1132,11 @@ class Instance(StateCallbacks, Hosted):
                 except TransportError as exc:
                     self._transport_failed(f"remove {vip}", exc)
                     failed = True
-        if failed and self._tasks is not None and not self._removal_retry:
+        if failed:
             # A VIP left behind while another node holds it too: keep trying.
-            self._removal_retry = True
-            self._tasks.start_soon(self._retry_removals)
+            self._retry_later("removal", self._remove_held_vips)
 
-    async def _retry_removals(self) -> None:
-        assert self._clock is not None
-        try:
-            await self._clock.sleep_until(self._clock.now() + VIP_RETRY_DELAY)
-        finally:
-            self._removal_retry = False
+    async def _remove_held_vips(self) -> None:
         if self._router.state is not State.MASTER and self._vips_held:
             self._removals_pending += 1
             self._effects.put(RemoveVips(self.name, tuple(self._vips_held)))
