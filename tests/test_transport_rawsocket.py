@@ -354,3 +354,89 @@ async def test_a_lazy_socket_wakes_only_for_priority_zero_and_keeps_the_order(
         await delivered(3)  # eager again: woken by an ordinary advert
         tg.cancel_scope.cancel()
     assert batches == [[100, 101, 0], [102], [103]]
+
+
+@asynccontextmanager
+async def lazy_receiver(
+    lab: Lab, ip_version: int
+) -> AsyncIterator[tuple[RawAdvertSocket, RawAdvertSocket, list[list[ReceivedPacket]]]]:
+    """A sender on h1 and a lazy receiver on h2 (with the repeat filter) and its batches."""
+    h1, h2 = lab.hosts
+    batches: list[list[ReceivedPacket]] = []
+    async with (
+        opened(h1, ip_version) as sender,
+        opened(h2, ip_version) as receiver,
+        anyio.create_task_group() as tg,
+    ):
+        assert receiver.absorbing  # root may load eBPF programs
+        tg.start_soon(receiver.deliver, batches.append)
+        assert receiver.set_lazy(True)
+        yield sender, receiver, batches
+        tg.cancel_scope.cancel()
+
+
+async def sent_and_polled(
+    sender: RawAdvertSocket, receiver: RawAdvertSocket, adverts: list[bytes]
+) -> None:
+    """Send ``adverts`` a millisecond apart, let them arrive, then poll the receiver."""
+    group = group_of(receiver.local_address.version)
+    for data in adverts:
+        await sender.send(data, group)
+        await anyio.sleep(0.001)
+    await anyio.sleep(0.05)
+    receiver.poll()
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_lazy_socket_hands_over_repeats_of_the_last_advert_with_the_last_arrival_time(
+    lab: Lab, ip_version: int
+) -> None:
+    import time
+
+    vip = vip_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        await sent_and_polled(sender, receiver, [advert(vip)])
+        before = time.monotonic()
+        await sent_and_polled(sender, receiver, [advert(vip)] * 5)
+    first, repeats = batches
+    assert [packet.data for packet in repeats] == [first[0].data] * 5
+    assert all(packet.src == first[0].src and packet.ttl == 255 for packet in repeats)
+    # Counted by the kernel, not queued: only the last arrival time is known.
+    assert len({packet.timestamp for packet in repeats}) == 1
+    assert repeats[0].timestamp is not None and repeats[0].timestamp > before
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_changed_advert_comes_through_in_order_after_the_repeats(
+    lab: Lab, ip_version: int
+) -> None:
+    vip = vip_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        await sent_and_polled(sender, receiver, [advert(vip, priority=100)])
+        await sent_and_polled(sender, receiver, [advert(vip, priority=100)] * 3 + [advert(vip)])
+        # Armed with the changed advert now: the old one is not a repeat any more.
+        await sent_and_polled(sender, receiver, [advert(vip, priority=100)])
+    assert [[packet.data[2] for packet in batch] for batch in batches] == [
+        [100],
+        [100, 100, 100, 150],
+        [100],
+    ]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_turning_eager_hands_over_the_absorbed_repeats_before_the_next_packet(
+    lab: Lab, ip_version: int
+) -> None:
+    vip = vip_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        await sent_and_polled(sender, receiver, [advert(vip, priority=100)])
+        await sent_and_polled(sender, receiver, [])
+        for _ in range(2):
+            await sender.send(advert(vip, priority=100), group_of(ip_version))
+        await anyio.sleep(0.05)
+        receiver.set_lazy(False)
+        await sender.send(advert(vip, priority=101), group_of(ip_version))
+        with anyio.fail_after(GUARD):
+            while len(batches) < 2:
+                await anyio.sleep(0.001)
+    assert [[packet.data[2] for packet in batch] for batch in batches] == [[100], [100, 100, 101]]

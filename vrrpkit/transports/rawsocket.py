@@ -21,7 +21,10 @@ destination and is then stripped. For IPv6 they come from ``IPV6_HOPLIMIT`` and
 Lazy reading (:meth:`RawAdvertSocket.set_lazy`): a second socket on the same interface with
 a kernel filter accepting priority-0 adverts only wakes the process for those; the others
 wait in a large receive buffer until :meth:`RawAdvertSocket.poll`. Each packet carries its
-kernel receive time, so handling it late changes no timer.
+kernel receive time, so handling it late changes no timer. Where the process may load eBPF
+programs, a lazy socket's master adverts that repeat the last one read do not even wait
+there: the kernel counts them (:mod:`vrrpkit.transports.absorber`) and :meth:`poll` hands
+them over rebuilt.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import AsyncResource
 
+from vrrpkit.transports.absorber import RepeatAbsorber
 from vrrpkit.transports.base import IPAddress, PacketHandler, ReceivedPacket, TransportError
 from vrrpkit.transports.bpf import attach_filter, priority_zero_filter
 from vrrpkit.transports.netlink import interface_addresses_blocking
@@ -158,9 +162,14 @@ class RawAdvertSocket(AsyncResource):
         ifindex: int,
         local_address: IPAddress,
         urgent: socket.socket | None = None,
+        absorber: RepeatAbsorber | None = None,
     ) -> None:
         self._sock = sock
         self._urgent = urgent
+        self._absorber = absorber
+        # Per VRID, the packet the absorber is armed with: its repeats are rebuilt from it.
+        self._templates: dict[int, ReceivedPacket] = {}
+        self._leftovers = False
         self._lazy = False
         self._handler: PacketHandler | None = None
         self._polling = False
@@ -238,7 +247,15 @@ class RawAdvertSocket(AsyncResource):
                 sock.close()
                 raise
             urgent = _open_urgent(family, ifname, ifindex, ip_version, group if multicast else None)
-            return cls(sock, ifname=ifname, ifindex=ifindex, local_address=local, urgent=urgent)
+            absorber = _absorber_for(sock, ip_version) if urgent is not None else None
+            return cls(
+                sock,
+                ifname=ifname,
+                ifindex=ifindex,
+                local_address=local,
+                urgent=urgent,
+                absorber=absorber,
+            )
 
         return await call_in_netns(netns, setup)
 
@@ -401,24 +418,81 @@ class RawAdvertSocket(AsyncResource):
             # so that timers and other sockets get their turn. ``at_once``: hand over all the
             # rounds read in one call instead.
             gathered: builtins.list[ReceivedPacket] = []
+            absorbing = at_once and self._lazy and self._absorber is not None
+            repeats = self._repeats() if absorbing or self._leftovers else []
             for _ in range(rounds):
                 batch = self._drain()
                 if not batch:
                     break
+                if repeats:
+                    # The kernel kept only the last receive time of the repeats: in order
+                    # with the packets read, they are handed over at that time.
+                    batch += repeats
+                    batch.sort(key=_receive_time)
+                    repeats = []
                 if at_once:
                     gathered += batch
                 else:
                     handler(batch)
+            gathered += repeats
+            if absorbing:
+                self._arm(gathered)
             if gathered:
                 handler(gathered)
         finally:
             self._polling = False
+
+    def _repeats(self) -> builtins.list[ReceivedPacket]:
+        """The adverts the kernel absorbed since last time, rebuilt (see absorber.py)."""
+        self._leftovers = False
+        assert self._absorber is not None
+        found: builtins.list[ReceivedPacket] = []
+        templates = self._templates
+        for vrid, count, last_ns in self._absorber.collect():
+            template = templates.get(vrid)
+            if template is not None:
+                repeat = _received(
+                    template.data,
+                    template.src,
+                    template.dst,
+                    template.ttl,
+                    template.ifindex,
+                    last_ns / 1e9,
+                )
+                found += [repeat] * count
+        return found
+
+    def _arm(self, packets: builtins.list[ReceivedPacket]) -> None:
+        """Let the kernel absorb the repeats of the last advert read of each VRID."""
+        assert self._absorber is not None
+        latest = {packet.data[1]: packet for packet in packets if len(packet.data) >= 8}
+        arm, templates = self._absorber.arm, self._templates
+        for vrid, packet in latest.items():
+            if templates.get(vrid) is packet:
+                continue  # a rebuilt repeat: armed with it already
+            data = packet.data
+            length = len(data) + (20 if packet.src.version == 4 else 0)
+            # An IPv4 header with options would be longer: such packets are passed, never armed.
+            if arm(
+                vrid,
+                length=length.to_bytes(2, "big"),
+                ttl=packet.ttl,
+                src=packet.src.packed,
+                dst=packet.dst.packed,
+                payload=data,
+            ):
+                templates[vrid] = packet
 
     def _urgent_readable(self) -> None:
         # Only a wake-up call: the packet itself is read, in order, from the main socket.
         assert self._urgent is not None
         _discard_queued(self._urgent)
         self._readable()
+
+    @property
+    def absorbing(self) -> bool:
+        """Whether the kernel counts a lazy socket's repeated adverts instead of queueing them."""
+        return self._absorber is not None
 
     @property
     def lazy(self) -> bool:
@@ -435,6 +509,11 @@ class RawAdvertSocket(AsyncResource):
         lazy = lazy and self._urgent is not None
         if lazy != self._lazy:
             self._lazy = lazy
+            if not lazy and self._absorber is not None:
+                # Read eagerly, every packet must come through the socket at once. What was
+                # absorbed until now comes first, with the next packets read.
+                self._absorber.disarm()
+                self._leftovers = True
             watch = self._watch
             if watch is not None:
                 if lazy:
@@ -549,6 +628,8 @@ class RawAdvertSocket(AsyncResource):
             self._urgent_watch.stop()
         if self._urgent is not None:
             self._urgent.close()
+        if self._absorber is not None:
+            self._absorber.close()
         await close_socket(self._sock)
 
 
@@ -559,6 +640,23 @@ def _discard_queued(sock: socket.socket) -> None:
             sock.recv(_MAX_PACKET)
         except OSError:
             return
+
+
+def _receive_time(packet: ReceivedPacket) -> float:
+    return packet.timestamp or 0.0
+
+
+def _absorber_for(sock: socket.socket, ip_version: int) -> RepeatAbsorber | None:
+    """The repeat-absorbing filter attached to ``sock``, or None where it cannot be."""
+    absorber = RepeatAbsorber.create(ip_version)
+    if absorber is not None:
+        try:
+            absorber.attach(sock.fileno())
+        except OSError as exc:
+            logger.debug("repeat filter not attached: %s", exc)
+            absorber.close()
+            return None
+    return absorber
 
 
 def _open_urgent(
