@@ -424,6 +424,8 @@ class RawAdvertSocket(AsyncResource):
                 batch = self._drain()
                 if not batch:
                     break
+                if absorbing:
+                    self._arm(batch)
                 if repeats:
                     # The kernel kept only the last receive time of the repeats: in order
                     # with the packets read, they are handed over at that time.
@@ -435,8 +437,6 @@ class RawAdvertSocket(AsyncResource):
                 else:
                     handler(batch)
             gathered += repeats
-            if absorbing:
-                self._arm(gathered)
             if gathered:
                 handler(gathered)
         finally:
@@ -468,8 +468,6 @@ class RawAdvertSocket(AsyncResource):
         latest = {packet.data[1]: packet for packet in packets if len(packet.data) >= 8}
         arm, templates = self._absorber.arm, self._templates
         for vrid, packet in latest.items():
-            if templates.get(vrid) is packet:
-                continue  # a rebuilt repeat: armed with it already
             data = packet.data
             length = len(data) + (20 if packet.src.version == 4 else 0)
             # An IPv4 header with options would be longer: such packets are passed, never armed.
