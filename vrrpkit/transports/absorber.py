@@ -22,6 +22,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import mmap
+import os
+import socket
 import struct
 from collections.abc import Iterable
 
@@ -219,10 +221,7 @@ class RepeatAbsorber:
     @classmethod
     def create(cls, ip_version: int) -> RepeatAbsorber | None:
         """Load the filter, or None where the kernel or the process's privileges refuse."""
-        import os
-        import platform
-
-        if platform.machine() != "x86_64":
+        if os.uname().machine != "x86_64":
             return None
         libc = ctypes.CDLL(None, use_errno=True)
         map_fd = prog_fd = -1
@@ -235,7 +234,6 @@ class RepeatAbsorber:
             code = _program(ip_version, map_fd)
             buffer = ctypes.create_string_buffer(code, len(code))
             license_ = ctypes.create_string_buffer(b"Apache-2.0")
-            log = ctypes.create_string_buffer(65536)
             attr = _ProgLoad(
                 _BPF_PROG_TYPE_SOCKET_FILTER,
                 len(code) // 8,
@@ -248,7 +246,8 @@ class RepeatAbsorber:
             try:
                 prog_fd = _bpf(libc, _BPF_PROG_LOAD, attr)
             except OSError as exc:
-                # Not a privilege matter: say why the verifier refused, once.
+                # Say why the verifier refused (the log costs 64 KiB only then).
+                log = ctypes.create_string_buffer(65536)
                 attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
                 try:
                     prog_fd = _bpf(libc, _BPF_PROG_LOAD, attr)
@@ -267,8 +266,6 @@ class RepeatAbsorber:
 
     def attach(self, sock_fd: int) -> None:
         """Attach the filter to the socket ``sock_fd`` (OSError if refused)."""
-        import socket
-
         with socket.socket(fileno=sock_fd) as sock:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_BPF, self._prog_fd)
@@ -322,8 +319,6 @@ class RepeatAbsorber:
 
     def close(self) -> None:
         """Release the program and its map."""
-        import os
-
         self._memory.close()
         for fd in (self._prog_fd, self._map_fd):
             os.close(fd)
