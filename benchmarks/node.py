@@ -53,7 +53,9 @@ async def main(spec: dict[str, Any]) -> None:
                 name = str(kwargs.pop("name"))
                 await stack.enter_async_context(Instance(name, **kwargs))
             # As docs/instance.md advises an application that runs instances (and `vrrpkit
-            # run` does): what start-up made stays out of later garbage collections.
+            # run` does): what start-up made stays out of later garbage collections, once
+            # the garbage it left is collected.
+            gc.collect()
             gc.freeze()
             print("started", flush=True)
             async for signum in signals:

@@ -22,6 +22,17 @@ def test_netlink_transport_does_not_run_pyroute2s_package_init() -> None:
     assert out == "True False"
 
 
+def test_link_messages_do_not_load_pyroute2s_link_plugins_and_multiprocessing() -> None:
+    # pyroute2's ifinfmsg would import its plugins and pyroute2.config, which imports
+    # multiprocessing: 0.9 MB of resident memory for the few link fields vrrpkit reads.
+    out = run_python(
+        "import sys, vrrpkit.transports.netlink\n"
+        "print([m for m in ('multiprocessing', 'pyroute2.config', "
+        "'pyroute2.netlink.rtnl.ifinfmsg') if m in sys.modules])"
+    )
+    assert out == "[]"
+
+
 def test_application_can_still_use_all_of_pyroute2_afterwards() -> None:
     out = run_python(
         "import vrrpkit.transports.netlink\n"

@@ -161,7 +161,9 @@ class Daemon:
             # (docs/instance.md), longer than a Master_Down_Interval at 0.01 s adverts.
             # Only once: the cycle collector never frees a frozen object, so reference cycles
             # that a reload replaces would stay for good if reloads froze too; this way at
-            # most those of the start-up units do.
+            # most those of the start-up units do. Collected first: start-up leaves garbage
+            # cycles too (parsed netlink replies), which frozen would never be freed.
+            gc.collect()
             gc.freeze()
 
     async def _signals(self) -> None:
