@@ -219,25 +219,6 @@ class Router:
                 best = deadline
         return best
 
-    def repeat_down_interval(self) -> float | None:
-        """How far each repeat of the current master's advert pushes a BACKUP's down timer.
-
-        Master_Down_Interval while every repeat of the master's last advert would be
-        accepted and restart the timer (its priority is at least ours, or preemption is
-        off); None otherwise: not BACKUP, a resignation is being waited out, or the master's
-        adverts are lower and only a preemption delay keeps accepting them. A runtime may
-        let the kernel time this silence while it holds (see RawAdvertSocket.watch_silence).
-        """
-        if self._state is not State.BACKUP or self._takeover_cause is not Cause.MASTER_DOWN:
-            return None
-        priority = self._master_priority
-        if priority is None or priority == 0:
-            return None
-        cfg = self.config
-        if priority >= self._effective or (not cfg.preempt and not cfg.is_owner):
-            return self._master_down()
-        return None
-
     def take_actions(self) -> list[Action]:
         """Drain actions queued for this router by its sync group on another member's input."""
         return self._drain()

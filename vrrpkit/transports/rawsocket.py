@@ -33,11 +33,10 @@ import builtins
 import collections
 import errno
 import logging
-import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -171,11 +170,6 @@ class RawAdvertSocket(AsyncResource):
         # Per VRID, the packet the absorber is armed with: its repeats are rebuilt from it.
         self._templates: dict[int, ReceivedPacket] = {}
         self._leftovers = False
-        # Per VRID: when its armed advert last came (read or absorbed), and whom to wake
-        # when the kernel reports its silence (watch_silence).
-        self._last_arrival: dict[int, float] = {}
-        self._wakes: dict[int, Callable[[], None]] = {}
-        self._expiry_watch: ReadableWatch | None = None
         self._lazy = False
         self._handler: PacketHandler | None = None
         self._polling = False
@@ -405,21 +399,12 @@ class RawAdvertSocket(AsyncResource):
                 self._urgent_watch = ReadableWatch(
                     self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
                 )
-                expiries = None if self._absorber is None else self._absorber.expiry_fd
-                if expiries is not None:
-                    self._expiry_watch = ReadableWatch(
-                        expiries, self._silence_reported, name=f"{self._ifname} silence"
-                    )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._urgent_watch.run)
-                    if self._expiry_watch is not None:
-                        tg.start_soon(self._expiry_watch.run)
                     await self._watch.run()
                     self._urgent_watch.stop()
-                    if self._expiry_watch is not None:
-                        self._expiry_watch.stop()
         finally:
-            self._watch = self._urgent_watch = self._expiry_watch = None
+            self._watch = self._urgent_watch = None
             self._handler = None
 
     def _readable(self, rounds: int = 4, *, at_once: bool = False) -> None:
@@ -466,14 +451,13 @@ class RawAdvertSocket(AsyncResource):
         for vrid, count, last_ns in self._absorber.collect():
             template = templates.get(vrid)
             if template is not None:
-                last = self._last_arrival[vrid] = last_ns / 1e9
                 repeat = _received(
                     template.data,
                     template.src,
                     template.dst,
                     template.ttl,
                     template.ifindex,
-                    last,
+                    last_ns / 1e9,
                 )
                 found += [repeat] * count
         return found
@@ -496,45 +480,6 @@ class RawAdvertSocket(AsyncResource):
                 payload=data,
             ):
                 templates[vrid] = packet
-                if packet.timestamp is not None:
-                    self._last_arrival[vrid] = packet.timestamp
-
-    def watch_silence(
-        self, vrid: int, deadline: float, interval: float, wake: Callable[[], None]
-    ) -> bool:
-        """Let the kernel call ``wake()`` once ``vrid``'s adverts stop for ``interval`` s.
-
-        For a lazy backup whose down timer, due at ``deadline``, is pushed to (arrival +
-        ``interval``) by each repeat of the advert this socket last read for ``vrid``. The
-        kernel then restarts a timer at each repeat it absorbs, and ``wake()`` is called (after
-        the adverts are handed over) when one runs out. True if that timer runs now, so that
-        the caller may leave its own unset; False if not (yet): no watchdog here, not lazy,
-        the deadline does not follow that advert's last arrival, or too few repeats since.
-        """
-        absorber = self._absorber
-        if absorber is None or not absorber.watches or not self._lazy:
-            return False
-        self._wakes[vrid] = wake
-        last = self._last_arrival.get(vrid)
-        if last is None or abs(last + interval - deadline) > 1e-6:
-            # The timer follows another advert than the one armed (or another interval).
-            absorber.watch(vrid, 0)
-            return False
-        absorber.watch(vrid, round(interval * 1e9))
-        return absorber.watching(vrid)
-
-    def _silence_reported(self) -> None:
-        assert self._absorber is not None
-        silent = self._absorber.expired()
-        if self._lazy:
-            self.poll()  # what came first, then the wake-up
-        for vrid in silent:
-            wake = self._wakes.get(vrid)
-            if wake is not None:
-                try:
-                    wake()
-                except Exception:
-                    logger.exception("%s: VRID %d: handling silence failed", self._ifname, vrid)
 
     def _urgent_readable(self) -> None:
         # Only a wake-up call: the packet itself is read, in order, from the main socket.
@@ -700,12 +645,7 @@ def _receive_time(packet: ReceivedPacket) -> float:
 
 
 def _absorber_for(sock: socket.socket, ip_version: int) -> RepeatAbsorber | None:
-    """The repeat-absorbing filter attached to ``sock``, or None where it cannot be.
-
-    ``VRRPKIT_NO_EBPF=1`` in the environment turns it off (every advert is then read).
-    """
-    if os.environ.get("VRRPKIT_NO_EBPF", "") not in ("", "0"):
-        return None
+    """The repeat-absorbing filter attached to ``sock``, or None where it cannot be."""
     absorber = RepeatAbsorber.create(ip_version)
     if absorber is not None:
         try:
