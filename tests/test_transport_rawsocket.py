@@ -440,3 +440,20 @@ async def test_turning_eager_hands_over_the_absorbed_repeats_before_the_next_pac
             while len(batches) < 2:
                 await anyio.sleep(0.001)
     assert [[packet.data[2] for packet in batch] for batch in batches] == [[100], [100, 100, 101]]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_resignation_is_handed_over_after_the_repeats_absorbed_before_it(
+    lab: Lab, ip_version: int
+) -> None:
+    vip = vip_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        await sent_and_polled(sender, receiver, [advert(vip, priority=100)])
+        for _ in range(3):
+            await sender.send(advert(vip, priority=100), group_of(ip_version))
+            await anyio.sleep(0.001)
+        await sender.send(advert(vip, priority=0), group_of(ip_version))  # wakes at once
+        with anyio.fail_after(GUARD):
+            while len(batches) < 2:
+                await anyio.sleep(0.001)
+    assert [packet.data[2] for packet in batches[1]] == [100, 100, 100, 0]

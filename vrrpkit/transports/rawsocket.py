@@ -418,8 +418,12 @@ class RawAdvertSocket(AsyncResource):
             # so that timers and other sockets get their turn. ``at_once``: hand over all the
             # rounds read in one call instead.
             gathered: builtins.list[ReceivedPacket] = []
-            absorbing = at_once and self._lazy and self._absorber is not None
+            absorbing = self._lazy and self._absorber is not None
+            # The kernel's count comes first in every reading, the priority-0 wake-up's too:
+            # a resignation handled before the repeats that preceded it would be undone by
+            # them (each pushes the down timer a Master_Down_Interval later).
             repeats = self._repeats() if absorbing or self._leftovers else []
+            absorbing = absorbing and at_once
             for _ in range(rounds):
                 batch = self._drain()
                 if not batch:
