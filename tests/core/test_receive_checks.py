@@ -35,6 +35,7 @@ class Packet:
     dst: Address | None = GROUP
     ttl: int = 255
     timestamp: float | None = None
+    repeats: int = 1
 
 
 def backup(**options: object) -> Router:
@@ -327,3 +328,25 @@ def test_a_repeat_after_another_accepted_advert_relearns_the_masters_interval() 
     router.receive_packets([Packet(wire(advert()))], now=3.0)
     assert router.master_adver_interval == 1.0
     assert router.next_deadline() == pytest.approx(3.0 + MDI)
+
+
+def test_counted_repeats_timed_by_the_kernel_keep_the_down_timer_going() -> None:
+    # The kernel saw 20 repeats up to t=20.5 and none was late: the timer did not run out
+    # at 1 + MDI even though no packet before 20.5 is handed over.
+    router = backup()
+    router.receive_packets([Packet(wire(advert()), timestamp=1.0)], now=1.0, since=0.0)
+    timed = Packet(wire(advert()), timestamp=20.5, repeats=20)
+    assert router.receive_packets([timed], now=21.0, since=10.0) == []
+    assert router.state is State.BACKUP and router.counters.become_master == 0
+    assert router.counters.advert_rcvd == 21
+    assert router.next_deadline() == pytest.approx(20.5 + MDI)
+
+
+def test_uncounted_copies_received_late_let_the_down_timer_run_out_first() -> None:
+    router = backup()
+    router.receive_packets([Packet(wire(advert()), timestamp=1.0)], now=1.0, since=0.0)
+    late = Packet(wire(advert()), timestamp=20.5)
+    router.receive_packets([late], now=21.0, since=10.0)
+    # The timer ran out at 1 + MDI before this packet: MASTER then, back to BACKUP for it.
+    assert router.counters.become_master == 1
+    assert router.state is State.BACKUP

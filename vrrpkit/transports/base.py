@@ -56,7 +56,10 @@ class ReceivedPacket:
     ``data`` is the VRRP message with any IPv4 header removed; ``src``/``dst`` come from the IP
     header (IPv6 addresses carry no scope; ``ifindex`` says where it arrived); ``ttl`` is the
     IPv4 TTL or the IPv6 hop limit. ``timestamp`` is when the kernel received it, on
-    CLOCK_MONOTONIC (``time.monotonic()``), if the transport knows.
+    CLOCK_MONOTONIC (``time.monotonic()``), if the transport knows. ``repeats`` > 1: it
+    stands for that many identical packets, the last received at ``timestamp``, none more
+    than its receiver's down interval after the one before (the kernel timed the gaps:
+    see :meth:`vrrpkit.core.router.Router.receive_packets`).
     """
 
     data: bytes
@@ -65,6 +68,7 @@ class ReceivedPacket:
     ttl: int
     ifindex: int
     timestamp: float | None = attrs.field(default=None, eq=False)
+    repeats: int = attrs.field(default=1, eq=False)
 
 
 @attrs.frozen
