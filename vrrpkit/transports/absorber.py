@@ -19,15 +19,13 @@ and the socket reads every packet.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import mmap
 import os
-import socket
 import struct
 from collections.abc import Iterable
-from typing import Any
+
+from vrrpkit.transports import ebpf as E
 
 __all__ = ["CAPACITY", "RepeatAbsorber"]
 
@@ -36,27 +34,8 @@ logger = logging.getLogger(__name__)
 #: Largest VRRP message the filter can hold (v3 with 30 IPv4 or 7 IPv6 addresses).
 CAPACITY = 128
 
-_NR_BPF = 321  # x86_64; other architectures get None from create()
-_BPF_MAP_CREATE = 0
-_BPF_PROG_LOAD = 5
-_BPF_BTF_LOAD = 18
-_BPF_MAP_TYPE_ARRAY = 2
-_BPF_MAP_TYPE_RINGBUF = 27
+_ACCEPT = 0x40000  # a socket filter's verdict: keep up to this many bytes (all)
 _RING_SIZE = 4096  # a page: room for 256 expiries of 16 bytes
-_RINGBUF_BUSY, _RINGBUF_DISCARD, _RINGBUF_LENGTH = 1 << 31, 1 << 30, (1 << 30) - 1
-_CLOCK_MONOTONIC = 1
-_BPF_F_MMAPABLE = 1 << 10
-_BPF_PROG_TYPE_SOCKET_FILTER = 1
-_SO_ATTACH_BPF = 50
-_BPF_HDR_START_NET = 1
-_ACCEPT = 0x40000
-
-# Helpers (linux/bpf.h).
-_MAP_LOOKUP_ELEM = 1
-_KTIME_GET_NS = 5
-_SKB_LOAD_BYTES_RELATIVE = 68
-_RINGBUF_OUTPUT = 130
-_TIMER_INIT, _TIMER_SET_CALLBACK, _TIMER_START = 169, 170, 171
 _CALLBACK_LENGTH = 7  # instructions of the timer callback, last in the program
 
 # Map value layout, one per VRID: what the kernel writes, then the armed advert.
@@ -74,8 +53,7 @@ _WATCH_NS = _PAYLOAD + CAPACITY
 _VALUE_SIZE = _WATCH_NS + 8
 _ENTRIES = 256
 
-_FP = 10
-_KEY = -8  # the VRID, as a 4-byte map key
+_KEY = -8  # stack offset of the VRID, as a 4-byte map key
 _PAYLOAD_BUF = _KEY - CAPACITY
 
 _u64 = struct.Struct("<Q")
@@ -96,19 +74,6 @@ class _Family:
         self.address_words = 1 if ip_version == 4 else 4
         # IPv4 without options (version 4, header length 5); IPv6 without extension headers.
         self.check_at, self.check_value = (0, 0x45) if ip_version == 4 else (6, 112)
-
-
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, dst | (src << 4), off, imm)
-
-
-# Opcodes (linux/bpf_common.h, linux/bpf.h).
-_LDX_B, _LDX_H, _LDX_W, _LDX_DW = 0x71, 0x69, 0x61, 0x79
-_STX_W, _STX_DW, _ST_DW = 0x63, 0x7B, 0x7A
-_ATOMIC_ADD_DW = 0xDB
-_MOV_K, _MOV_X, _ADD_K = 0xB7, 0xBF, 0x07
-_JEQ_K, _JNE_K, _JNE_X, _JGT_K, _JLT_K = 0x15, 0x55, 0x5D, 0x25, 0xA5
-_CALL, _EXIT, _LD_IMM64 = 0x85, 0x95, 0x18
 
 
 class _Watch:
@@ -134,240 +99,132 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> bytes
         code.append((label, opcode, dst, src, imm))
 
     def load_map(register: int, fd: int) -> None:
-        code.append(_insn(_LD_IMM64, register, 1, imm=fd))  # src 1: BPF_PSEUDO_MAP_FD
-        code.append(_insn(0))
+        code.append(E.insn(E.LD_IMM64, register, E.PSEUDO_MAP_FD, imm=fd))
+        code.append(E.insn(0))
 
     def load_relative(offset: int, buffer: int, size_reg: int | None, size: int = 0) -> None:
-        code.append(_insn(_MOV_X, 1, 6))
-        code.append(_insn(_MOV_K, 2, imm=offset))
-        code.append(_insn(_MOV_X, 3, _FP))
-        code.append(_insn(_ADD_K, 3, imm=buffer))
+        code.append(E.insn(E.MOV_X, 1, 6))
+        code.append(E.insn(E.MOV_K, 2, imm=offset))
+        code.append(E.insn(E.MOV_X, 3, E.FP))
+        code.append(E.insn(E.ADD_K, 3, imm=buffer))
         if size_reg is None:
-            code.append(_insn(_MOV_K, 4, imm=size))
-        code.append(_insn(_MOV_K, 5, imm=_BPF_HDR_START_NET))
-        code.append(_insn(_CALL, imm=_SKB_LOAD_BYTES_RELATIVE))
-        jump("pass", _JNE_K, 0, imm=0)
+            code.append(E.insn(E.MOV_K, 4, imm=size))
+        code.append(E.insn(E.MOV_K, 5, imm=E.HDR_START_NET))
+        code.append(E.insn(E.CALL, imm=E.SKB_LOAD_BYTES_RELATIVE))
+        jump("pass", E.JNE_K, 0, imm=0)
 
-    code.append(_insn(_MOV_X, 6, 1))  # r6 = the packet
+    code.append(E.insn(E.MOV_X, 6, 1))  # r6 = the packet
     for word in range(CAPACITY // 8):  # compared whole: bytes past the message must be zero
-        code.append(_insn(_ST_DW, _FP, off=_PAYLOAD_BUF + 8 * word, imm=0))
+        code.append(E.insn(E.ST_DW, E.FP, off=_PAYLOAD_BUF + 8 * word, imm=0))
     load_relative(0, f.base, None, f.header_len)
-    code.append(_insn(_LDX_B, 1, _FP, off=f.base + f.check_at))
-    jump("pass", _JNE_K, 1, imm=f.check_value)
+    code.append(E.insn(E.LDX_B, 1, E.FP, off=f.base + f.check_at))
+    jump("pass", E.JNE_K, 1, imm=f.check_value)
     load_relative(f.header_len, _PAYLOAD_BUF, None, 8)  # the VRRP header: its VRID
-    code.append(_insn(_LDX_B, 1, _FP, off=_PAYLOAD_BUF + 1))
-    code.append(_insn(_STX_W, _FP, 1, off=_KEY))
+    code.append(E.insn(E.LDX_B, 1, E.FP, off=_PAYLOAD_BUF + 1))
+    code.append(E.insn(E.STX_W, E.FP, 1, off=_KEY))
     load_map(1, map_fd)
-    code.append(_insn(_MOV_X, 2, _FP))
-    code.append(_insn(_ADD_K, 2, imm=_KEY))
-    code.append(_insn(_CALL, imm=_MAP_LOOKUP_ELEM))
-    jump("pass", _JEQ_K, 0, imm=0)
-    code.append(_insn(_MOV_X, 7, 0))  # r7 = this VRID's entry
-    code.append(_insn(_LDX_W, 1, 7, off=_ARMED))
-    jump("pass", _JEQ_K, 1, imm=0)
-    code.append(_insn(_LDX_H, 1, _FP, off=f.base + f.length_at))
-    code.append(_insn(_LDX_H, 2, 7, off=_LENGTH_FIELD))
-    jump("pass", _JNE_X, 1, 2)
-    code.append(_insn(_LDX_B, 1, _FP, off=f.base + f.ttl_at))
-    code.append(_insn(_LDX_B, 2, 7, off=_TTL))
-    jump("pass", _JNE_X, 1, 2)
+    code.append(E.insn(E.MOV_X, 2, E.FP))
+    code.append(E.insn(E.ADD_K, 2, imm=_KEY))
+    code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
+    jump("pass", E.JEQ_K, 0, imm=0)
+    code.append(E.insn(E.MOV_X, 7, 0))  # r7 = this VRID's entry
+    code.append(E.insn(E.LDX_W, 1, 7, off=_ARMED))
+    jump("pass", E.JEQ_K, 1, imm=0)
+    code.append(E.insn(E.LDX_H, 1, E.FP, off=f.base + f.length_at))
+    code.append(E.insn(E.LDX_H, 2, 7, off=_LENGTH_FIELD))
+    jump("pass", E.JNE_X, 1, 2)
+    code.append(E.insn(E.LDX_B, 1, E.FP, off=f.base + f.ttl_at))
+    code.append(E.insn(E.LDX_B, 2, 7, off=_TTL))
+    jump("pass", E.JNE_X, 1, 2)
     for word in range(f.address_words):
-        code.append(_insn(_LDX_DW, 1, _FP, off=f.base + f.addresses_at + 8 * word))
-        code.append(_insn(_LDX_DW, 2, 7, off=_ADDRESSES + 8 * word))
-        jump("pass", _JNE_X, 1, 2)
-    code.append(_insn(_LDX_W, 4, 7, off=_PLEN))
-    jump("pass", _JGT_K, 4, imm=CAPACITY)
-    jump("pass", _JLT_K, 4, imm=8)
+        code.append(E.insn(E.LDX_DW, 1, E.FP, off=f.base + f.addresses_at + 8 * word))
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_ADDRESSES + 8 * word))
+        jump("pass", E.JNE_X, 1, 2)
+    code.append(E.insn(E.LDX_W, 4, 7, off=_PLEN))
+    jump("pass", E.JGT_K, 4, imm=CAPACITY)
+    jump("pass", E.JLT_K, 4, imm=8)
     load_relative(f.header_len, _PAYLOAD_BUF, 4)
     for word in range(CAPACITY // 8):
-        code.append(_insn(_LDX_DW, 1, _FP, off=_PAYLOAD_BUF + 8 * word))
-        code.append(_insn(_LDX_DW, 2, 7, off=_PAYLOAD + 8 * word))
-        jump("pass", _JNE_X, 1, 2)
-    code.append(_insn(_CALL, imm=_KTIME_GET_NS))
-    code.append(_insn(_STX_DW, 7, 0, off=_LAST_NS))
-    code.append(_insn(_MOV_K, 1, imm=1))
+        code.append(E.insn(E.LDX_DW, 1, E.FP, off=_PAYLOAD_BUF + 8 * word))
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_PAYLOAD + 8 * word))
+        jump("pass", E.JNE_X, 1, 2)
+    code.append(E.insn(E.CALL, imm=E.KTIME_GET_NS))
+    code.append(E.insn(E.STX_DW, 7, 0, off=_LAST_NS))
+    code.append(E.insn(E.MOV_K, 1, imm=1))
     # Counted before the watch interval is read: see RepeatAbsorber.watching.
-    code.append(_insn(_ATOMIC_ADD_DW, 7, 1, off=_COUNT))
+    code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
     callback_at = -1
     if watch is not None:
-        code.append(_insn(_LDX_DW, 2, 7, off=_WATCH_NS))
-        jump("drop", _JEQ_K, 2, imm=0)
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
+        jump("drop", E.JEQ_K, 2, imm=0)
         load_map(1, watch.timers_fd)
-        code.append(_insn(_MOV_X, 2, _FP))
-        code.append(_insn(_ADD_K, 2, imm=_KEY))
-        code.append(_insn(_CALL, imm=_MAP_LOOKUP_ELEM))
-        jump("drop", _JEQ_K, 0, imm=0)
-        code.append(_insn(_MOV_X, 8, 0))  # r8 = this VRID's timer
-        code.append(_insn(_MOV_X, 1, 8))
+        code.append(E.insn(E.MOV_X, 2, E.FP))
+        code.append(E.insn(E.ADD_K, 2, imm=_KEY))
+        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
+        jump("drop", E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.MOV_X, 8, 0))  # r8 = this VRID's timer
+        code.append(E.insn(E.MOV_X, 1, 8))
         load_map(2, watch.timers_fd)
-        code.append(_insn(_MOV_K, 3, imm=_CLOCK_MONOTONIC))
-        code.append(_insn(_CALL, imm=_TIMER_INIT))  # -EBUSY once initialised: harmless
-        code.append(_insn(_MOV_X, 1, 8))
+        code.append(E.insn(E.MOV_K, 3, imm=E.CLOCK_MONOTONIC))
+        code.append(E.insn(E.CALL, imm=E.TIMER_INIT))  # -EBUSY once initialised: harmless
+        code.append(E.insn(E.MOV_X, 1, 8))
         callback_at = len(code)
-        code.append(b"")  # the callback's address, set below (src 4: BPF_PSEUDO_FUNC)
-        code.append(_insn(0))
-        code.append(_insn(_CALL, imm=_TIMER_SET_CALLBACK))
-        code.append(_insn(_MOV_X, 1, 8))
-        code.append(_insn(_LDX_DW, 2, 7, off=_WATCH_NS))
-        code.append(_insn(_MOV_K, 3, imm=0))
-        code.append(_insn(_CALL, imm=_TIMER_START))
+        code.append(b"")  # the callback's address, set below
+        code.append(E.insn(0))
+        code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
+        code.append(E.insn(E.MOV_X, 1, 8))
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
+        code.append(E.insn(E.MOV_K, 3, imm=0))
+        code.append(E.insn(E.CALL, imm=E.TIMER_START))
     labels = {"drop": len(code)}
-    code.append(_insn(_MOV_K, 0, imm=0))
-    code.append(_insn(_EXIT))
+    code.append(E.insn(E.MOV_K, 0, imm=0))
+    code.append(E.insn(E.EXIT))
     labels["pass"] = len(code)
-    code.append(_insn(_MOV_K, 0, imm=_ACCEPT))
-    code.append(_insn(_EXIT))
+    code.append(E.insn(E.MOV_K, 0, imm=_ACCEPT))
+    code.append(E.insn(E.EXIT))
     if watch is not None:
         # The timer's callback (a static subprogram): R2 points to the VRID (the map key).
-        code[callback_at] = _insn(_LD_IMM64, 2, 4, imm=len(code) - callback_at - 1)
+        code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=len(code) - callback_at - 1)
         load_map(1, watch.ring_fd)
-        code.append(_insn(_MOV_K, 3, imm=4))
-        code.append(_insn(_MOV_K, 4, imm=0))
-        code.append(_insn(_CALL, imm=_RINGBUF_OUTPUT))
-        code.append(_insn(_MOV_K, 0, imm=0))
-        code.append(_insn(_EXIT))
+        code.append(E.insn(E.MOV_K, 3, imm=4))
+        code.append(E.insn(E.MOV_K, 4, imm=0))
+        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+        code.append(E.insn(E.MOV_K, 0, imm=0))
+        code.append(E.insn(E.EXIT))
     out = []
     for index, item in enumerate(code):
         if isinstance(item, tuple):
             label, opcode, dst, src, imm = item
-            item = _insn(opcode, dst, src, off=labels[label] - index - 1, imm=imm)
+            item = E.insn(opcode, dst, src, off=labels[label] - index - 1, imm=imm)
         out.append(item)
     return b"".join(out)
 
 
-def _btf() -> bytes:
+def _btf() -> tuple[bytes, int, int, int, int]:
     """Type information for the timers' map and the two functions of the watchdog program.
 
     The kernel finds a ``struct bpf_timer`` in a map value only through BTF, and accepts a
     timer callback only in a program whose functions are described (``func_info``).
+    Returns the blob and the ids of: the key type, the timers' value type, the program's
+    function and the callback's.
     """
-    strings = bytearray(b"\0")
-
-    def name(text: str) -> int:
-        strings.extend(text.encode() + b"\0")
-        return len(strings) - len(text) - 1
-
-    def kind(name_off: int, kind: int, vlen: int, size_or_type: int, *extra: int) -> bytes:
-        return struct.pack(
-            f"<III{len(extra)}I", name_off, (kind << 24) | vlen, size_or_type, *extra
-        )
-
-    types = b"".join(
-        (
-            kind(name("int"), 1, 0, 4, (1 << 24) | 32),  # 1: int (signed, 32 bits)
-            kind(name("bpf_timer"), 4, 0, 16),  # 2: struct bpf_timer (opaque, 16 bytes)
-            kind(name("timer_slot"), 4, 1, 16, name("timer"), 2, 0),  # 3: the map value
-            kind(0, 2, 0, 0),  # 4: void *
-            kind(0, 2, 0, 1),  # 5: int *
-            kind(0, 13, 1, 1, name("ctx"), 4),  # 6: int (void *ctx)
-            kind(name("repeat_filter"), 12, 0, 6),  # 7: static (the main program)
-            kind(0, 13, 3, 1, name("map"), 4, name("key"), 5, name("value"), 4),  # 8
-            kind(name("silence"), 12, 0, 8),  # 9: static (the timer callback)
-        )
+    btf = E.BtfBuilder()
+    integer = btf.add("int", E.BTF_INT, 0, 4, (1 << 24) | 32)  # signed, 32 bits
+    timer = btf.add("bpf_timer", E.BTF_STRUCT, 0, 16)  # opaque to programs, 16 bytes
+    slot = btf.add("timer_slot", E.BTF_STRUCT, 1, 16, btf.name("timer"), timer, 0)
+    pointer = btf.add("", E.BTF_PTR, 0, 0)  # void *
+    int_pointer = btf.add("", E.BTF_PTR, 0, integer)
+    main_proto = btf.add("", E.BTF_FUNC_PROTO, 1, integer, btf.name("ctx"), pointer)
+    main = btf.add("repeat_filter", E.BTF_FUNC, 0, main_proto)  # vlen 0: static
+    callback_proto = btf.add(
+        "",
+        E.BTF_FUNC_PROTO,
+        3,
+        integer,
+        *(btf.name("map"), pointer, btf.name("key"), int_pointer, btf.name("value"), pointer),
     )
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + bytes(strings)
-
-
-_MAIN_FUNC, _CALLBACK_FUNC, _INT, _TIMER_SLOT = 7, 9, 1, 3
-
-
-class _MapCreate(ctypes.Structure):
-    _fields_ = [
-        ("map_type", ctypes.c_uint32),
-        ("key_size", ctypes.c_uint32),
-        ("value_size", ctypes.c_uint32),
-        ("max_entries", ctypes.c_uint32),
-        ("map_flags", ctypes.c_uint32),
-        ("inner_map_fd", ctypes.c_uint32),
-        ("numa_node", ctypes.c_uint32),
-        ("map_name", ctypes.c_char * 16),
-        ("map_ifindex", ctypes.c_uint32),
-        ("btf_fd", ctypes.c_uint32),
-        ("btf_key_type_id", ctypes.c_uint32),
-        ("btf_value_type_id", ctypes.c_uint32),
-        ("pad", ctypes.c_uint8 * 68),
-    ]
-
-
-class _ProgLoad(ctypes.Structure):
-    _fields_ = [
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-        ("prog_ifindex", ctypes.c_uint32),
-        ("expected_attach_type", ctypes.c_uint32),
-        ("prog_btf_fd", ctypes.c_uint32),
-        ("func_info_rec_size", ctypes.c_uint32),
-        ("func_info", ctypes.c_uint64),
-        ("func_info_cnt", ctypes.c_uint32),
-        ("pad", ctypes.c_uint8 * 52),
-    ]
-
-
-class _BtfLoad(ctypes.Structure):
-    _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_log_buf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("btf_log_size", ctypes.c_uint32),
-        ("btf_log_level", ctypes.c_uint32),
-        ("pad", ctypes.c_uint8 * 100),
-    ]
-
-
-class _Loader:
-    """bpf() calls through libc; every descriptor it opens is closed by :meth:`close_all`."""
-
-    def __init__(self) -> None:
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.fds: list[int] = []
-
-    def call(self, command: int, attr: ctypes.Structure) -> int:
-        result: int = self.libc.syscall(_NR_BPF, command, ctypes.byref(attr), ctypes.sizeof(attr))
-        if result < 0:
-            raise OSError(ctypes.get_errno(), "bpf() failed")
-        self.fds.append(result)
-        return result
-
-    def create_map(self, kind: int, key: int, value: int, entries: int, **more: Any) -> int:
-        return self.call(_BPF_MAP_CREATE, _MapCreate(kind, key, value, entries, **more))
-
-    def load(self, code: bytes, license_: bytes, func_info: bytes = b"", btf_fd: int = 0) -> int:
-        buffer = ctypes.create_string_buffer(code, len(code))
-        license_buffer = ctypes.create_string_buffer(license_)
-        info = ctypes.create_string_buffer(func_info, max(len(func_info), 1))
-        attr = _ProgLoad(
-            prog_type=_BPF_PROG_TYPE_SOCKET_FILTER,
-            insn_cnt=len(code) // 8,
-            insns=ctypes.addressof(buffer),
-            license=ctypes.addressof(license_buffer),
-            prog_name=b"vrrp_repeats",
-        )
-        if func_info:
-            attr.prog_btf_fd, attr.func_info_rec_size = btf_fd, 8
-            attr.func_info, attr.func_info_cnt = ctypes.addressof(info), len(func_info) // 8
-        try:
-            return self.call(_BPF_PROG_LOAD, attr)
-        except OSError as exc:
-            # Say why the verifier refused (the log costs 64 KiB only then).
-            log = ctypes.create_string_buffer(65536)
-            attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
-            with contextlib.suppress(OSError):
-                self.call(_BPF_PROG_LOAD, attr)
-            logger.debug("repeat filter refused (%s): %s", exc, log.value.decode()[-400:])
-            raise
-
-    def close_all(self, keep: Iterable[int] = ()) -> None:
-        for fd in set(self.fds) - set(keep):
-            os.close(fd)
+    callback = btf.add("silence", E.BTF_FUNC, 0, callback_proto)
+    return btf.blob(), integer, slot, main, callback
 
 
 class RepeatAbsorber:
@@ -382,10 +239,9 @@ class RepeatAbsorber:
     def __init__(
         self,
         fds: list[int],
-        map_fd: int,
         memory: mmap.mmap,
         ip_version: int,
-        ring: tuple[int, mmap.mmap, mmap.mmap] | None,
+        ring: E.RingBuffer | None,
     ) -> None:
         self._fds = fds
         self._prog_fd = fds[-1]
@@ -403,10 +259,10 @@ class RepeatAbsorber:
 
         The filter with the watchdog is tried first, then the one without.
         """
-        if os.uname().machine != "x86_64":
+        if not E.supported():
             return None
         for watchdog in (True, False):
-            loader = _Loader()
+            loader = E.BpfLoader()
             try:
                 return cls._load(loader, ip_version, watchdog)
             except OSError as exc:
@@ -420,46 +276,44 @@ class RepeatAbsorber:
         return None
 
     @classmethod
-    def _load(cls, loader: _Loader, ip_version: int, watchdog: bool) -> RepeatAbsorber:
-        map_fd = loader.create_map(
-            _BPF_MAP_TYPE_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=_BPF_F_MMAPABLE
-        )
+    def _load(cls, loader: E.BpfLoader, ip_version: int, watchdog: bool) -> RepeatAbsorber:
+        map_fd = loader.create_map(E.MAP_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=E.F_MMAPABLE)
+        keep = [map_fd]
         ring = None
-        timers_fd = -1
         if watchdog:
-            blob = _btf()
-            blob_buffer = ctypes.create_string_buffer(blob, len(blob))
-            btf_fd = loader.call(
-                _BPF_BTF_LOAD, _BtfLoad(btf=ctypes.addressof(blob_buffer), btf_size=len(blob))
-            )
+            blob, key_type, slot_type, main, callback = _btf()
+            btf_fd = loader.load_btf(blob)
             timers_fd = loader.create_map(
-                _BPF_MAP_TYPE_ARRAY,
+                E.MAP_ARRAY,
                 4,
                 16,
                 _ENTRIES,
                 btf_fd=btf_fd,
-                btf_key_type_id=_INT,
-                btf_value_type_id=_TIMER_SLOT,
+                btf_key_type_id=key_type,
+                btf_value_type_id=slot_type,
             )
-            ring_fd = loader.create_map(_BPF_MAP_TYPE_RINGBUF, 0, 0, _RING_SIZE)
+            ring_fd = loader.create_map(E.MAP_RINGBUF, 0, 0, _RING_SIZE)
             code = _program(ip_version, map_fd, _Watch(timers_fd, ring_fd))
-            callback = len(code) // 8 - _CALLBACK_LENGTH
-            func_info = struct.pack("<IIII", 0, _MAIN_FUNC, callback, _CALLBACK_FUNC)
+            func_info = struct.pack("<IIII", 0, main, len(code) // 8 - _CALLBACK_LENGTH, callback)
             # bpf_timer_* are GPL-only helpers: this generated program is offered under MIT
             # or GPL (the kernel's "Dual MIT/GPL"), as eBPF programs of Apache projects are.
-            prog_fd = loader.load(code, b"Dual MIT/GPL", func_info, btf_fd)
-            page = mmap.PAGESIZE
-            consumer = mmap.mmap(ring_fd, page)
-            producer = mmap.mmap(ring_fd, page + 2 * _RING_SIZE, prot=mmap.PROT_READ, offset=page)
-            ring = (ring_fd, consumer, producer)
+            prog_fd = loader.load_socket_filter(
+                code, b"Dual MIT/GPL", func_info=func_info, btf_fd=btf_fd
+            )
+            ring = E.RingBuffer(ring_fd, _RING_SIZE)
+            # The program keeps its maps alive, but the kernel cancels a map's timers once
+            # no descriptor of it is open: the timers' map stays open with the ring buffer's.
+            keep += [timers_fd, ring_fd]
         else:
-            prog_fd = loader.load(_program(ip_version, map_fd), b"Apache-2.0")
-        memory = mmap.mmap(map_fd, _VALUE_SIZE * _ENTRIES)
-        # The program keeps its maps alive, but the kernel cancels a map's timers once no
-        # descriptor of it is open: the timers' map stays open with the ring buffer's.
-        keep = [map_fd] + ([timers_fd, ring[0]] if ring is not None else [])
+            prog_fd = loader.load_socket_filter(_program(ip_version, map_fd), b"Apache-2.0")
+        try:
+            memory = mmap.mmap(map_fd, _VALUE_SIZE * _ENTRIES)
+        except OSError:
+            if ring is not None:
+                ring.close()
+            raise
         loader.close_all(keep=[*keep, prog_fd])
-        return cls([*keep, prog_fd], map_fd, memory, ip_version, ring)
+        return cls([*keep, prog_fd], memory, ip_version, ring)
 
     @property
     def watches(self) -> bool:
@@ -469,15 +323,11 @@ class RepeatAbsorber:
     @property
     def expiry_fd(self) -> int | None:
         """Readable when :meth:`expired` has VRIDs to report (None without a watchdog)."""
-        return None if self._ring is None else self._ring[0]
+        return None if self._ring is None else self._ring.fd
 
     def attach(self, sock_fd: int) -> None:
         """Attach the filter to the socket ``sock_fd`` (OSError if refused)."""
-        with socket.socket(fileno=sock_fd) as sock:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_BPF, self._prog_fd)
-            finally:
-                sock.detach()
+        E.attach_to_socket(sock_fd, self._prog_fd)
 
     def arm(
         self, vrid: int, *, length: bytes, ttl: int, src: bytes, dst: bytes, payload: bytes
@@ -557,20 +407,7 @@ class RepeatAbsorber:
         """The VRIDs whose timer ran out since the last call (their watch starts again)."""
         if self._ring is None:
             return []
-        _fd, consumer, producer = self._ring
-        page = mmap.PAGESIZE
-        position = _u64.unpack_from(consumer, 0)[0]
-        end = _u64.unpack_from(producer, 0)[0]
-        found = []
-        while position < end:
-            at = page + (position & (_RING_SIZE - 1))
-            length = _u32.unpack_from(producer, at)[0]
-            if length & _RINGBUF_BUSY:
-                break
-            if not length & _RINGBUF_DISCARD and (length & _RINGBUF_LENGTH) >= 4:
-                found.append(_u32.unpack_from(producer, at + 8)[0])
-            position += (8 + (length & _RINGBUF_LENGTH) + 7) & ~7
-        _u64.pack_into(consumer, 0, position)
+        found = self._ring.read_u32()
         for vrid in found:
             if 0 <= vrid < _ENTRIES:
                 # No timer runs until the next repeat restarts it.
@@ -582,7 +419,6 @@ class RepeatAbsorber:
         """Release the program and its maps."""
         self._memory.close()
         if self._ring is not None:
-            self._ring[1].close()
-            self._ring[2].close()
+            self._ring.close()
         for fd in self._fds:
             os.close(fd)
