@@ -330,23 +330,27 @@ def test_a_repeat_after_another_accepted_advert_relearns_the_masters_interval() 
     assert router.next_deadline() == pytest.approx(3.0 + MDI)
 
 
-def test_counted_repeats_timed_by_the_kernel_keep_the_down_timer_going() -> None:
-    # The kernel saw 20 repeats up to t=20.5 and none was late: the timer did not run out
-    # at 1 + MDI even though no packet before 20.5 is handed over.
+def test_a_packet_standing_for_repeats_counts_them_all_and_is_handled_as_the_last() -> None:
     router = backup()
     router.receive_packets([Packet(wire(advert()), timestamp=1.0)], now=1.0, since=0.0)
-    timed = Packet(wire(advert()), timestamp=20.5, repeats=20)
-    assert router.receive_packets([timed], now=21.0, since=10.0) == []
-    assert router.state is State.BACKUP and router.counters.become_master == 0
-    assert router.counters.advert_rcvd == 21
-    assert router.next_deadline() == pytest.approx(20.5 + MDI)
+    counted = Packet(wire(advert()), timestamp=3.0, repeats=2)
+    assert router.receive_packets([counted], now=3.5, since=0.0) == []
+    assert router.counters.advert_rcvd == 3
+    assert router.next_deadline() == pytest.approx(3.0 + MDI)
 
 
-def test_uncounted_copies_received_late_let_the_down_timer_run_out_first() -> None:
+def test_counted_repeats_do_not_hide_a_silence_longer_than_the_down_timer() -> None:
+    # Only the last receive time is known: a gap the router cannot rule out is a takeover.
     router = backup()
     router.receive_packets([Packet(wire(advert()), timestamp=1.0)], now=1.0, since=0.0)
-    late = Packet(wire(advert()), timestamp=20.5)
-    router.receive_packets([late], now=21.0, since=10.0)
-    # The timer ran out at 1 + MDI before this packet: MASTER then, back to BACKUP for it.
-    assert router.counters.become_master == 1
+    counted = Packet(wire(advert()), timestamp=1.0 + MDI + 1.0, repeats=4)
+    router.receive_packets([counted], now=7.0, since=0.0)
+    assert router.counters.become_master == 1  # at 1 + MDI; back to BACKUP for the advert
     assert router.state is State.BACKUP
+
+
+def test_a_dropped_packet_standing_for_repeats_counts_once() -> None:
+    router = backup()
+    bad = Packet(wire(advert()), ttl=64, timestamp=1.0, repeats=5)
+    router.receive_packets([bad], now=1.0, since=0.0)
+    assert router.counters.ip_ttl_err == 1 and router.counters.advert_rcvd == 0

@@ -219,25 +219,6 @@ class Router:
                 best = deadline
         return best
 
-    def repeat_down_interval(self) -> float | None:
-        """How far each repeat of the current master's advert pushes a BACKUP's down timer.
-
-        Master_Down_Interval while every repeat of the master's last advert would be
-        accepted and restart the timer (its priority is at least ours, or preemption is
-        off); None otherwise: not BACKUP, a resignation is being waited out, or the master's
-        adverts are lower and only a preemption delay keeps accepting them. A runtime may
-        let the kernel time this silence while it holds (see RawAdvertSocket.watch_silence).
-        """
-        if self._state is not State.BACKUP or self._takeover_cause is not Cause.MASTER_DOWN:
-            return None
-        priority = self._master_priority
-        if priority is None or priority == 0:
-            return None
-        cfg = self.config
-        if priority >= self._effective or (not cfg.preempt and not cfg.is_owner):
-            return self._master_down()
-        return None
-
     def take_actions(self) -> list[Action]:
         """Drain actions queued for this router by its sync group on another member's input."""
         return self._drain()
@@ -274,9 +255,8 @@ class Router:
         packet, so a batch read late gives the actions it would have given read at once.
         Packets of another VRID (a socket shared by several) are skipped without counting.
         A packet with a ``repeats`` attribute above 1 stands for that many identical ones
-        whose gaps the transport vouches were shorter than the down timer (the kernel timed
-        them): no timer is taken to have run out before it, and an accepted one is counted
-        that many times.
+        received up to its ``timestamp`` (a transport's kernel counted them): it is handled
+        once, as the last of them, and counted as received that many times if accepted.
         """
         actions: list[Action] = []
         vrid = self.config.vrid
@@ -286,16 +266,16 @@ class Router:
             if len(data) > 1 and data[1] != vrid:
                 continue
             arrived = now
-            repeats = getattr(packet, "repeats", 1)
             if since is not None:
                 stamp = packet.timestamp
                 if stamp is not None and since < stamp <= now:
                     arrived = stamp
                     due = self.next_deadline()
-                    if due is not None and due <= arrived and repeats == 1:
+                    if due is not None and due <= arrived:
                         actions += self.handle_timer(due)
             before = self._counters.advert_rcvd
             done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
+            repeats = getattr(packet, "repeats", 1)
             if repeats > 1 and self._counters.advert_rcvd > before:
                 self._counters.advert_rcvd += repeats - 1
             if done:

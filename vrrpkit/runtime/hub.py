@@ -187,13 +187,6 @@ class _Port:
         """Hand what the shared socket has received to every port's instance, now."""
         self._shared.sock.poll()
 
-    def watch_silence(
-        self, vrid: int, deadline: float, interval: float, wake: Callable[[], None]
-    ) -> bool:
-        """The shared socket's :meth:`RawAdvertSocket.watch_silence`, where it has one."""
-        watch = getattr(self._shared.sock, "watch_silence", None)
-        return bool(callable(watch) and watch(vrid, deadline, interval, wake))
-
     async def aclose(self) -> None:
         self._handler = None
         self.mailbox.close()

@@ -230,8 +230,6 @@ class Instance(StateCallbacks, Hosted):
         # _poll fetches what arrived before each other input, so the order holds.
         self._lazy_asked: bool | None = None
         self._poll: Callable[[], None] | None = None
-        # While lazy, the socket may let the kernel time a master's silence (no alarm then).
-        self._watch_silence: Callable[[int, float, float, Callable[[], None]], bool] | None = None
         # VIP removals queued or under way: an addition may not overtake one of them.
         self._removals_pending = 0
         self._effects_scope: anyio.CancelScope | None = None
@@ -438,7 +436,6 @@ class Instance(StateCallbacks, Hosted):
         self._retry_queued = False
         self._lazy_asked = None
         self._poll = None
-        self._watch_silence = None
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
@@ -697,14 +694,12 @@ class Instance(StateCallbacks, Hosted):
         poll = getattr(self._socket, "poll", None)
         if not (callable(set_lazy) and callable(poll) and self._monotonic):
             # Late reading needs receive times on our clock (the real one) to be exact.
-            self._poll = self._watch_silence = None
+            self._poll = None
             return
         set_lazy(lazy)
         # A hub's socket may stay eager for another instance and turn lazy later: poll
         # whenever we asked, it costs one empty read when nothing waits.
         self._poll = poll if lazy else None
-        watch = getattr(self._socket, "watch_silence", None)
-        self._watch_silence = watch if lazy and callable(watch) else None
 
     def _now(self) -> float:
         assert self._clock is not None
@@ -719,19 +714,6 @@ class Instance(StateCallbacks, Hosted):
         deadline = router.next_deadline()
         if deadline is None:
             return
-        watch = self._watch_silence
-        if watch is not None:
-            interval = router.repeat_down_interval()
-            # A backup whose down timer follows its master's repeats: where the kernel
-            # counts them it can also time the silence, and wake us only when the master
-            # stops (or something else comes). No alarm, no wake-up per interval.
-            if interval is not None and watch(
-                router.config.vrid, deadline, interval, self._on_alarm
-            ):
-                if self._armed is not None and self._alarm is not None:
-                    self._armed = None
-                    self._alarm.set(None)
-                return
         armed = self._armed
         # Read eagerly, every accepted advert pushes a backup's deadline later, and moving
         # the alarm for each would cost more than the rest of the receive path: it rings at

@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 CAPACITY = 128
 
 _ACCEPT = 0x40000  # a socket filter's verdict: keep up to this many bytes (all)
-_RING_SIZE = 4096  # a page: room for 256 expiries of 16 bytes
-_CALLBACK_LENGTH = 7  # instructions of the timer callback, last in the program
 
 # Map value layout, one per VRID: what the kernel writes, then the armed advert.
 _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
@@ -49,8 +47,7 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
     32,
     64,
 )
-_WATCH_NS = _PAYLOAD + CAPACITY
-_VALUE_SIZE = _WATCH_NS + 8
+_VALUE_SIZE = _PAYLOAD + CAPACITY
 _ENTRIES = 256
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
@@ -76,23 +73,10 @@ class _Family:
         self.check_at, self.check_value = (0, 0x45) if ip_version == 4 else (6, 112)
 
 
-class _Watch:
-    """File descriptors of the watchdog: the timers' map and the ring buffer of expiries."""
-
-    def __init__(self, timers_fd: int, ring_fd: int) -> None:
-        self.timers_fd = timers_fd
-        self.ring_fd = ring_fd
-
-
-def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> bytes:
-    """The filter: drop (count) a packet identical to its VRID's armed advert, pass the rest.
-
-    With ``watch``, each packet dropped also (re)starts its VRID's kernel timer for the
-    entry's watch interval, when one is set; the timer's callback writes the VRID to the ring
-    buffer, which wakes the process.
-    """
+def _program(ip_version: int, map_fd: int) -> bytes:
+    """The filter: drop (count) a packet identical to its VRID's armed advert, pass the rest."""
     f = _Family(ip_version)
-    # Jumps to the labels "pass" and "drop" are patched once the program is laid out.
+    # Jumps to the label "pass" are patched once the program is laid out.
     code: list[bytes | tuple[str, int, int, int, int]] = []
 
     def jump(label: str, opcode: int, dst: int, src: int = 0, imm: int = 0) -> None:
@@ -151,46 +135,12 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> bytes
     code.append(E.insn(E.CALL, imm=E.KTIME_GET_NS))
     code.append(E.insn(E.STX_DW, 7, 0, off=_LAST_NS))
     code.append(E.insn(E.MOV_K, 1, imm=1))
-    # Counted before the watch interval is read: see RepeatAbsorber.watching.
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
-    callback_at = -1
-    if watch is not None:
-        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
-        jump("drop", E.JEQ_K, 2, imm=0)
-        load_map(1, watch.timers_fd)
-        code.append(E.insn(E.MOV_X, 2, E.FP))
-        code.append(E.insn(E.ADD_K, 2, imm=_KEY))
-        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
-        jump("drop", E.JEQ_K, 0, imm=0)
-        code.append(E.insn(E.MOV_X, 8, 0))  # r8 = this VRID's timer
-        code.append(E.insn(E.MOV_X, 1, 8))
-        load_map(2, watch.timers_fd)
-        code.append(E.insn(E.MOV_K, 3, imm=E.CLOCK_MONOTONIC))
-        code.append(E.insn(E.CALL, imm=E.TIMER_INIT))  # -EBUSY once initialised: harmless
-        code.append(E.insn(E.MOV_X, 1, 8))
-        callback_at = len(code)
-        code.append(b"")  # the callback's address, set below
-        code.append(E.insn(0))
-        code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
-        code.append(E.insn(E.MOV_X, 1, 8))
-        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
-        code.append(E.insn(E.MOV_K, 3, imm=0))
-        code.append(E.insn(E.CALL, imm=E.TIMER_START))
-    labels = {"drop": len(code)}
-    code.append(E.insn(E.MOV_K, 0, imm=0))
+    code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
     code.append(E.insn(E.EXIT))
-    labels["pass"] = len(code)
+    labels = {"pass": len(code)}
     code.append(E.insn(E.MOV_K, 0, imm=_ACCEPT))
     code.append(E.insn(E.EXIT))
-    if watch is not None:
-        # The timer's callback (a static subprogram): R2 points to the VRID (the map key).
-        code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=len(code) - callback_at - 1)
-        load_map(1, watch.ring_fd)
-        code.append(E.insn(E.MOV_K, 3, imm=4))
-        code.append(E.insn(E.MOV_K, 4, imm=0))
-        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
-        code.append(E.insn(E.MOV_K, 0, imm=0))
-        code.append(E.insn(E.EXIT))
     out = []
     for index, item in enumerate(code):
         if isinstance(item, tuple):
@@ -200,130 +150,38 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> bytes
     return b"".join(out)
 
 
-def _btf() -> tuple[bytes, int, int, int, int]:
-    """Type information for the timers' map and the two functions of the watchdog program.
-
-    The kernel finds a ``struct bpf_timer`` in a map value only through BTF, and accepts a
-    timer callback only in a program whose functions are described (``func_info``).
-    Returns the blob and the ids of: the key type, the timers' value type, the program's
-    function and the callback's.
-    """
-    btf = E.BtfBuilder()
-    integer = btf.add("int", E.BTF_INT, 0, 4, (1 << 24) | 32)  # signed, 32 bits
-    timer = btf.add("bpf_timer", E.BTF_STRUCT, 0, 16)  # opaque to programs, 16 bytes
-    slot = btf.add("timer_slot", E.BTF_STRUCT, 1, 16, btf.name("timer"), timer, 0)
-    pointer = btf.add("", E.BTF_PTR, 0, 0)  # void *
-    int_pointer = btf.add("", E.BTF_PTR, 0, integer)
-    main_proto = btf.add("", E.BTF_FUNC_PROTO, 1, integer, btf.name("ctx"), pointer)
-    main = btf.add("repeat_filter", E.BTF_FUNC, 0, main_proto)  # vlen 0: static
-    callback_proto = btf.add(
-        "",
-        E.BTF_FUNC_PROTO,
-        3,
-        integer,
-        *(btf.name("map"), pointer, btf.name("key"), int_pointer, btf.name("value"), pointer),
-    )
-    callback = btf.add("silence", E.BTF_FUNC, 0, callback_proto)
-    return btf.blob(), integer, slot, main, callback
-
-
 class RepeatAbsorber:
-    """The loaded filter and its maps for one raw socket's address family.
+    """The loaded filter and its map for one raw socket's address family.
 
     :meth:`arm` gives a VRID the advert to absorb; :meth:`collect` returns, per VRID, how many
-    identical packets the kernel dropped since the last call and when the last came. Where
-    the kernel has timers for eBPF programs (:attr:`watches`), :meth:`watch` also has it
-    report a VRID whose repeats stopped for a given time (:meth:`expired`).
+    identical packets the kernel dropped since the last call and when the last came.
     """
 
-    def __init__(
-        self,
-        fds: list[int],
-        memory: mmap.mmap,
-        ip_version: int,
-        ring: E.RingBuffer | None,
-    ) -> None:
+    def __init__(self, fds: list[int], memory: mmap.mmap) -> None:
         self._fds = fds
         self._prog_fd = fds[-1]
         self._memory = memory
-        self._ip_version = ip_version
-        self._ring = ring
         self._seen: dict[int, int] = {}  # armed VRID -> count already collected
         self._armed_with: dict[int, bytes] = {}
-        self._watch_ns: dict[int, int] = {}
-        self._watched_from: dict[int, int] = {}  # VRID -> count when its watch last changed
 
     @classmethod
     def create(cls, ip_version: int) -> RepeatAbsorber | None:
-        """Load the filter, or None where the kernel or the process's privileges refuse.
-
-        The filter with the watchdog is tried first, then the one without.
-        """
+        """Load the filter, or None where the kernel or the process's privileges refuse."""
         if not E.supported():
             return None
-        for watchdog in (True, False):
-            loader = E.BpfLoader()
-            try:
-                return cls._load(loader, ip_version, watchdog)
-            except OSError as exc:
-                loader.close_all()
-                logger.debug(
-                    "no repeat filter %s a watchdog for IPv%d: %s",
-                    "with" if watchdog else "without",
-                    ip_version,
-                    exc,
-                )
-        return None
-
-    @classmethod
-    def _load(cls, loader: E.BpfLoader, ip_version: int, watchdog: bool) -> RepeatAbsorber:
-        map_fd = loader.create_map(E.MAP_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=E.F_MMAPABLE)
-        keep = [map_fd]
-        ring = None
-        if watchdog:
-            blob, key_type, slot_type, main, callback = _btf()
-            btf_fd = loader.load_btf(blob)
-            timers_fd = loader.create_map(
-                E.MAP_ARRAY,
-                4,
-                16,
-                _ENTRIES,
-                btf_fd=btf_fd,
-                btf_key_type_id=key_type,
-                btf_value_type_id=slot_type,
-            )
-            ring_fd = loader.create_map(E.MAP_RINGBUF, 0, 0, _RING_SIZE)
-            code = _program(ip_version, map_fd, _Watch(timers_fd, ring_fd))
-            func_info = struct.pack("<IIII", 0, main, len(code) // 8 - _CALLBACK_LENGTH, callback)
-            # bpf_timer_* are GPL-only helpers: this generated program is offered under MIT
-            # or GPL (the kernel's "Dual MIT/GPL"), as eBPF programs of Apache projects are.
-            prog_fd = loader.load_socket_filter(
-                code, b"Dual MIT/GPL", func_info=func_info, btf_fd=btf_fd
-            )
-            ring = E.RingBuffer(ring_fd, _RING_SIZE)
-            # The program keeps its maps alive, but the kernel cancels a map's timers once
-            # no descriptor of it is open: the timers' map stays open with the ring buffer's.
-            keep += [timers_fd, ring_fd]
-        else:
-            prog_fd = loader.load_socket_filter(_program(ip_version, map_fd), b"Apache-2.0")
+        loader = E.BpfLoader()
         try:
+            map_fd = loader.create_map(
+                E.MAP_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=E.F_MMAPABLE
+            )
+            prog_fd = loader.load_socket_filter(_program(ip_version, map_fd), b"Apache-2.0")
             memory = mmap.mmap(map_fd, _VALUE_SIZE * _ENTRIES)
-        except OSError:
-            if ring is not None:
-                ring.close()
-            raise
-        loader.close_all(keep=[*keep, prog_fd])
-        return cls([*keep, prog_fd], memory, ip_version, ring)
-
-    @property
-    def watches(self) -> bool:
-        """Whether :meth:`watch` works here (the kernel loaded the watchdog)."""
-        return self._ring is not None
-
-    @property
-    def expiry_fd(self) -> int | None:
-        """Readable when :meth:`expired` has VRIDs to report (None without a watchdog)."""
-        return None if self._ring is None else self._ring.fd
+        except OSError as exc:
+            loader.close_all()
+            logger.debug("no repeat filter for IPv%d: %s", ip_version, exc)
+            return None
+        loader.close_all(keep=[map_fd, prog_fd])
+        return cls([map_fd, prog_fd], memory)
 
     def attach(self, sock_fd: int) -> None:
         """Attach the filter to the socket ``sock_fd`` (OSError if refused)."""
@@ -351,19 +209,16 @@ class RepeatAbsorber:
         memory[at + _ADDRESSES : at + _ADDRESSES + 32] = (src + dst).ljust(32, b"\0")
         memory[at + _PAYLOAD : at + _PAYLOAD + CAPACITY] = payload.ljust(CAPACITY, b"\0")
         _u32.pack_into(memory, at + _PLEN, len(payload))
-        count = self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
-        self._watched_from[vrid] = count  # a new advert: the watch starts again
+        self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
         _u32.pack_into(memory, at + _ARMED, 1)
         self._armed_with[vrid] = identity
         return True
 
     def disarm(self, vrids: Iterable[int] | None = None) -> None:
-        """Stop absorbing (and watching) for ``vrids`` (all if None); :meth:`collect` still
-        counts what came."""
+        """Stop absorbing for ``vrids`` (all if None); :meth:`collect` still counts what came."""
         for vrid in list(self._armed_with) if vrids is None else vrids:
             if self._armed_with.pop(vrid, None) is not None:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
-            self.watch(vrid, 0)
 
     def collect(self) -> list[tuple[int, int, int]]:
         """``(vrid, count, last_ns)`` for each VRID whose advert was absorbed since last time."""
@@ -377,48 +232,8 @@ class RepeatAbsorber:
                 found.append((vrid, count - before, _u64.unpack_from(memory, at + _LAST_NS)[0]))
         return found
 
-    def watch(self, vrid: int, nanoseconds: int) -> None:
-        """Have each repeat of ``vrid`` restart its kernel timer for ``nanoseconds`` (0: none).
-
-        When the timer runs out, :meth:`expired` reports the VRID. Without a watchdog
-        (:attr:`watches` False) this does nothing.
-        """
-        if self._ring is None or self._watch_ns.get(vrid, 0) == nanoseconds:
-            return
-        at = vrid * _VALUE_SIZE
-        _u64.pack_into(self._memory, at + _WATCH_NS, nanoseconds)
-        self._watch_ns[vrid] = nanoseconds
-        self._watched_from[vrid] = _u64.unpack_from(self._memory, at + _COUNT)[0]
-
-    def watching(self, vrid: int) -> bool:
-        """Whether the kernel's timer for ``vrid`` runs with the current watch interval.
-
-        It runs once a repeat came after :meth:`watch` set the interval. Two must have come:
-        the first may have been counted by a filter that read the interval before this
-        process's write of it reached that CPU.
-        """
-        if not self._watch_ns.get(vrid):
-            return False
-        count = _u64.unpack_from(self._memory, vrid * _VALUE_SIZE + _COUNT)[0]
-        watched_from: int = self._watched_from.get(vrid, count)
-        return bool(count >= watched_from + 2)
-
-    def expired(self) -> list[int]:
-        """The VRIDs whose timer ran out since the last call (their watch starts again)."""
-        if self._ring is None:
-            return []
-        found = self._ring.read_u32()
-        for vrid in found:
-            if 0 <= vrid < _ENTRIES:
-                # No timer runs until the next repeat restarts it.
-                count = _u64.unpack_from(self._memory, vrid * _VALUE_SIZE + _COUNT)[0]
-                self._watched_from[vrid] = count
-        return found
-
     def close(self) -> None:
-        """Release the program and its maps."""
+        """Release the program and its map."""
         self._memory.close()
-        if self._ring is not None:
-            self._ring.close()
         for fd in self._fds:
             os.close(fd)

@@ -57,9 +57,8 @@ class ReceivedPacket:
     header (IPv6 addresses carry no scope; ``ifindex`` says where it arrived); ``ttl`` is the
     IPv4 TTL or the IPv6 hop limit. ``timestamp`` is when the kernel received it, on
     CLOCK_MONOTONIC (``time.monotonic()``), if the transport knows. ``repeats`` > 1: it
-    stands for that many identical packets, the last received at ``timestamp``, none more
-    than its receiver's down interval after the one before (the kernel timed the gaps:
-    see :meth:`vrrpkit.core.router.Router.receive_packets`).
+    stands for that many identical packets (the kernel counted them), the last of which
+    arrived at ``timestamp``.
     """
 
     data: bytes

@@ -37,7 +37,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -178,14 +178,6 @@ class RawAdvertSocket(AsyncResource):
         # Per VRID, the packet the absorber is armed with: its repeats are rebuilt from it.
         self._templates: dict[int, ReceivedPacket] = {}
         self._leftovers = False
-        # Per VRID: when its armed advert last came (read or absorbed), and whom to wake
-        # when the kernel reports its silence (watch_silence).
-        self._last_arrival: dict[int, float] = {}
-        self._wakes: dict[int, Callable[[], None]] = {}
-        # VRIDs whose repeats the kernel has timed since they were last handed over: no gap
-        # between them reached the watch interval, so they go up as one counted packet.
-        self._covered: set[int] = set()
-        self._expiry_watch: ReadableWatch | None = None
         self._lazy = False
         self._handler: PacketHandler | None = None
         self._polling = False
@@ -415,21 +407,12 @@ class RawAdvertSocket(AsyncResource):
                 self._urgent_watch = ReadableWatch(
                     self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
                 )
-                expiries = None if self._absorber is None else self._absorber.expiry_fd
-                if expiries is not None:
-                    self._expiry_watch = ReadableWatch(
-                        expiries, self._silence_reported, name=f"{self._ifname} silence"
-                    )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._urgent_watch.run)
-                    if self._expiry_watch is not None:
-                        tg.start_soon(self._expiry_watch.run)
                     await self._watch.run()
                     self._urgent_watch.stop()
-                    if self._expiry_watch is not None:
-                        self._expiry_watch.stop()
         finally:
-            self._watch = self._urgent_watch = self._expiry_watch = None
+            self._watch = self._urgent_watch = None
             self._handler = None
 
     def _readable(self, rounds: int = 4, *, at_once: bool = False) -> None:
@@ -480,21 +463,20 @@ class RawAdvertSocket(AsyncResource):
         for vrid, count, last_ns in self._absorber.collect():
             template = templates.get(vrid)
             if template is not None:
-                last = self._last_arrival[vrid] = last_ns / 1e9
-                # Only the last receive time is known. Timed by the kernel, the repeats go
-                # up as one counted packet (they kept the down timer going between them);
-                # otherwise each as a copy at that time, as the router's timer must judge.
-                timed = vrid in self._covered
-                repeat = _received(
-                    template.data,
-                    template.src,
-                    template.dst,
-                    template.ttl,
-                    template.ifindex,
-                    last,
-                    count if timed else 1,
+                # One packet standing for all of them, at the last one's receive time (the
+                # only one the kernel kept): however long since the last reading, and
+                # whether or not an instance reads this VRID, it costs one object.
+                found.append(
+                    _received(
+                        template.data,
+                        template.src,
+                        template.dst,
+                        template.ttl,
+                        template.ifindex,
+                        last_ns / 1e9,
+                        count,
+                    )
                 )
-                found += [repeat] if timed else [repeat] * count
         return found
 
     def _arm(self, packets: builtins.list[ReceivedPacket]) -> None:
@@ -504,9 +486,6 @@ class RawAdvertSocket(AsyncResource):
         arm, templates = self._absorber.arm, self._templates
         for vrid, packet in latest.items():
             data = packet.data
-            old = templates.get(vrid)
-            if old is None or old.data != data or old.src != packet.src:
-                self._covered.discard(vrid)  # another advert: the kernel has not timed it
             length = len(data) + (20 if packet.src.version == 4 else 0)
             # An IPv4 header with options would be longer: such packets are passed, never armed.
             if arm(
@@ -518,52 +497,6 @@ class RawAdvertSocket(AsyncResource):
                 payload=data,
             ):
                 templates[vrid] = packet
-                if packet.timestamp is not None:
-                    self._last_arrival[vrid] = packet.timestamp
-
-    def watch_silence(
-        self, vrid: int, deadline: float, interval: float, wake: Callable[[], None]
-    ) -> bool:
-        """Let the kernel call ``wake()`` once ``vrid``'s adverts stop for ``interval`` s.
-
-        For a lazy backup whose down timer, due at ``deadline``, is pushed to (arrival +
-        ``interval``) by each repeat of the advert this socket last read for ``vrid``. The
-        kernel then restarts a timer at each repeat it absorbs, and ``wake()`` is called (after
-        the adverts are handed over) when one runs out. True if that timer runs now, so that
-        the caller may leave its own unset; False if not (yet): no watchdog here, not lazy,
-        the deadline does not follow that advert's last arrival, or too few repeats since.
-        """
-        absorber = self._absorber
-        if absorber is None or not absorber.watches or not self._lazy:
-            return False
-        self._wakes[vrid] = wake
-        last = self._last_arrival.get(vrid)
-        if last is None or abs(last + interval - deadline) > 1e-6:
-            # The timer follows another advert than the one armed (or another interval).
-            absorber.watch(vrid, 0)
-            self._covered.discard(vrid)
-            return False
-        absorber.watch(vrid, round(interval * 1e9))
-        if absorber.watching(vrid):
-            self._covered.add(vrid)
-            return True
-        self._covered.discard(vrid)
-        return False
-
-    def _silence_reported(self) -> None:
-        assert self._absorber is not None
-        silent = self._absorber.expired()
-        if self._lazy:
-            # What came first (still timed: none of it was late), then the wake-up.
-            self.poll()
-        self._covered.difference_update(silent)
-        for vrid in silent:
-            wake = self._wakes.get(vrid)
-            if wake is not None:
-                try:
-                    wake()
-                except Exception:
-                    logger.exception("%s: VRID %d: handling silence failed", self._ifname, vrid)
 
     def _urgent_readable(self) -> None:
         # Only a wake-up call: the packet itself is read, in order, from the main socket.
@@ -595,7 +528,6 @@ class RawAdvertSocket(AsyncResource):
                 # Read eagerly, every packet must come through the socket at once. What was
                 # absorbed until now comes first, with the next packets read.
                 self._absorber.disarm()
-                self._covered.clear()
                 self._leftovers = True
             watch = self._watch
             if watch is not None:
