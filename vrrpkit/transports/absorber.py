@@ -47,7 +47,9 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
     32,
     64,
 )
-_VALUE_SIZE = _PAYLOAD + CAPACITY
+# The first repeat's receive time since the process last read the entry (0: none yet).
+_FIRST_NS = _PAYLOAD + CAPACITY
+_VALUE_SIZE = _FIRST_NS + 8
 _ENTRIES = 256
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
@@ -134,6 +136,9 @@ def _program(ip_version: int, map_fd: int) -> bytes:
         jump("pass", E.JNE_X, 1, 2)
     code.append(E.insn(E.CALL, imm=E.KTIME_GET_NS))
     code.append(E.insn(E.STX_DW, 7, 0, off=_LAST_NS))
+    code.append(E.insn(E.LDX_DW, 1, 7, off=_FIRST_NS))
+    code.append(E.insn(E.JNE_K, 1, off=1, imm=0))  # kept: the first since the last reading
+    code.append(E.insn(E.STX_DW, 7, 0, off=_FIRST_NS))
     code.append(E.insn(E.MOV_K, 1, imm=1))
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
     code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
@@ -220,8 +225,12 @@ class RepeatAbsorber:
             if self._armed_with.pop(vrid, None) is not None:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
 
-    def collect(self) -> list[tuple[int, int, int]]:
-        """``(vrid, count, last_ns)`` for each VRID whose advert was absorbed since last time."""
+    def collect(self) -> list[tuple[int, int, int, int]]:
+        """``(vrid, count, first_ns, last_ns)`` for each VRID whose advert was absorbed since
+        last time: how many, and the receive times of the first and the last of them.
+
+        ``first_ns`` is 0 when unknown (a repeat counted while the previous call read it).
+        """
         memory, seen = self._memory, self._seen
         found = []
         for vrid, before in seen.items():
@@ -229,7 +238,10 @@ class RepeatAbsorber:
             count = _u64.unpack_from(memory, at)[0]
             if count != before:
                 seen[vrid] = count
-                found.append((vrid, count - before, _u64.unpack_from(memory, at + _LAST_NS)[0]))
+                first = _u64.unpack_from(memory, at + _FIRST_NS)[0]
+                _u64.pack_into(memory, at + _FIRST_NS, 0)
+                last = _u64.unpack_from(memory, at + _LAST_NS)[0]
+                found.append((vrid, count - before, first, last))
         return found
 
     def close(self) -> None:

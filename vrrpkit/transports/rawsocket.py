@@ -460,23 +460,24 @@ class RawAdvertSocket(AsyncResource):
         assert self._absorber is not None
         found: builtins.list[ReceivedPacket] = []
         templates = self._templates
-        for vrid, count, last_ns in self._absorber.collect():
+        for vrid, count, first_ns, last_ns in self._absorber.collect():
             template = templates.get(vrid)
-            if template is not None:
-                # One packet standing for all of them, at the last one's receive time (the
-                # only one the kernel kept): however long since the last reading, and
-                # whether or not an instance reads this VRID, it costs one object.
-                found.append(
-                    _received(
-                        template.data,
-                        template.src,
-                        template.dst,
-                        template.ttl,
-                        template.ifindex,
-                        last_ns / 1e9,
-                        count,
-                    )
-                )
+            if template is None:
+                continue
+            data, src, dst, ttl, ifindex = (
+                template.data,
+                template.src,
+                template.dst,
+                template.ttl,
+                template.ifindex,
+            )
+            # The first and the last at their receive times, the last standing for all but
+            # the first: however long since the last reading, and whether or not an instance
+            # reads this VRID, that is two objects. (The first starts a preemption delay.)
+            if count > 1 and 0 < first_ns < last_ns:
+                found.append(_received(data, src, dst, ttl, ifindex, first_ns / 1e9))
+                count -= 1
+            found.append(_received(data, src, dst, ttl, ifindex, last_ns / 1e9, count))
         return found
 
     def _arm(self, packets: builtins.list[ReceivedPacket]) -> None:
