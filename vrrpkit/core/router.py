@@ -273,9 +273,9 @@ class Router:
                     due = self.next_deadline()
                     if due is not None and due <= arrived:
                         actions += self.handle_timer(due)
-            before = self._counters.advert_rcvd
-            done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
             repeats = getattr(packet, "repeats", 1)
+            before = self._counters.advert_rcvd if repeats > 1 else 0
+            done = receive(data, src=packet.src, dst=packet.dst, ttl=packet.ttl, now=arrived)
             if repeats > 1 and self._counters.advert_rcvd > before:
                 self._counters.advert_rcvd += repeats - 1
             if done:

@@ -439,8 +439,8 @@ class RawAdvertSocket(AsyncResource):
                 if absorbing:
                     self._arm(batch)
                 if repeats:
-                    # The kernel kept only the last receive time of the repeats: in order
-                    # with the packets read, they are handed over at that time.
+                    # The rebuilt repeats carry the receive times the kernel kept: in order
+                    # with the packets read, they are handed over at those times.
                     batch += repeats
                     batch.sort(key=_receive_time)
                     repeats = []
