@@ -20,6 +20,7 @@ from vrrpkit.transports import (
     RawAdvertSocket,
     ReceivedPacket,
     TransportError,
+    absorber,
     run_in_netns,
 )
 
@@ -316,6 +317,13 @@ async def test_received_packets_carry_the_kernel_arrival_time_on_the_monotonic_c
     assert before - 0.001 <= packet.timestamp <= after + 0.001
 
 
+@pytest.fixture
+def no_kernel_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a kernel without eBPF timers: the repeat filter loads without its watchdog."""
+    monkeypatch.setattr(absorber, "_btf", lambda: (b"not btf", 1, 3, 7, 9))
+
+
+@pytest.mark.usefixtures("no_kernel_timers")
 @pytest.mark.parametrize("ip_version", [4, 6])
 async def test_a_lazy_socket_wakes_only_for_priority_zero_and_keeps_the_order(
     lab: Lab, ip_version: int
@@ -466,6 +474,209 @@ async def test_a_resignation_is_handed_over_after_the_repeats_absorbed_before_it
         (100, 2),
         (0, 1),
     ]
+
+
+# -- the kernel timing a master's silence (eBPF timers) ---------------------------------------
+
+SILENCE = 0.05  # the down interval the tests have the kernel time
+
+
+def shape(batch: list[ReceivedPacket]) -> list[tuple[int, int, bool]]:
+    """Priority, repeats and timed of each packet of a batch."""
+    return [(packet.data[2], packet.repeats, packet.timed) for packet in batch]
+
+
+@asynccontextmanager
+async def watched_receiver(
+    lab: Lab, ip_version: int
+) -> AsyncIterator[tuple[RawAdvertSocket, RawAdvertSocket, list[Any]]]:
+    """A lazy receiver on h2 with the kernel timing VRID 51's silence, confirmed running.
+
+    Yields the sender on h1, the receiver, and what happened in order: each batch handed
+    over, and ``"wake"`` for each silence reported.
+    """
+    h1, h2 = lab.hosts
+    events: list[Any] = []
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+
+    def wake() -> None:
+        events.append("wake")
+
+    async with (
+        opened(h1, ip_version) as sender,
+        opened(h2, ip_version) as receiver,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(receiver.deliver, events.append)
+        assert receiver.set_lazy(True)
+        await sender.send(data, group)
+        await until(lambda: len(events) == 1)  # not a repeat: handed over at once
+        first = events[0][0].timestamp
+        assert not receiver.watch_silence(51, first + SILENCE, SILENCE, wake)
+        for _ in range(3):
+            await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+        last = events[-1][-1].timestamp
+        assert receiver.watch_silence(51, last + SILENCE, SILENCE, wake)
+        events.clear()
+        yield sender, receiver, events
+        tg.cancel_scope.cancel()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(GUARD):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_with_kernel_timers_a_lazy_socket_hands_over_at_once_what_is_not_a_repeat(
+    lab: Lab, ip_version: int
+) -> None:
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, _, batches):
+        await sender.send(advert(vip, priority=100), group)
+        await until(lambda: len(batches) == 1)
+        await sender.send(advert(vip, priority=100), group)  # a repeat: counted
+        await sender.send(advert(vip, priority=101), group)  # not: read at once, after it
+        await until(lambda: len(batches) == 2)
+    assert [shape(batch) for batch in batches] == [
+        [(100, 1, False)],
+        [(100, 1, False), (101, 1, False)],
+    ]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_the_kernel_times_a_silence_only_once_two_repeats_came_after_the_watch_began(
+    lab: Lab, ip_version: int
+) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        await sender.send(data, group)
+        await until(lambda: len(batches) == 1)
+        first = batches[0][0].timestamp
+        assert first is not None
+        assert not receiver.watch_silence(51, first + SILENCE, SILENCE, lambda: None)
+        await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+        last = batches[-1][-1].timestamp
+        assert last is not None
+        assert not receiver.watch_silence(51, last + SILENCE, SILENCE, lambda: None)
+        await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+        last = batches[-1][-1].timestamp
+        assert last is not None
+        assert not receiver.watch_silence(51, last + 2 * SILENCE, SILENCE, lambda: None)
+        assert receiver.watch_silence(51, last + SILENCE, SILENCE, lambda: None)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_repeats_the_kernel_timed_come_as_one_timed_packet(lab: Lab, ip_version: int) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        for _ in range(5):
+            await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+    assert [shape(batch) for batch in events] == [[(150, 5, True)]]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_repeats_coming_more_often_than_the_interval_keep_the_silence_from_being_reported(
+    lab: Lab, ip_version: int
+) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        for _ in range(10):
+            await sender.send(data, group)
+            await anyio.sleep(SILENCE / 3)
+        assert "wake" not in events
+        receiver.poll()
+    assert [shape(batch) for batch in events] == [[(150, 10, True)]]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_silence_hands_over_what_came_before_it_then_wakes(
+    lab: Lab, ip_version: int
+) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, _, events):
+        for _ in range(2):
+            await sender.send(data, group)
+        await until(lambda: "wake" in events)
+        await anyio.sleep(2 * SILENCE)
+    (batch, woken) = events  # woken once, and only after the silence
+    assert shape(batch) == [(150, 2, True)] and woken == "wake"
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_silence_is_reported_no_sooner_than_the_interval_after_the_last_repeat(
+    lab: Lab, ip_version: int
+) -> None:
+    import time
+
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    woken_at: list[float] = []
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+        last = events[0][0].timestamp
+        assert last is not None
+        receiver.watch_silence(
+            51, last + SILENCE, SILENCE, lambda: woken_at.append(time.monotonic())
+        )
+        await until(lambda: bool(woken_at))
+    assert woken_at[0] >= last + SILENCE
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_repeats_after_a_silence_are_not_timed(lab: Lab, ip_version: int) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        await until(lambda: "wake" in events)
+        for _ in range(3):
+            await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+    assert events[0] == "wake"
+    assert [shape(batch) for batch in events[1:]] == [[(150, 1, False), (150, 2, False)]]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_changed_advert_ends_the_timed_stretch(lab: Lab, ip_version: int) -> None:
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        await sender.send(advert(vip), group)
+        await sender.send(advert(vip, priority=160), group)
+        await until(lambda: len(events) == 1)
+        last = events[0][-1].timestamp
+        assert last is not None
+        # Armed with the new advert: its silence is not timed until its repeats come.
+        assert not receiver.watch_silence(51, last + SILENCE, SILENCE, lambda: None)
+    assert shape(events[0]) == [(150, 1, True), (160, 1, False)]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_caller_that_stops_the_watch_is_not_woken(lab: Lab, ip_version: int) -> None:
+    async with watched_receiver(lab, ip_version) as (_, receiver, events):
+        receiver.watch_silence(51, None, None, lambda: None)
+        await anyio.sleep(3 * SILENCE)
+    assert events == []
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_turning_eager_still_wakes_a_caller_that_counted_on_the_kernel(
+    lab: Lab, ip_version: int
+) -> None:
+    # It has no alarm of its own: another instance on a shared socket turned it eager.
+    async with watched_receiver(lab, ip_version) as (_, receiver, events):
+        receiver.set_lazy(False)
+        await until(lambda: "wake" in events)
+        assert not receiver.watch_silence(51, 1.0, SILENCE, lambda: None)
 
 
 async def test_no_kernel_filter_with_vrrpkit_no_ebpf(

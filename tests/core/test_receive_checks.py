@@ -36,6 +36,7 @@ class Packet:
     ttl: int = 255
     timestamp: float | None = None
     repeats: int = 1
+    timed: bool = False
 
 
 def backup(**options: object) -> Router:
@@ -347,6 +348,16 @@ def test_counted_repeats_do_not_hide_a_silence_longer_than_the_down_timer() -> N
     router.receive_packets([counted], now=7.0, since=0.0)
     assert router.counters.become_master == 1  # at 1 + MDI; back to BACKUP for the advert
     assert router.state is State.BACKUP
+
+
+def test_repeats_the_transport_timed_keep_the_down_timer_going_however_long_they_span() -> None:
+    # The kernel restarted a timer at each of them: no gap reached the down interval.
+    router = backup()
+    router.receive_packets([Packet(wire(advert()), timestamp=1.0)], now=1.0, since=0.0)
+    timed = Packet(wire(advert()), timestamp=1.0 + 10 * MDI, repeats=40, timed=True)
+    assert router.receive_packets([timed], now=1.0 + 10 * MDI + 0.5, since=0.0) == []
+    assert router.counters.become_master == 0 and router.counters.advert_rcvd == 41
+    assert router.next_deadline() == pytest.approx(1.0 + 11 * MDI)
 
 
 def test_a_dropped_packet_standing_for_repeats_counts_once() -> None:

@@ -219,6 +219,25 @@ class Router:
                 best = deadline
         return best
 
+    def repeat_down_interval(self) -> float | None:
+        """How far each repeat of the current master's advert pushes a BACKUP's down timer.
+
+        Master_Down_Interval while every repeat of the master's last advert would be
+        accepted and restart the timer (its priority is at least ours, or preemption is
+        off); None otherwise: not BACKUP, a resignation is being waited out, or the master's
+        adverts are lower and only a preemption delay keeps accepting them. A runtime may
+        let the kernel time this silence while it holds (see RawAdvertSocket.watch_silence).
+        """
+        if self._state is not State.BACKUP or self._takeover_cause is not Cause.MASTER_DOWN:
+            return None
+        priority = self._master_priority
+        if priority is None or priority == 0:
+            return None
+        cfg = self.config
+        if priority >= self._effective or (not cfg.preempt and not cfg.is_owner):
+            return self._master_down()
+        return None
+
     def take_actions(self) -> list[Action]:
         """Drain actions queued for this router by its sync group on another member's input."""
         return self._drain()
@@ -256,7 +275,10 @@ class Router:
         Packets of another VRID (a socket shared by several) are skipped without counting.
         A packet with a ``repeats`` attribute above 1 stands for that many identical ones
         received up to its ``timestamp`` (a transport's kernel counted them): it is handled
-        once, as the last of them, and counted as received that many times if accepted.
+        once, as the last of them, and counted as received that many times if accepted. A
+        packet whose ``timed`` attribute is true comes with the transport's word that no gap
+        before it reached the down interval (the kernel timed it): no timer is taken to have
+        run out before it.
         """
         actions: list[Action] = []
         vrid = self.config.vrid
@@ -271,7 +293,7 @@ class Router:
                 if stamp is not None and since < stamp <= now:
                     arrived = stamp
                     due = self.next_deadline()
-                    if due is not None and due <= arrived:
+                    if due is not None and due <= arrived and not getattr(packet, "timed", False):
                         actions += self.handle_timer(due)
             repeats = getattr(packet, "repeats", 1)
             before = self._counters.advert_rcvd if repeats > 1 else 0

@@ -114,6 +114,10 @@ class _SharedSocket:
             port.put(batch)
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Port:
     """An :class:`AdvertSocket` view of a shared socket for one VRID."""
 
@@ -187,11 +191,23 @@ class _Port:
         """Hand what the shared socket has received to every port's instance, now."""
         self._shared.sock.poll()
 
+    def watch_silence(
+        self,
+        vrid: int,
+        deadline: float | None,
+        interval: float | None,
+        wake: Callable[[], None],
+    ) -> bool:
+        """The shared socket's :meth:`RawAdvertSocket.watch_silence` for this port's VRID."""
+        watch = getattr(self._shared.sock, "watch_silence", None)
+        return bool(callable(watch) and watch(self._vrid, deadline, interval, wake))
+
     async def aclose(self) -> None:
         self._handler = None
         self.mailbox.close()
         if self._shared.ports.get(self._vrid) is self:
             del self._shared.ports[self._vrid]
+            self.watch_silence(self._vrid, None, None, _nothing)  # the kernel's timer too
         self._shared.forget(self)
         await anyio.lowlevel.checkpoint()
 

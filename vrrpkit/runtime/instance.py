@@ -103,6 +103,8 @@ class _VipsAdded:
 
 
 _Effect: TypeAlias = Action | _RetryVips | _ForGroup | _VipsAdded
+# RawAdvertSocket.watch_silence(vrid, deadline, interval, wake) -> whether it times the silence.
+_SilenceWatch: TypeAlias = Callable[[int, float | None, float | None, Callable[[], None]], bool]
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -230,6 +232,8 @@ class Instance(StateCallbacks, Hosted):
         # _poll fetches what arrived before each other input, so the order holds.
         self._lazy_asked: bool | None = None
         self._poll: Callable[[], None] | None = None
+        # While lazy, the socket may let the kernel time a master's silence (no alarm then).
+        self._watch_silence: _SilenceWatch | None = None
         # VIP removals queued or under way: an addition may not overtake one of them.
         self._removals_pending = 0
         self._effects_scope: anyio.CancelScope | None = None
@@ -436,6 +440,7 @@ class Instance(StateCallbacks, Hosted):
         self._retry_queued = False
         self._lazy_asked = None
         self._poll = None
+        self._watch_silence = None
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
@@ -690,16 +695,20 @@ class Instance(StateCallbacks, Hosted):
         # their receive time): reading them when the timer is due instead of as they come
         # saves a wake-up per burst. A MASTER must see a better advert at once.
         self._lazy_asked = lazy
+        if self._watch_silence is not None and not lazy:
+            self._watch_silence(self._router.config.vrid, None, None, self._on_alarm)
         set_lazy = getattr(self._socket, "set_lazy", None)
         poll = getattr(self._socket, "poll", None)
         if not (callable(set_lazy) and callable(poll) and self._monotonic):
             # Late reading needs receive times on our clock (the real one) to be exact.
-            self._poll = None
+            self._poll = self._watch_silence = None
             return
         set_lazy(lazy)
         # A hub's socket may stay eager for another instance and turn lazy later: poll
         # whenever we asked, it costs one empty read when nothing waits.
         self._poll = poll if lazy else None
+        watch = getattr(self._socket, "watch_silence", None)
+        self._watch_silence = watch if lazy and callable(watch) else None
 
     def _now(self) -> float:
         assert self._clock is not None
@@ -712,6 +721,17 @@ class Instance(StateCallbacks, Hosted):
         if lazy is not self._lazy_asked:
             self._read_lazily(lazy)
         deadline = router.next_deadline()
+        watch = self._watch_silence
+        if watch is not None:
+            # A backup whose down timer follows its master's repeats: where the kernel counts
+            # them it can also time the silence, and wake us only when the master stops (or
+            # something else comes). No alarm, no wake-up per Master_Down_Interval.
+            interval = router.repeat_down_interval()
+            if watch(router.config.vrid, deadline, interval, self._on_alarm):
+                if self._armed is not None and self._alarm is not None:
+                    self._armed = None
+                    self._alarm.set(None)
+                return
         if deadline is None:
             return
         armed = self._armed

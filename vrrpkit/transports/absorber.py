@@ -15,6 +15,12 @@ A packet that differs in any byte the router reads (VRRP message, addresses, TTL
 length) is not identical and goes through the socket as before. Loading the program needs
 ``CAP_BPF`` (or root); where the kernel refuses it, :meth:`RepeatAbsorber.create` returns None
 and the socket reads every packet.
+
+Where the kernel lets eBPF programs use timers (``bpf_timer``), the filter is loaded with a
+watchdog: for a VRID given a watch interval (:meth:`RepeatAbsorber.watch`), each repeat it
+counts also restarts that VRID's kernel timer, and a timer that runs out writes the VRID, its
+count and its last receive time to a ring buffer, whose descriptor wakes the process. A backup
+whose down timer only follows those repeats then needs no alarm of its own.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ import mmap
 import os
 import struct
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from vrrpkit.transports import ebpf as E
 
-__all__ = ["CAPACITY", "RepeatAbsorber"]
+__all__ = ["CAPACITY", "RepeatAbsorber", "Repeats"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ logger = logging.getLogger(__name__)
 CAPACITY = 128
 
 _ACCEPT = 0x40000  # a socket filter's verdict: keep up to this many bytes (all)
+_RING_SIZE = 4096  # a page: room for 128 expiry records
 
 # Map value layout, one per VRID: what the kernel writes, then the armed advert.
 _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
@@ -49,7 +57,9 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
 )
 # The first repeat's receive time since the process last read the entry (0: none yet).
 _FIRST_NS = _PAYLOAD + CAPACITY
-_VALUE_SIZE = _FIRST_NS + 8
+# The silence after which the VRID's kernel timer reports it, restarted by each repeat (0: none).
+_WATCH_NS = _FIRST_NS + 8
+_VALUE_SIZE = _WATCH_NS + 8
 _ENTRIES = 256
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
@@ -57,6 +67,24 @@ _PAYLOAD_BUF = _KEY - CAPACITY
 
 _u64 = struct.Struct("<Q")
 _u32 = struct.Struct("<I")
+# What the timer's callback writes to the ring buffer: VRID, count and last receive time then.
+_EXPIRY = struct.Struct("<I4xQQ")
+
+
+class Repeats(NamedTuple):
+    """Identical adverts of one VRID the kernel absorbed, in one stretch.
+
+    ``first_ns``/``last_ns``: receive times of the first and last (CLOCK_MONOTONIC; 0 when
+    unknown). ``timed``: the VRID's kernel timer ran all along (see
+    :meth:`RepeatAbsorber.watch`) without running out, so no gap between them, nor between the
+    first and the repeat before it, reached the watched silence.
+    """
+
+    vrid: int
+    number: int
+    first_ns: int
+    last_ns: int
+    timed: bool
 
 
 class _Family:
@@ -75,10 +103,24 @@ class _Family:
         self.check_at, self.check_value = (0, 0x45) if ip_version == 4 else (6, 112)
 
 
-def _program(ip_version: int, map_fd: int) -> bytes:
-    """The filter: drop (count) a packet identical to its VRID's armed advert, pass the rest."""
+class _Watch:
+    """File descriptors of the watchdog: the timers' map and the ring buffer of expiries."""
+
+    def __init__(self, timers_fd: int, ring_fd: int) -> None:
+        self.timers_fd = timers_fd
+        self.ring_fd = ring_fd
+
+
+def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple[bytes, int]:
+    """The filter: drop (count) a packet identical to its VRID's armed advert, pass the rest.
+
+    With ``watch``, each packet dropped also (re)starts its VRID's kernel timer for the
+    entry's watch interval, when one is set; the timer's callback writes an expiry record to
+    the ring buffer, which wakes the process. Returns the code and the index of the first
+    instruction of the callback (0 without ``watch``).
+    """
     f = _Family(ip_version)
-    # Jumps to the label "pass" are patched once the program is laid out.
+    # Jumps to labels ("pass", "drop", ...) are patched once the program is laid out.
     code: list[bytes | tuple[str, int, int, int, int]] = []
 
     def jump(label: str, opcode: int, dst: int, src: int = 0, imm: int = 0) -> None:
@@ -140,53 +182,194 @@ def _program(ip_version: int, map_fd: int) -> bytes:
     code.append(E.insn(E.JNE_K, 1, off=1, imm=0))  # kept: the first since the last reading
     code.append(E.insn(E.STX_DW, 7, 0, off=_FIRST_NS))
     code.append(E.insn(E.MOV_K, 1, imm=1))
+    # Counted before the watch interval is read: see RepeatAbsorber.watching.
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
+    callback_at = -1
+    if watch is not None:
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
+        jump("drop", E.JEQ_K, 2, imm=0)
+        load_map(1, watch.timers_fd)
+        code.append(E.insn(E.MOV_X, 2, E.FP))
+        code.append(E.insn(E.ADD_K, 2, imm=_KEY))
+        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
+        jump("drop", E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.MOV_X, 8, 0))  # r8 = this VRID's timer
+        code.append(E.insn(E.MOV_X, 1, 8))
+        load_map(2, watch.timers_fd)
+        code.append(E.insn(E.MOV_K, 3, imm=E.CLOCK_MONOTONIC))
+        code.append(E.insn(E.CALL, imm=E.TIMER_INIT))  # -EBUSY once initialised: harmless
+        code.append(E.insn(E.MOV_X, 1, 8))
+        callback_at = len(code)
+        code.append(b"")  # the callback's address, set below
+        code.append(E.insn(0))
+        code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
+        code.append(E.insn(E.MOV_X, 1, 8))
+        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
+        code.append(E.insn(E.MOV_K, 3, imm=0))
+        code.append(E.insn(E.CALL, imm=E.TIMER_START))
+    labels = {"drop": len(code)}
     code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
     code.append(E.insn(E.EXIT))
-    labels = {"pass": len(code)}
+    labels["pass"] = len(code)
     code.append(E.insn(E.MOV_K, 0, imm=_ACCEPT))
     code.append(E.insn(E.EXIT))
+    start = 0
+    if watch is not None:
+        # The timer's callback, a static subprogram: R2 points to the VRID (the timers' key).
+        # It reports the VRID with its count and last receive time as they are now.
+        start = len(code)
+        code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=start - callback_at - 1)
+        record = -_EXPIRY.size
+        code.append(E.insn(E.MOV_X, 6, 2))
+        load_map(1, map_fd)
+        code.append(E.insn(E.MOV_X, 2, 6))
+        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
+        jump("done", E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.ST_DW, E.FP, off=record, imm=0))
+        code.append(E.insn(E.LDX_W, 1, 6, off=0))
+        code.append(E.insn(E.STX_W, E.FP, 1, off=record))
+        code.append(E.insn(E.LDX_DW, 1, 0, off=_COUNT))
+        code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 8))
+        code.append(E.insn(E.LDX_DW, 1, 0, off=_LAST_NS))
+        code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 16))
+        load_map(1, watch.ring_fd)
+        code.append(E.insn(E.MOV_X, 2, E.FP))
+        code.append(E.insn(E.ADD_K, 2, imm=record))
+        code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
+        code.append(E.insn(E.MOV_K, 4, imm=0))
+        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+        labels["done"] = len(code)
+        code.append(E.insn(E.MOV_K, 0, imm=0))
+        code.append(E.insn(E.EXIT))
     out = []
     for index, item in enumerate(code):
         if isinstance(item, tuple):
             label, opcode, dst, src, imm = item
             item = E.insn(opcode, dst, src, off=labels[label] - index - 1, imm=imm)
         out.append(item)
-    return b"".join(out)
+    return b"".join(out), start
+
+
+def _btf() -> tuple[bytes, int, int, int, int]:
+    """Type information for the timers' map and the two functions of the watchdog program.
+
+    The kernel finds a ``struct bpf_timer`` in a map value only through BTF, and accepts a
+    timer callback only in a program whose functions are described (``func_info``).
+    Returns the blob and the ids of: the key type, the timers' value type, the program's
+    function and the callback's.
+    """
+    btf = E.BtfBuilder()
+    integer = btf.add("int", E.BTF_INT, 0, 4, (1 << 24) | 32)  # signed, 32 bits
+    timer = btf.add("bpf_timer", E.BTF_STRUCT, 0, 16)  # opaque to programs, 16 bytes
+    slot = btf.add("timer_slot", E.BTF_STRUCT, 1, 16, btf.name("timer"), timer, 0)
+    pointer = btf.add("", E.BTF_PTR, 0, 0)  # void *
+    int_pointer = btf.add("", E.BTF_PTR, 0, integer)
+    main_proto = btf.add("", E.BTF_FUNC_PROTO, 1, integer, btf.name("ctx"), pointer)
+    main = btf.add("repeat_filter", E.BTF_FUNC, 0, main_proto)  # vlen 0: static
+    callback_proto = btf.add(
+        "",
+        E.BTF_FUNC_PROTO,
+        3,
+        integer,
+        *(btf.name("map"), pointer, btf.name("key"), int_pointer, btf.name("value"), pointer),
+    )
+    callback = btf.add("silence", E.BTF_FUNC, 0, callback_proto)
+    return btf.blob(), integer, slot, main, callback
 
 
 class RepeatAbsorber:
-    """The loaded filter and its map for one raw socket's address family.
+    """The loaded filter and its maps for one raw socket's address family.
 
-    :meth:`arm` gives a VRID the advert to absorb; :meth:`collect` returns, per VRID, how many
-    identical packets the kernel dropped since the last call and when the last came.
+    :meth:`arm` gives a VRID the advert to absorb; :meth:`collect` returns what the kernel
+    absorbed since the last call. Where the kernel has timers for eBPF programs
+    (:attr:`watches`), :meth:`watch` also has it time a VRID's silence: the descriptor
+    :attr:`expiry_fd` becomes readable when one ran out, and :meth:`collect` reports it.
     """
 
-    def __init__(self, fds: list[int], memory: mmap.mmap) -> None:
+    def __init__(self, fds: list[int], memory: mmap.mmap, ring: E.RingBuffer | None) -> None:
         self._fds = fds
         self._prog_fd = fds[-1]
         self._memory = memory
+        self._ring = ring
         self._seen: dict[int, int] = {}  # armed VRID -> count already collected
         self._armed_with: dict[int, bytes] = {}
+        self._watch_ns: dict[int, int] = {}
+        self._watched_from: dict[int, int] = {}  # VRID -> count when its timer last stopped
+        # VRIDs whose timer has run since (at the latest) the last repeat collected.
+        self._timed: set[int] = set()
 
     @classmethod
     def create(cls, ip_version: int) -> RepeatAbsorber | None:
-        """Load the filter, or None where the kernel or the process's privileges refuse."""
+        """Load the filter, or None where the kernel or the process's privileges refuse.
+
+        The filter with the watchdog is tried first, then the one without.
+        """
         if not E.supported():
             return None
-        loader = E.BpfLoader()
-        try:
-            map_fd = loader.create_map(
-                E.MAP_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=E.F_MMAPABLE
+        for watchdog in (True, False):
+            loader = E.BpfLoader()
+            try:
+                return cls._load(loader, ip_version, watchdog)
+            except OSError as exc:
+                loader.close_all()
+                logger.debug(
+                    "no repeat filter %s a watchdog for IPv%d: %s",
+                    "with" if watchdog else "without",
+                    ip_version,
+                    exc,
+                )
+        return None
+
+    @classmethod
+    def _load(cls, loader: E.BpfLoader, ip_version: int, watchdog: bool) -> RepeatAbsorber:
+        map_fd = loader.create_map(E.MAP_ARRAY, 4, _VALUE_SIZE, _ENTRIES, map_flags=E.F_MMAPABLE)
+        keep = [map_fd]
+        ring = None
+        if watchdog:
+            blob, key_type, slot_type, main, callback = _btf()
+            btf_fd = loader.load_btf(blob)
+            timers_fd = loader.create_map(
+                E.MAP_ARRAY,
+                4,
+                16,
+                _ENTRIES,
+                btf_fd=btf_fd,
+                btf_key_type_id=key_type,
+                btf_value_type_id=slot_type,
             )
-            prog_fd = loader.load_socket_filter(_program(ip_version, map_fd), b"Apache-2.0")
+            ring_fd = loader.create_map(E.MAP_RINGBUF, 0, 0, _RING_SIZE)
+            code, start = _program(ip_version, map_fd, _Watch(timers_fd, ring_fd))
+            func_info = struct.pack("<IIII", 0, main, start, callback)
+            # bpf_timer_* are helpers for GPL-compatible programs only: this generated
+            # program is offered under MIT or GPL (the kernel's "Dual MIT/GPL").
+            prog_fd = loader.load_socket_filter(
+                code, b"Dual MIT/GPL", func_info=func_info, btf_fd=btf_fd
+            )
+            ring = E.RingBuffer(ring_fd, _RING_SIZE)
+            # The program keeps its maps alive, but the kernel cancels a map's timers once
+            # no descriptor of it is open: the timers' map stays open with the ring buffer's.
+            keep += [timers_fd, ring_fd]
+        else:
+            code, _ = _program(ip_version, map_fd)
+            prog_fd = loader.load_socket_filter(code, b"Apache-2.0")
+        try:
             memory = mmap.mmap(map_fd, _VALUE_SIZE * _ENTRIES)
-        except OSError as exc:
-            loader.close_all()
-            logger.debug("no repeat filter for IPv%d: %s", ip_version, exc)
-            return None
-        loader.close_all(keep=[map_fd, prog_fd])
-        return cls([map_fd, prog_fd], memory)
+        except OSError:
+            if ring is not None:
+                ring.close()
+            raise
+        loader.close_all(keep=[*keep, prog_fd])
+        return cls([*keep, prog_fd], memory, ring)
+
+    @property
+    def watches(self) -> bool:
+        """Whether :meth:`watch` works here (the kernel loaded the watchdog)."""
+        return self._ring is not None
+
+    @property
+    def expiry_fd(self) -> int | None:
+        """Readable when a watched VRID's timer ran out (None without a watchdog)."""
+        return None if self._ring is None else self._ring.fd
 
     def attach(self, sock_fd: int) -> None:
         """Attach the filter to the socket ``sock_fd`` (OSError if refused)."""
@@ -201,7 +384,8 @@ class RepeatAbsorber:
         payload length: two bytes, network order), ``ttl`` the TTL or hop limit, ``src`` and
         ``dst`` the packed addresses, ``payload`` the VRRP message. An IPv4 packet with header
         options must not be armed (the filter passes those). Call :meth:`collect` first: the
-        repeats of the advert armed before are not counted once another is armed.
+        repeats of the advert armed before are not counted once another is armed. Another
+        advert than the one armed stops the VRID's timed stretch (see :meth:`watching`).
         """
         if not 8 <= len(payload) <= CAPACITY or not 0 <= vrid < _ENTRIES:
             return False
@@ -214,38 +398,102 @@ class RepeatAbsorber:
         memory[at + _ADDRESSES : at + _ADDRESSES + 32] = (src + dst).ljust(32, b"\0")
         memory[at + _PAYLOAD : at + _PAYLOAD + CAPACITY] = payload.ljust(CAPACITY, b"\0")
         _u32.pack_into(memory, at + _PLEN, len(payload))
-        self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
+        count = self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
+        self._watched_from[vrid] = count
+        self._timed.discard(vrid)
         _u32.pack_into(memory, at + _ARMED, 1)
         self._armed_with[vrid] = identity
         return True
 
     def disarm(self, vrids: Iterable[int] | None = None) -> None:
-        """Stop absorbing for ``vrids`` (all if None); :meth:`collect` still counts what came."""
+        """Stop absorbing and watching ``vrids`` (all if None); :meth:`collect` still counts
+        what came."""
         for vrid in list(self._armed_with) if vrids is None else vrids:
             if self._armed_with.pop(vrid, None) is not None:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
+            self.watch(vrid, 0)
 
-    def collect(self) -> list[tuple[int, int, int, int]]:
-        """``(vrid, count, first_ns, last_ns)`` for each VRID whose advert was absorbed since
-        last time: how many, and the receive times of the first and the last of them.
+    def watch(self, vrid: int, nanoseconds: int) -> None:
+        """Have each repeat of ``vrid`` restart its kernel timer for ``nanoseconds`` (0: none).
 
-        ``first_ns`` is 0 when unknown (a repeat counted while the previous call read it).
+        When a timer runs out, :attr:`expiry_fd` turns readable and :meth:`collect` reports
+        it. Without a watchdog (:attr:`watches` False) this does nothing.
         """
-        memory, seen = self._memory, self._seen
+        if self._ring is None or not 0 <= vrid < _ENTRIES:
+            return
+        if self._watch_ns.get(vrid, 0) == nanoseconds:
+            return
+        at = vrid * _VALUE_SIZE
+        _u64.pack_into(self._memory, at + _WATCH_NS, nanoseconds)
+        self._watch_ns[vrid] = nanoseconds
+        self._watched_from[vrid] = _u64.unpack_from(self._memory, at + _COUNT)[0]
+        self._timed.discard(vrid)
+        # A timer already running keeps its old interval until the next repeat restarts it
+        # (or runs out: a stale expiry is told apart by the caller's own deadline).
+
+    def watching(self, vrid: int) -> bool:
+        """Whether ``vrid``'s kernel timer has run, with the current interval and advert,
+        since the last repeat :meth:`collect` returned (and still runs: it did not run out)."""
+        return vrid in self._timed
+
+    def collect(self) -> tuple[list[Repeats], list[int]]:
+        """What the kernel absorbed since the last call, and the VRIDs whose timer ran out.
+
+        The repeats come per VRID; where a timer ran out in between, in two stretches: those
+        before (their last is the one the silence followed) and those after (untimed, their
+        first receive time unknown).
+        """
+        memory, seen, timed = self._memory, self._seen, self._timed
+        expired: dict[int, tuple[int, int]] = {}
+        if self._ring is not None:
+            for record in self._ring.read(_EXPIRY.size):
+                vrid, count_then, last_then = _EXPIRY.unpack(record)
+                if vrid not in expired:
+                    expired[vrid] = (count_then, last_then)
         found = []
         for vrid, before in seen.items():
             at = vrid * _VALUE_SIZE
             count = _u64.unpack_from(memory, at)[0]
-            if count != before:
-                seen[vrid] = count
-                first = _u64.unpack_from(memory, at + _FIRST_NS)[0]
-                _u64.pack_into(memory, at + _FIRST_NS, 0)
-                last = _u64.unpack_from(memory, at + _LAST_NS)[0]
-                found.append((vrid, count - before, first, last))
-        return found
+            silence = expired.get(vrid)
+            if count == before and silence is None:
+                continue
+            seen[vrid] = count
+            first = _u64.unpack_from(memory, at + _FIRST_NS)[0]
+            _u64.pack_into(memory, at + _FIRST_NS, 0)
+            last = _u64.unpack_from(memory, at + _LAST_NS)[0]
+            if silence is None:
+                found.append(Repeats(vrid, count - before, first, last, vrid in timed))
+            else:
+                count_then, last_then = silence
+                if count_then > before:
+                    found.append(
+                        Repeats(vrid, count_then - before, first, last_then, vrid in timed)
+                    )
+                    first = 0
+                after = max(count_then, before)
+                if count > after:
+                    found.append(Repeats(vrid, count - after, first, last, False))
+                timed.discard(vrid)
+                # The next repeat restarts the timer; count from the silence on.
+                self._watched_from[vrid] = after
+        for vrid, nanoseconds in self._watch_ns.items():
+            # Two repeats since the interval was set (or the timer last stopped): the first
+            # may have been counted by a filter that read the interval before this process's
+            # write of it reached that CPU; the second restarted the timer for certain.
+            if (
+                nanoseconds
+                and vrid not in timed
+                and vrid not in expired
+                and vrid in self._armed_with
+                and seen.get(vrid, 0) >= self._watched_from.get(vrid, 0) + 2
+            ):
+                timed.add(vrid)
+        return found, list(expired)
 
     def close(self) -> None:
-        """Release the program and its map."""
+        """Release the program and its maps."""
         self._memory.close()
+        if self._ring is not None:
+            self._ring.close()
         for fd in self._fds:
             os.close(fd)

@@ -58,7 +58,9 @@ class ReceivedPacket:
     IPv4 TTL or the IPv6 hop limit. ``timestamp`` is when the kernel received it, on
     CLOCK_MONOTONIC (``time.monotonic()``), if the transport knows. ``repeats`` > 1: it
     stands for that many identical packets (the kernel counted them), the last of which
-    arrived at ``timestamp``.
+    arrived at ``timestamp``. ``timed``: the transport vouches that no gap among them, nor
+    since the packet of this VRID handed over before them, reached the receiver's down
+    interval (the kernel timed it), so no down timer can have run out before this packet.
     """
 
     data: bytes
@@ -68,6 +70,7 @@ class ReceivedPacket:
     ifindex: int
     timestamp: float | None = attrs.field(default=None, eq=False)
     repeats: int = attrs.field(default=1, eq=False)
+    timed: bool = attrs.field(default=False, eq=False)
 
 
 @attrs.frozen

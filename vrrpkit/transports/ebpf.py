@@ -1,10 +1,10 @@
-"""Just enough of the ``bpf()`` system call to load socket filters that use maps.
+"""Just enough of the ``bpf()`` system call to load socket filters with maps and timers.
 
 No compiler and no libbpf: programs are assembled here instruction by instruction
-(:func:`insn` and the opcode constants) and their maps created. Every failure is an
-:class:`OSError` from the kernel (``EPERM`` without ``CAP_BPF``, ``EINVAL`` from the
-verifier, whose log is written to the debug log), so a caller can fall back to doing
-without.
+(:func:`insn` and the opcode constants), their maps created and the type information the
+kernel asks for (BTF) built byte by byte. Every failure is an :class:`OSError` from the
+kernel (``EPERM`` without ``CAP_BPF``, ``EINVAL`` from the verifier, whose log is written to
+the debug log), so a caller can fall back to doing without.
 """
 
 from __future__ import annotations
@@ -12,28 +12,38 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import os
 import socket
 import struct
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["BpfLoader", "attach_to_socket", "insn", "supported"]
+__all__ = [
+    "BpfLoader",
+    "BtfBuilder",
+    "RingBuffer",
+    "attach_to_socket",
+    "insn",
+    "supported",
+]
 
 logger = logging.getLogger(__name__)
 
 _NR_BPF = {"x86_64": 321}  # the only architecture this was run on
 
 # Commands, map and program types, flags (linux/bpf.h).
-_BPF_MAP_CREATE, _BPF_PROG_LOAD = 0, 5
-MAP_ARRAY = 2
+_BPF_MAP_CREATE, _BPF_PROG_LOAD, _BPF_BTF_LOAD = 0, 5, 18
+MAP_ARRAY, MAP_RINGBUF = 2, 27
 F_MMAPABLE = 1 << 10
 _PROG_SOCKET_FILTER = 1
 _SO_ATTACH_BPF = 50
 
 # Helper functions.
-MAP_LOOKUP_ELEM, KTIME_GET_NS, SKB_LOAD_BYTES_RELATIVE = 1, 5, 68
+MAP_LOOKUP_ELEM, KTIME_GET_NS, SKB_LOAD_BYTES_RELATIVE, RINGBUF_OUTPUT = 1, 5, 68, 130
+TIMER_INIT, TIMER_SET_CALLBACK, TIMER_START = 169, 170, 171
 HDR_START_NET = 1  # bpf_skb_load_bytes_relative: offsets from the network header
+CLOCK_MONOTONIC = 1
 
 # Opcodes (linux/bpf_common.h, linux/bpf.h) and registers.
 LDX_B, LDX_H, LDX_W, LDX_DW = 0x71, 0x69, 0x61, 0x79
@@ -42,8 +52,14 @@ ATOMIC_ADD_DW = 0xDB
 MOV_K, MOV_X, ADD_K = 0xB7, 0xBF, 0x07
 JEQ_K, JNE_K, JNE_X, JGT_K, JLT_K = 0x15, 0x55, 0x5D, 0x25, 0xA5
 CALL, EXIT, LD_IMM64 = 0x85, 0x95, 0x18
-PSEUDO_MAP_FD = 1  # LD_IMM64's source register: the immediate is a map's descriptor
+PSEUDO_MAP_FD, PSEUDO_FUNC = 1, 4  # LD_IMM64's source register: what the immediate means
 FP = 10  # the frame pointer
+
+# BTF kinds (linux/btf.h).
+BTF_INT, BTF_PTR, BTF_STRUCT, BTF_FUNC, BTF_FUNC_PROTO = 1, 2, 4, 12, 13
+
+_u64 = struct.Struct("<Q")
+_u32 = struct.Struct("<I")
 
 
 def supported() -> bool:
@@ -54,6 +70,34 @@ def supported() -> bool:
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
     """One 8-byte eBPF instruction."""
     return struct.pack("<BBhi", code, dst | (src << 4), off, imm)
+
+
+class BtfBuilder:
+    """BPF Type Format: the types, in order (ids from 1), and the names they refer to."""
+
+    def __init__(self) -> None:
+        self._types: list[bytes] = []
+        self._strings = bytearray(b"\0")
+
+    def name(self, text: str) -> int:
+        """The offset of ``text`` in the string section (added)."""
+        self._strings.extend(text.encode() + b"\0")
+        return len(self._strings) - len(text) - 1
+
+    def add(self, name: str, kind: int, vlen: int, size_or_type: int, *extra: int) -> int:
+        """Add a type (``extra``: the u32 words after ``struct btf_type``); its id."""
+        name_off = self.name(name) if name else 0
+        info = (kind << 24) | vlen
+        self._types.append(struct.pack(f"<III{len(extra)}I", name_off, info, size_or_type, *extra))
+        return len(self._types)
+
+    def blob(self) -> bytes:
+        """The BTF object: header, types, strings."""
+        types = b"".join(self._types)
+        header = struct.pack(
+            "<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(self._strings)
+        )
+        return header + types + bytes(self._strings)
 
 
 class _MapCreate(ctypes.Structure):
@@ -96,6 +140,17 @@ class _ProgLoad(ctypes.Structure):
     ]
 
 
+class _BtfLoad(ctypes.Structure):
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_log_buf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("btf_log_size", ctypes.c_uint32),
+        ("btf_log_level", ctypes.c_uint32),
+        ("pad", ctypes.c_uint8 * 100),
+    ]
+
+
 class BpfLoader:
     """``bpf()`` calls through libc; :meth:`close_all` closes every descriptor they opened."""
 
@@ -119,10 +174,22 @@ class BpfLoader:
         """A new map (``more``: map_flags, btf_fd, btf_key_type_id, ...); its descriptor."""
         return self._call(_BPF_MAP_CREATE, _MapCreate(kind, key, value, entries, **more))
 
-    def load_socket_filter(self, code: bytes, license_: bytes) -> int:
-        """Load a socket filter program; its descriptor."""
+    def load_btf(self, blob: bytes) -> int:
+        """Load type information (see :class:`BtfBuilder`); its descriptor."""
+        buffer = ctypes.create_string_buffer(blob, len(blob))
+        return self._call(_BPF_BTF_LOAD, _BtfLoad(btf=ctypes.addressof(buffer), btf_size=len(blob)))
+
+    def load_socket_filter(
+        self, code: bytes, license_: bytes, *, func_info: bytes = b"", btf_fd: int = 0
+    ) -> int:
+        """Load a socket filter program; its descriptor.
+
+        ``func_info``: ``(instruction, BTF function type)`` pairs of u32, one per function,
+        needed by programs with callbacks.
+        """
         buffer = ctypes.create_string_buffer(code, len(code))
         license_buffer = ctypes.create_string_buffer(license_)
+        info = ctypes.create_string_buffer(func_info, max(len(func_info), 1))
         attr = _ProgLoad(
             prog_type=_PROG_SOCKET_FILTER,
             insn_cnt=len(code) // 8,
@@ -130,6 +197,9 @@ class BpfLoader:
             license=ctypes.addressof(license_buffer),
             prog_name=b"vrrpkit",
         )
+        if func_info:
+            attr.prog_btf_fd, attr.func_info_rec_size = btf_fd, 8
+            attr.func_info, attr.func_info_cnt = ctypes.addressof(info), len(func_info) // 8
         try:
             return self._call(_BPF_PROG_LOAD, attr)
         except OSError as exc:
@@ -145,6 +215,49 @@ class BpfLoader:
         """Close every descriptor opened so far except ``keep``."""
         for fd in set(self._fds) - set(keep):
             os.close(fd)
+
+
+class RingBuffer:
+    """The reading end of a ``BPF_MAP_TYPE_RINGBUF`` map.
+
+    Its descriptor is readable while records wait (epoll). Reading maps the consumer page
+    (written to tell the kernel what was read) and the records, mapped twice in a row by
+    the kernel so that none wraps.
+    """
+
+    def __init__(self, fd: int, size: int) -> None:
+        page = mmap.PAGESIZE
+        self.fd = fd
+        self._size = size
+        self._consumer = mmap.mmap(fd, page)
+        try:
+            self._producer = mmap.mmap(fd, page + 2 * size, prot=mmap.PROT_READ, offset=page)
+        except OSError:
+            self._consumer.close()
+            raise
+
+    def read(self, size: int) -> list[bytes]:
+        """The records of ``size`` bytes written since the last call (others are skipped)."""
+        busy, discarded, length_mask = 1 << 31, 1 << 30, (1 << 30) - 1
+        consumer, producer = self._consumer, self._producer
+        position = _u64.unpack_from(consumer, 0)[0]
+        end = _u64.unpack_from(producer, 0)[0]
+        found = []
+        while position < end:
+            at = mmap.PAGESIZE + (position & (self._size - 1))
+            length = _u32.unpack_from(producer, at)[0]
+            if length & busy:
+                break  # still being written
+            if not length & discarded and (length & length_mask) == size:
+                found.append(producer[at + 8 : at + 8 + size])
+            position += (8 + (length & length_mask) + 7) & ~7  # header + data, 8-aligned
+        _u64.pack_into(consumer, 0, position)
+        return found
+
+    def close(self) -> None:
+        """Unmap (the descriptor is the caller's)."""
+        self._consumer.close()
+        self._producer.close()
 
 
 def attach_to_socket(sock_fd: int, prog_fd: int) -> None:

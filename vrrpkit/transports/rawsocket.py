@@ -24,7 +24,8 @@ wait in a large receive buffer until :meth:`RawAdvertSocket.poll`. Each packet c
 kernel receive time, so handling it late changes no timer. Where the process may load eBPF
 programs, a lazy socket's master adverts that repeat the last one read do not even wait
 there: the kernel counts them (:mod:`vrrpkit.transports.absorber`) and :meth:`poll` hands
-them over rebuilt.
+them over rebuilt. Where it also has eBPF timers, the kernel can time a master's silence
+(:meth:`RawAdvertSocket.watch_silence`): the backup then needs no alarm of its own.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -120,9 +121,18 @@ def _primary_address(ifindex: int, ip_version: int) -> IPAddress:
 
 
 _new = object.__new__
-_set_data, _set_src, _set_dst, _set_ttl, _set_ifindex, _set_timestamp, _set_repeats = (
+(
+    _set_data,
+    _set_src,
+    _set_dst,
+    _set_ttl,
+    _set_ifindex,
+    _set_timestamp,
+    _set_repeats,
+    _set_timed,
+) = (
     ReceivedPacket.__dict__[name].__set__
-    for name in ("data", "src", "dst", "ttl", "ifindex", "timestamp", "repeats")
+    for name in ("data", "src", "dst", "ttl", "ifindex", "timestamp", "repeats", "timed")
 )
 
 
@@ -134,6 +144,7 @@ def _received(
     ifindex: int,
     stamp: float | None,
     repeats: int = 1,
+    timed: bool = False,
 ) -> ReceivedPacket:
     """ReceivedPacket(...) from values already checked, at half the cost of its __init__.
 
@@ -148,6 +159,7 @@ def _received(
     _set_ifindex(packet, ifindex)
     _set_timestamp(packet, stamp)
     _set_repeats(packet, repeats)
+    _set_timed(packet, timed)
     return packet
 
 
@@ -178,6 +190,11 @@ class RawAdvertSocket(AsyncResource):
         # Per VRID, the packet the absorber is armed with: its repeats are rebuilt from it.
         self._templates: dict[int, ReceivedPacket] = {}
         self._leftovers = False
+        # Per VRID: when its armed advert last came (read or absorbed), and whom to wake
+        # when the kernel reports its silence (watch_silence).
+        self._last_arrival: dict[int, float] = {}
+        self._wakes: dict[int, Callable[[], None]] = {}
+        self._expiry_watch: ReadableWatch | None = None
         self._lazy = False
         self._handler: PacketHandler | None = None
         self._polling = False
@@ -398,7 +415,7 @@ class RawAdvertSocket(AsyncResource):
             raise anyio.BusyResourceError("receiving from")
         self._handler = handler
         self._watch = ReadableWatch(self._sock.fileno(), self._readable, name=self._ifname)
-        if self._lazy:
+        if self._lazy and not self._watchdog:
             self._watch.pause()
         try:
             if self._urgent is None:
@@ -407,12 +424,21 @@ class RawAdvertSocket(AsyncResource):
                 self._urgent_watch = ReadableWatch(
                     self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
                 )
+                expiries = None if self._absorber is None else self._absorber.expiry_fd
+                if expiries is not None:
+                    self._expiry_watch = ReadableWatch(
+                        expiries, self._silence_reported, name=f"{self._ifname} silence"
+                    )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._urgent_watch.run)
+                    if self._expiry_watch is not None:
+                        tg.start_soon(self._expiry_watch.run)
                     await self._watch.run()
                     self._urgent_watch.stop()
+                    if self._expiry_watch is not None:
+                        self._expiry_watch.stop()
         finally:
-            self._watch = self._urgent_watch = None
+            self._watch = self._urgent_watch = self._expiry_watch = None
             self._handler = None
 
     def _readable(self, rounds: int = 4, *, at_once: bool = False) -> None:
@@ -430,8 +456,7 @@ class RawAdvertSocket(AsyncResource):
             # The kernel's count comes first in every reading, the priority-0 wake-up's too:
             # a resignation handled before the repeats that preceded it would be undone by
             # them (each pushes the down timer a Master_Down_Interval later).
-            repeats = self._repeats() if absorbing or self._leftovers else []
-            absorbing = absorbing and at_once
+            repeats, silent = self._repeats() if absorbing or self._leftovers else ([], [])
             for _ in range(rounds):
                 batch = self._drain()
                 if not batch:
@@ -453,14 +478,18 @@ class RawAdvertSocket(AsyncResource):
                 handler(gathered)
         finally:
             self._polling = False
+        if silent:
+            self._wake(silent)
 
-    def _repeats(self) -> builtins.list[ReceivedPacket]:
-        """The adverts the kernel absorbed since last time, rebuilt (see absorber.py)."""
+    def _repeats(self) -> tuple[builtins.list[ReceivedPacket], builtins.list[int]]:
+        """The adverts the kernel absorbed since last time, rebuilt (see absorber.py), and
+        the VRIDs whose kernel timer reported a silence since."""
         self._leftovers = False
         assert self._absorber is not None
         found: builtins.list[ReceivedPacket] = []
-        templates = self._templates
-        for vrid, count, first_ns, last_ns in self._absorber.collect():
+        templates, arrivals = self._templates, self._last_arrival
+        stretches, silent = self._absorber.collect()
+        for vrid, count, first_ns, last_ns, timed in stretches:
             template = templates.get(vrid)
             if template is None:
                 continue
@@ -471,22 +500,27 @@ class RawAdvertSocket(AsyncResource):
                 template.ttl,
                 template.ifindex,
             )
-            # The first and the last at their receive times, the last standing for all but
-            # the first: however long since the last reading, and whether or not an instance
-            # reads this VRID, that is two objects. (The first starts a preemption delay.)
-            if count > 1 and 0 < first_ns < last_ns:
+            last = arrivals[vrid] = last_ns / 1e9
+            # Untimed, the first and the last at their receive times, the last standing for
+            # all but the first: however long since the last reading, and whether or not an
+            # instance reads this VRID, that is two objects. (The first starts a preemption
+            # delay.) Timed by the kernel, they go up as one: no timer ran out among them.
+            if not timed and count > 1 and 0 < first_ns < last_ns:
                 found.append(_received(data, src, dst, ttl, ifindex, first_ns / 1e9))
                 count -= 1
-            found.append(_received(data, src, dst, ttl, ifindex, last_ns / 1e9, count))
-        return found
+            found.append(_received(data, src, dst, ttl, ifindex, last, count, timed))
+        return found, silent
 
     def _arm(self, packets: builtins.list[ReceivedPacket]) -> None:
         """Let the kernel absorb the repeats of the last advert read of each VRID."""
         assert self._absorber is not None
         latest = {packet.data[1]: packet for packet in packets if len(packet.data) >= 8}
         arm, templates = self._absorber.arm, self._templates
+        arrivals = self._last_arrival
         for vrid, packet in latest.items():
             data = packet.data
+            if packet.timestamp is not None:
+                arrivals[vrid] = packet.timestamp
             length = len(data) + (20 if packet.src.version == 4 else 0)
             # An IPv4 header with options would be longer: such packets are passed, never armed.
             if arm(
@@ -498,6 +532,56 @@ class RawAdvertSocket(AsyncResource):
                 payload=data,
             ):
                 templates[vrid] = packet
+
+    @property
+    def _watchdog(self) -> bool:
+        return self._absorber is not None and self._absorber.watches
+
+    def watch_silence(
+        self,
+        vrid: int,
+        deadline: float | None,
+        interval: float | None,
+        wake: Callable[[], None],
+    ) -> bool:
+        """Let the kernel time ``vrid``'s silence for a lazy backup; True if the caller may
+        drop its own alarm for ``deadline``.
+
+        ``interval``: how far each repeat of the advert this socket last read for ``vrid``
+        pushes the caller's down timer (due at ``deadline``); None stops the watch. The kernel
+        restarts a timer at each repeat it absorbs and, when one runs out, the socket hands
+        over what came and then calls ``wake()``. False: no watchdog here, not lazy, the
+        deadline does not follow that advert's last arrival, or the kernel's timer has not
+        been seen running yet (the caller keeps its alarm and asks again after it rings).
+        """
+        absorber = self._absorber
+        if absorber is None or not absorber.watches:
+            return False
+        if interval is None or deadline is None or not self._lazy:
+            absorber.watch(vrid, 0)
+            self._wakes.pop(vrid, None)
+            return False
+        self._wakes[vrid] = wake
+        absorber.watch(vrid, max(1, round(interval * 1e9)))
+        last = self._last_arrival.get(vrid)
+        return (
+            last is not None and abs(last + interval - deadline) <= 1e-6 and absorber.watching(vrid)
+        )
+
+    def _silence_reported(self) -> None:
+        # The ring buffer is read with the repeats, in a reading like poll()'s (which wakes
+        # the silent VRIDs' instances after handing over what came before the silence).
+        self._leftovers = True
+        self._readable(rounds=16, at_once=True)
+
+    def _wake(self, vrids: builtins.list[int]) -> None:
+        for vrid in vrids:
+            wake = self._wakes.get(vrid)
+            if wake is not None:
+                try:
+                    wake()
+                except Exception:
+                    logger.exception("%s: VRID %d: handling silence failed", self._ifname, vrid)
 
     def _urgent_readable(self) -> None:
         # Only a wake-up call: the packet itself is read, in order, from the main socket.
@@ -519,8 +603,10 @@ class RawAdvertSocket(AsyncResource):
         """Wake the handler only for priority-0 adverts (``True``) or for every packet.
 
         While lazy, the other packets wait in the kernel until :meth:`poll` is called (a
-        backup polls when its timer is due: every packet has its receive time). Returns
-        whether the socket is now lazy: False if it cannot filter (no second socket).
+        backup polls when its timer is due: every packet has its receive time), except with
+        the kernel's watchdog (see :meth:`watch_silence`): then only repeats wait, counted,
+        and any other packet is handed over as it comes. Returns whether the socket is now
+        lazy: False if it cannot filter (no second socket).
         """
         lazy = lazy and self._urgent is not None
         if lazy != self._lazy:
@@ -529,9 +615,13 @@ class RawAdvertSocket(AsyncResource):
                 # Read eagerly, every packet must come through the socket at once. What was
                 # absorbed until now comes first, with the next packets read.
                 self._absorber.disarm()
+                # Timers already running still report their silence, and their instances
+                # are woken then: one that counted on the kernel has no alarm of its own.
                 self._leftovers = True
             watch = self._watch
-            if watch is not None:
+            # With the kernel timing silences, a lazy socket is still read as packets come:
+            # only repeats are absorbed, and what differs must not wait for a timer.
+            if watch is not None and not self._watchdog:
                 if lazy:
                     watch.pause()
                 else:
@@ -642,6 +732,8 @@ class RawAdvertSocket(AsyncResource):
             self._watch.stop()
         if self._urgent_watch is not None:
             self._urgent_watch.stop()
+        if self._expiry_watch is not None:
+            self._expiry_watch.stop()
         if self._urgent is not None:
             self._urgent.close()
         if self._absorber is not None:
