@@ -447,3 +447,55 @@ async def test_backups_sharing_a_hub_socket_take_over_from_silent_masters_and_ha
         await eventually(lambda: all(i.state is State.MASTER for i in masters))
         await eventually(lambda: all(b.state is State.BACKUP for b in backups))
         await eventually(lambda: not any(holds(h2, f"198.51.100.{v}") for v in (1, 2, 3)))
+
+
+# -- the kernel timing a master's silence (eBPF timers, root) ---------------------------------
+
+
+async def test_a_backup_behind_a_steady_master_lets_the_kernel_time_its_silence(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: b.status()["receive_mode"] == "kernel-timed")
+        received = b.counters.advert_rcvd
+        await anyio.sleep(FAST * 5)
+        assert b.counters.advert_rcvd >= received + 3  # counted by the kernel, caught up
+        assert b.state is State.BACKUP
+        assert a.status()["receive_mode"] == "eager"
+
+
+async def test_the_kernel_timed_silence_of_a_crashed_master_hands_over(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    changes: list[str] = []
+    b.on_master(lambda change: changes.append(change.reason))
+    async with cluster(a, b):
+        await eventually(lambda: b.status()["receive_mode"] == "kernel-timed")
+        lab.set_port(h1, False)  # the master falls silent without resigning
+        await eventually(lambda: changes == ["master_down_timer"] and holds(h2, VIP4))
+
+
+async def test_a_backup_waiting_out_a_preemption_delay_keeps_its_own_alarm(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 100), node(h2, "b", 200, preempt_delay=30.0)
+    async with cluster(a):
+        await eventually(lambda: a.state is State.MASTER)
+        async with cluster(b):
+            await eventually(lambda: b.counters.advert_rcvd >= 3)
+            await anyio.sleep(FAST * 5)
+            assert b.state is State.BACKUP and b.status()["receive_mode"] == "lazy"
+
+
+async def test_without_kernel_timers_a_backup_reads_lazily_on_its_alarm(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vrrpkit.transports import absorber
+
+    monkeypatch.setattr(absorber, "_btf", lambda: (b"not btf", 1, 3, 7, 9))
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: b.counters.advert_rcvd >= 5)
+        assert b.status()["receive_mode"] == "lazy"

@@ -234,6 +234,7 @@ class Instance(StateCallbacks, Hosted):
         self._poll: Callable[[], None] | None = None
         # While lazy, the socket may let the kernel time a master's silence (no alarm then).
         self._watch_silence: _SilenceWatch | None = None
+        self._kernel_timed = False  # the socket said yes: no alarm of our own now
         # VIP removals queued or under way: an addition may not overtake one of them.
         self._removals_pending = 0
         self._effects_scope: anyio.CancelScope | None = None
@@ -340,12 +341,20 @@ class Instance(StateCallbacks, Hosted):
                 for t in cfg.trackers
             },
             "last_transition": self._last_transition,
+            "receive_mode": self._receive_mode(),
             "counters": router.counters.as_dict(),
             "callback_errors": self._callbacks.errors,
             "callback_timeouts": self._callbacks.timeouts,
             "notify_failures": self._notify_failures,
             "transport_failures": self._transport_failures,
         }
+
+    def _receive_mode(self) -> str:
+        if self._poll is None:
+            return "eager"  # every advert handled as it comes
+        # "lazy": read when the down timer is due; "kernel-timed": the kernel times the
+        # master's silence and wakes us only when it lasts (docs/instance.md).
+        return "kernel-timed" if self._kernel_timed else "lazy"
 
     # -- callbacks and events --------------------------------------------------------------
 
@@ -727,11 +736,14 @@ class Instance(StateCallbacks, Hosted):
             # them it can also time the silence, and wake us only when the master stops (or
             # something else comes). No alarm, no wake-up per Master_Down_Interval.
             interval = router.repeat_down_interval()
-            if watch(router.config.vrid, deadline, interval, self._on_alarm):
+            self._kernel_timed = watch(router.config.vrid, deadline, interval, self._on_alarm)
+            if self._kernel_timed:
                 if self._armed is not None and self._alarm is not None:
                     self._armed = None
                     self._alarm.set(None)
                 return
+        else:
+            self._kernel_timed = False
         if deadline is None:
             return
         armed = self._armed
