@@ -59,7 +59,9 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
 _FIRST_NS = _PAYLOAD + CAPACITY
 # The silence after which the VRID's kernel timer reports it, restarted by each repeat (0: none).
 _WATCH_NS = _FIRST_NS + 8
-_VALUE_SIZE = _WATCH_NS + 8
+# Set by the filter once it has initialised the VRID's timer and given it its callback.
+_TIMER_READY = _WATCH_NS + 8
+_VALUE_SIZE = _TIMER_READY + 8
 _ENTRIES = 256
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
@@ -184,7 +186,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     code.append(E.insn(E.MOV_K, 1, imm=1))
     # Counted before the watch interval is read: see RepeatAbsorber.watching.
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
-    callback_at = -1
+    callback_at = restart_at = -1
     if watch is not None:
         code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
         jump("drop", E.JEQ_K, 2, imm=0)
@@ -194,6 +196,8 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
         jump("drop", E.JEQ_K, 0, imm=0)
         code.append(E.insn(E.MOV_X, 8, 0))  # r8 = this VRID's timer
+        code.append(E.insn(E.LDX_W, 1, 7, off=_TIMER_READY))
+        jump("start", E.JNE_K, 1, imm=0)  # set up once: the repeats pay only the restart
         code.append(E.insn(E.MOV_X, 1, 8))
         load_map(2, watch.timers_fd)
         code.append(E.insn(E.MOV_K, 3, imm=E.CLOCK_MONOTONIC))
@@ -203,11 +207,15 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(b"")  # the callback's address, set below
         code.append(E.insn(0))
         code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
+        code.append(E.insn(E.ST_W, 7, off=_TIMER_READY, imm=1))
+        restart_at = len(code)
         code.append(E.insn(E.MOV_X, 1, 8))
         code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
         code.append(E.insn(E.MOV_K, 3, imm=0))
         code.append(E.insn(E.CALL, imm=E.TIMER_START))
     labels = {"drop": len(code)}
+    if watch is not None:
+        labels["start"] = restart_at
     code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
     code.append(E.insn(E.EXIT))
     labels["pass"] = len(code)
