@@ -493,7 +493,8 @@ async def watched_receiver(
     """A lazy receiver on h2 with the kernel timing VRID 51's silence, confirmed running.
 
     Yields the sender on h1, the receiver, and what happened in order: each batch handed
-    over, and ``"wake"`` for each silence reported.
+    over, and ``"wake"`` for each silence reported. Once the test adds ``"break"``, the
+    handler raises after recording each batch (a bug in it).
     """
     h1, h2 = lab.hosts
     events: list[Any] = []
@@ -502,12 +503,17 @@ async def watched_receiver(
     def wake() -> None:
         events.append("wake")
 
+    def record(batch: list[ReceivedPacket]) -> None:
+        events.append(batch)
+        if "break" in events:
+            raise RuntimeError("a bug in the handler")
+
     async with (
         opened(h1, ip_version) as sender,
         opened(h2, ip_version) as receiver,
         anyio.create_task_group() as tg,
     ):
-        tg.start_soon(receiver.deliver, events.append)
+        tg.start_soon(receiver.deliver, record)
         assert receiver.set_lazy(True)
         await sender.send(data, group)
         await until(lambda: len(events) == 1)  # not a repeat: handed over at once
@@ -677,6 +683,63 @@ async def test_turning_eager_still_wakes_a_caller_that_counted_on_the_kernel(
         receiver.set_lazy(False)
         await until(lambda: "wake" in events)
         assert not receiver.watch_silence(51, 1.0, SILENCE, lambda: None)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_repeats_timed_before_the_socket_turned_eager_stay_timed(
+    lab: Lab, ip_version: int
+) -> None:
+    # Another instance on a shared socket became MASTER before these were handed over:
+    # they spanned more than the interval, but the kernel timed every gap.
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        for _ in range(5):
+            await sender.send(advert(vip), group)
+            await anyio.sleep(SILENCE / 3)
+        receiver.set_lazy(False)
+        await sender.send(advert(vip, priority=160), group)
+        await until(lambda: len(events) == 1)
+    assert shape(events[0]) == [(150, 5, True), (160, 1, False)]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_silence_report_the_ring_buffer_had_no_room_for_leaves_nothing_timed(
+    lab: Lab, ip_version: int
+) -> None:
+    import time
+
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        receiver.watch_silence(51, 0.0, 0.001, lambda: events.append("wake"))
+        # The event loop stands still while the timer runs out 1500 times (the ring holds
+        # 1024 reports): some are lost, so no stretch can be vouched for.
+        for _ in range(1500):
+            sender.send_nowait(data, group)
+            time.sleep(0.0015)
+        await until(lambda: "wake" in events)
+        receiver.poll()
+    batches = [event for event in events if event != "wake"]
+    assert sum(packet.repeats for batch in batches for packet in batch) == 1500
+    assert not any(packet.timed for batch in batches for packet in batch)
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_silence_wakes_even_when_handling_what_came_before_it_raises(
+    lab: Lab, ip_version: int
+) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, _, events):
+        events.append("break")
+        await sender.send(data, group)
+        await until(lambda: "wake" in events)
+    assert shape(events[1]) == [(150, 1, True)] and events[2] == "wake"
+
+
+async def test_a_closed_socket_watches_nothing_and_does_not_raise(lab: Lab) -> None:
+    async with opened(lab.hosts[1], 4) as sock:
+        pass
+    assert not sock.watch_silence(51, 1.0, SILENCE, lambda: None)
+    assert not sock.watch_silence(51, None, None, lambda: None)
 
 
 async def test_no_kernel_filter_with_vrrpkit_no_ebpf(

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 CAPACITY = 128
 
 _ACCEPT = 0x40000  # a socket filter's verdict: keep up to this many bytes (all)
-_RING_SIZE = 4096  # a page: room for 128 expiry records
+# Room for 1024 expiry records (4 per VRID); one that does not fit is counted as lost.
+_RING_SIZE = 32768
 
 # Map value layout, one per VRID: what the kernel writes, then the armed advert.
 _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
@@ -61,7 +62,9 @@ _FIRST_NS = _PAYLOAD + CAPACITY
 _WATCH_NS = _FIRST_NS + 8
 # Set by the filter once it has initialised the VRID's timer and given it its callback.
 _TIMER_READY = _WATCH_NS + 8
-_VALUE_SIZE = _TIMER_READY + 8
+# Expiry records the ring buffer had no room for (each a silence whose place is unknown).
+_LOST = _TIMER_READY + 8
+_VALUE_SIZE = _LOST + 8
 _ENTRIES = 256
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
@@ -188,8 +191,8 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
     callback_at = restart_at = -1
     if watch is not None:
-        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
-        jump("drop", E.JEQ_K, 2, imm=0)
+        code.append(E.insn(E.LDX_DW, 9, 7, off=_WATCH_NS))  # read once: r9 = the interval
+        jump("drop", E.JEQ_K, 9, imm=0)
         load_map(1, watch.timers_fd)
         code.append(E.insn(E.MOV_X, 2, E.FP))
         code.append(E.insn(E.ADD_K, 2, imm=_KEY))
@@ -210,7 +213,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.ST_W, 7, off=_TIMER_READY, imm=1))
         restart_at = len(code)
         code.append(E.insn(E.MOV_X, 1, 8))
-        code.append(E.insn(E.LDX_DW, 2, 7, off=_WATCH_NS))
+        code.append(E.insn(E.MOV_X, 2, 9))
         code.append(E.insn(E.MOV_K, 3, imm=0))
         code.append(E.insn(E.CALL, imm=E.TIMER_START))
     labels = {"drop": len(code)}
@@ -224,7 +227,8 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     start = 0
     if watch is not None:
         # The timer's callback, a static subprogram: R2 points to the VRID (the timers' key).
-        # It reports the VRID with its count and last receive time as they are now.
+        # It reports the VRID with its count and last receive time as they are now, or counts
+        # the report as lost when the ring buffer is full.
         start = len(code)
         code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=start - callback_at - 1)
         record = -_EXPIRY.size
@@ -233,6 +237,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.MOV_X, 2, 6))
         code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
         jump("done", E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.MOV_X, 7, 0))  # r7 = the VRID's entry
         code.append(E.insn(E.ST_DW, E.FP, off=record, imm=0))
         code.append(E.insn(E.LDX_W, 1, 6, off=0))
         code.append(E.insn(E.STX_W, E.FP, 1, off=record))
@@ -246,6 +251,9 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
         code.append(E.insn(E.MOV_K, 4, imm=0))
         code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+        jump("done", E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.MOV_K, 1, imm=1))
+        code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
         labels["done"] = len(code)
         code.append(E.insn(E.MOV_K, 0, imm=0))
         code.append(E.insn(E.EXIT))
@@ -303,6 +311,10 @@ class RepeatAbsorber:
         self._armed_with: dict[int, bytes] = {}
         self._watch_ns: dict[int, int] = {}
         self._watched_from: dict[int, int] = {}  # VRID -> count when its timer last stopped
+        self._lost: dict[int, int] = {}  # VRID -> expiry records lost, as last read
+        # Expiries read after a count they came later than: applied at the next collect.
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._closed = False
         # VRIDs whose timer has run since (at the latest) the last repeat collected.
         self._timed: set[int] = set()
 
@@ -391,11 +403,12 @@ class RepeatAbsorber:
         ``length`` is the IP header's length field as received (IPv4 total length, IPv6
         payload length: two bytes, network order), ``ttl`` the TTL or hop limit, ``src`` and
         ``dst`` the packed addresses, ``payload`` the VRRP message. An IPv4 packet with header
-        options must not be armed (the filter passes those). Call :meth:`collect` first: the
-        repeats of the advert armed before are not counted once another is armed. Another
-        advert than the one armed stops the VRID's timed stretch (see :meth:`watching`).
+        options must not be armed (the filter passes those). Call :meth:`collect` first: a
+        repeat of the advert armed before that the kernel counts meanwhile is reported with
+        the next ones (a real arrival, rather than none). Another advert than the one armed
+        stops the VRID's timed stretch (see :meth:`watching`).
         """
-        if not 8 <= len(payload) <= CAPACITY or not 0 <= vrid < _ENTRIES:
+        if self._closed or not 8 <= len(payload) <= CAPACITY or not 0 <= vrid < _ENTRIES:
             return False
         identity = length + bytes((ttl,)) + src + dst + payload
         if self._armed_with.get(vrid) == identity:
@@ -406,7 +419,8 @@ class RepeatAbsorber:
         memory[at + _ADDRESSES : at + _ADDRESSES + 32] = (src + dst).ljust(32, b"\0")
         memory[at + _PAYLOAD : at + _PAYLOAD + CAPACITY] = payload.ljust(CAPACITY, b"\0")
         _u32.pack_into(memory, at + _PLEN, len(payload))
-        count = self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
+        count = _u64.unpack_from(memory, at + _COUNT)[0]
+        self._seen.setdefault(vrid, count)
         self._watched_from[vrid] = count
         self._timed.discard(vrid)
         _u32.pack_into(memory, at + _ARMED, 1)
@@ -416,6 +430,8 @@ class RepeatAbsorber:
     def disarm(self, vrids: Iterable[int] | None = None) -> None:
         """Stop absorbing and watching ``vrids`` (all if None); :meth:`collect` still counts
         what came."""
+        if self._closed:
+            return
         for vrid in list(self._armed_with) if vrids is None else vrids:
             if self._armed_with.pop(vrid, None) is not None:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
@@ -427,7 +443,7 @@ class RepeatAbsorber:
         When a timer runs out, :attr:`expiry_fd` turns readable and :meth:`collect` reports
         it. Without a watchdog (:attr:`watches` False) this does nothing.
         """
-        if self._ring is None or not 0 <= vrid < _ENTRIES:
+        if self._ring is None or self._closed or not 0 <= vrid < _ENTRIES:
             return
         if self._watch_ns.get(vrid, 0) == nanoseconds:
             return
@@ -435,55 +451,86 @@ class RepeatAbsorber:
         _u64.pack_into(self._memory, at + _WATCH_NS, nanoseconds)
         self._watch_ns[vrid] = nanoseconds
         self._watched_from[vrid] = _u64.unpack_from(self._memory, at + _COUNT)[0]
-        self._timed.discard(vrid)
-        # A timer already running keeps its old interval until the next repeat restarts it
-        # (or runs out: a stale expiry is told apart by the caller's own deadline).
+        if nanoseconds:
+            # Another interval: the timer must be seen running with it first.
+            self._timed.discard(vrid)
+        # Stopped, the timer still runs out after the last restart (no repeat restarts it
+        # now): its expiry record marks where the stretch stops being timed. Until then,
+        # every repeat counted came before that expiry, within the interval of the one
+        # before, and the repeats counted until now (perhaps a long stretch, on a socket
+        # another instance turned eager) keep their due.
 
     def watching(self, vrid: int) -> bool:
         """Whether ``vrid``'s kernel timer has run, with the current interval and advert,
         since the last repeat :meth:`collect` returned (and still runs: it did not run out)."""
-        return vrid in self._timed
+        return vrid in self._timed and vrid not in self._pending
 
     def collect(self) -> tuple[list[Repeats], list[int]]:
         """What the kernel absorbed since the last call, and the VRIDs whose timer ran out.
 
-        The repeats come per VRID; where a timer ran out in between, in two stretches: those
+        The repeats come per VRID; where a timer ran out among them, in two stretches: those
         before (their last is the one the silence followed) and those after (untimed, their
-        first receive time unknown).
+        first receive time unknown). A report the ring buffer had no room for makes the
+        whole stretch untimed (a silence came, somewhere).
         """
-        memory, seen, timed = self._memory, self._seen, self._timed
-        expired: dict[int, tuple[int, int]] = {}
+        if self._closed:
+            return [], []
+        memory, seen, timed, lost_seen = self._memory, self._seen, self._timed, self._lost
+        # The counts are read before the expiries: an expiry read here may have come after
+        # a count was read, and then stops the timing of later repeats only.
+        counts = {vrid: _u64.unpack_from(memory, vrid * _VALUE_SIZE)[0] for vrid in seen}
+        expired, self._pending = self._pending, {}
         if self._ring is not None:
             for record in self._ring.read(_EXPIRY.size):
                 vrid, count_then, last_then = _EXPIRY.unpack(record)
-                if vrid not in expired:
-                    expired[vrid] = (count_then, last_then)
-        found = []
+                expired.setdefault(vrid, (count_then, last_then))
+        found: list[Repeats] = []
+        silent: list[int] = [vrid for vrid in expired if vrid not in seen]
+        watchdog = self._ring is not None
         for vrid, before in seen.items():
             at = vrid * _VALUE_SIZE
-            count = _u64.unpack_from(memory, at)[0]
+            count = counts[vrid]
             silence = expired.get(vrid)
-            if count == before and silence is None:
+            lost = False
+            if watchdog:
+                records_lost = _u64.unpack_from(memory, at + _LOST)[0]
+                if records_lost != lost_seen.get(vrid, 0):
+                    lost_seen[vrid] = records_lost
+                    lost = True
+            if silence is not None or lost:
+                silent.append(vrid)
+            elif count == before:
                 continue
             seen[vrid] = count
-            first = _u64.unpack_from(memory, at + _FIRST_NS)[0]
-            _u64.pack_into(memory, at + _FIRST_NS, 0)
-            last = _u64.unpack_from(memory, at + _LAST_NS)[0]
-            if silence is None:
-                found.append(Repeats(vrid, count - before, first, last, vrid in timed))
-            else:
-                count_then, last_then = silence
-                if count_then > before:
-                    found.append(
-                        Repeats(vrid, count_then - before, first, last_then, vrid in timed)
-                    )
-                    first = 0
-                after = max(count_then, before)
-                if count > after:
-                    found.append(Repeats(vrid, count - after, first, last, False))
+            first = last = 0
+            if count > before:
+                first = _u64.unpack_from(memory, at + _FIRST_NS)[0]
+                _u64.pack_into(memory, at + _FIRST_NS, 0)
+                last = _u64.unpack_from(memory, at + _LAST_NS)[0]
+            was_timed = vrid in timed
+            if lost:
+                if count > before:
+                    found.append(Repeats(vrid, count - before, first, last, False))
                 timed.discard(vrid)
-                # The next repeat restarts the timer; count from the silence on.
-                self._watched_from[vrid] = after
+                self._watched_from[vrid] = count
+                continue
+            if silence is None or silence[0] > count:
+                # No silence, or one after every repeat counted here (counted meanwhile).
+                if count > before:
+                    found.append(Repeats(vrid, count - before, first, last, was_timed))
+                if silence is not None:
+                    self._pending[vrid] = silence  # it splits the next stretch
+                continue
+            count_then, last_then = silence
+            if count_then > before:
+                found.append(Repeats(vrid, count_then - before, first, last_then, was_timed))
+                first = 0
+            after = max(count_then, before)
+            if count > after:
+                found.append(Repeats(vrid, count - after, first, last, False))
+            timed.discard(vrid)
+            # The next repeat restarts the timer; count from the silence on.
+            self._watched_from[vrid] = after
         for vrid, nanoseconds in self._watch_ns.items():
             # Two repeats since the interval was set (or the timer last stopped): the first
             # may have been counted by a filter that read the interval before this process's
@@ -496,10 +543,13 @@ class RepeatAbsorber:
                 and seen.get(vrid, 0) >= self._watched_from.get(vrid, 0) + 2
             ):
                 timed.add(vrid)
-        return found, list(expired)
+        return found, silent
 
     def close(self) -> None:
-        """Release the program and its maps."""
+        """Release the program and its maps (the other methods then do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._memory.close()
         if self._ring is not None:
             self._ring.close()

@@ -446,6 +446,7 @@ class RawAdvertSocket(AsyncResource):
         if handler is None or self._polling:
             return
         self._polling = True
+        silent: builtins.list[int] = []
         try:
             # Adverts of many instances arrive in bursts: read again after handling a batch
             # (what came meanwhile) before going back to the event loop, a few times at most
@@ -478,8 +479,10 @@ class RawAdvertSocket(AsyncResource):
                 handler(gathered)
         finally:
             self._polling = False
-        if silent:
-            self._wake(silent)
+            if silent:
+                # Even if handling raised: an instance told of its master's silence has no
+                # alarm of its own.
+                self._wake(silent)
 
     def _repeats(self) -> tuple[builtins.list[ReceivedPacket], builtins.list[int]]:
         """The adverts the kernel absorbed since last time, rebuilt (see absorber.py), and
@@ -738,6 +741,7 @@ class RawAdvertSocket(AsyncResource):
             self._urgent.close()
         if self._absorber is not None:
             self._absorber.close()
+            self._absorber = None  # watch_silence() from a late closer does nothing
         await close_socket(self._sock)
 
 
