@@ -568,9 +568,16 @@ class AddressEvent:
 
 
 class Observer:
-    """A thread recording the adverts a watching host sees and the hosts' address changes."""
+    """A thread recording the adverts a watching host sees and the hosts' address changes.
 
-    def __init__(self, watcher: Host, hosts: Sequence[Host]) -> None:
+    ``batch_every``: seconds to wait after each reading, so that the thread wakes a few
+    times a second instead of once per advert (the adverts keep their kernel receive times;
+    the address changes, stamped when read, would not: use it without ``hosts``). The
+    measurement then takes less of the CPU the measured processes run on.
+    """
+
+    def __init__(self, watcher: Host, hosts: Sequence[Host], *, batch_every: float = 0.0) -> None:
+        self._batch_every = batch_every
         self.adverts: list[Advert] = []
         self.addresses: list[AddressEvent] = []
         self._capture = run_in_netns(watcher.netns, lambda: _open_capture(watcher.ifname))
@@ -625,6 +632,8 @@ class Observer:
                     self._read_capture()
                 else:
                     self._read_netlink(by_fd[fd], self._netlink[fd])
+            if self._batch_every:
+                time.sleep(self._batch_every)
 
     def _read_capture(self) -> None:
         anc = socket.CMSG_SPACE(16)
