@@ -527,6 +527,7 @@ async def watched_receiver(
         assert receiver.watch_silence(51, last + SILENCE, SILENCE, wake)
         events.clear()
         yield sender, receiver, events
+        receiver.watch_silence(51, None, None, wake)  # closing would wake us too
         tg.cancel_scope.cancel()
 
 
@@ -619,7 +620,7 @@ async def test_a_silence_hands_over_what_came_before_it_then_wakes(
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])
-async def test_a_silence_is_reported_no_sooner_than_the_interval_after_the_last_repeat(
+async def test_a_silence_is_reported_no_sooner_than_a_millisecond_short_of_the_interval(
     lab: Lab, ip_version: int
 ) -> None:
     import time
@@ -636,7 +637,9 @@ async def test_a_silence_is_reported_no_sooner_than_the_interval_after_the_last_
             51, last + SILENCE, SILENCE, lambda: woken_at.append(time.monotonic())
         )
         await until(lambda: bool(woken_at))
-    assert woken_at[0] >= last + SILENCE
+    # The kernel's timer runs a margin short (its softirq may be late; the caller checks
+    # its own deadline when woken).
+    assert woken_at[0] >= last + SILENCE - 0.001
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])
@@ -733,6 +736,70 @@ async def test_a_silence_wakes_even_when_handling_what_came_before_it_raises(
         await sender.send(data, group)
         await until(lambda: "wake" in events)
     assert shape(events[1]) == [(150, 1, True)] and events[2] == "wake"
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_repeats_after_the_caller_stopped_the_watch_are_not_timed(
+    lab: Lab, ip_version: int
+) -> None:
+    # Its down timer changed (a preemption to come, say): the kernel's interval is not its own.
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        receiver.watch_silence(51, None, None, lambda: None)
+        for _ in range(2):
+            await sender.send(data, group)
+        await anyio.sleep(0.005)
+        receiver.poll()
+    assert [shape(batch) for batch in events] == [[(150, 1, False), (150, 1, False)]]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_closing_hands_over_what_the_kernel_counted_and_wakes_the_watchers(
+    lab: Lab, ip_version: int
+) -> None:
+    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    async with watched_receiver(lab, ip_version) as (sender, receiver, events):
+        for _ in range(3):
+            await sender.send(data, group)
+        await anyio.sleep(0.005)
+        await receiver.aclose()  # an interface that came back under a new index, say
+        assert [shape(event) if event != "wake" else event for event in events] == [
+            [(150, 3, True)],
+            "wake",
+        ]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_a_batch_that_turns_the_socket_eager_leaves_the_next_rounds_unarmed(
+    lab: Lab, ip_version: int
+) -> None:
+    # The first batch makes an instance MASTER; an advert of another VRID read in the next
+    # round must not be armed: the socket, eager now, would never hand its repeats over.
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    other = struct.pack("!BBBBHH", 0x31, 52, 150, 1, 100, 0) + vip.packed
+    h1, h2 = lab.hosts
+    batches: list[list[ReceivedPacket]] = []
+    async with (
+        opened(h1, ip_version) as sender,
+        opened(h2, ip_version) as receiver,
+        anyio.create_task_group() as tg,
+    ):
+
+        def handler(batch: list[ReceivedPacket]) -> None:
+            batches.append(batch)
+            if len(batches) == 1:
+                receiver.set_lazy(False)
+                sender.send_nowait(other, group)  # there for the next round
+
+        tg.start_soon(receiver.deliver, handler)
+        assert receiver.set_lazy(True)
+        await sender.send(advert(vip), group)
+        await until(lambda: len(batches) == 2)
+        for _ in range(2):
+            await sender.send(other, group)
+        await until(lambda: sum(map(len, batches)) == 4)
+        tg.cancel_scope.cancel()
+    assert [packet.data[1] for batch in batches for packet in batch] == [51, 52, 52, 52]
 
 
 async def test_a_closed_socket_watches_nothing_and_does_not_raise(lab: Lab) -> None:

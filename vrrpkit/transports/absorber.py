@@ -189,7 +189,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     code.append(E.insn(E.MOV_K, 1, imm=1))
     # Counted before the watch interval is read: see RepeatAbsorber.watching.
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
-    callback_at = restart_at = -1
+    callback_at = restart_at = failed_at = -1
     if watch is not None:
         code.append(E.insn(E.LDX_DW, 9, 7, off=_WATCH_NS))  # read once: r9 = the interval
         jump("drop", E.JEQ_K, 9, imm=0)
@@ -210,15 +210,23 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(b"")  # the callback's address, set below
         code.append(E.insn(0))
         code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
+        # Fails if the init did (no memory in softirq, say): ready only once both worked.
+        jump("failed", E.JNE_K, 0, imm=0)
         code.append(E.insn(E.ST_W, 7, off=_TIMER_READY, imm=1))
         restart_at = len(code)
         code.append(E.insn(E.MOV_X, 1, 8))
         code.append(E.insn(E.MOV_X, 2, 9))
         code.append(E.insn(E.MOV_K, 3, imm=0))
         code.append(E.insn(E.CALL, imm=E.TIMER_START))
+        jump("drop", E.JEQ_K, 0, imm=0)
+        # A repeat that restarted no timer: counted as a lost report, so that the process
+        # vouches for none of this stretch and keeps its own alarm.
+        failed_at = len(code)
+        code.append(E.insn(E.MOV_K, 1, imm=1))
+        code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
     labels = {"drop": len(code)}
     if watch is not None:
-        labels["start"] = restart_at
+        labels["start"], labels["failed"] = restart_at, failed_at
     code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
     code.append(E.insn(E.EXIT))
     labels["pass"] = len(code)
@@ -403,10 +411,10 @@ class RepeatAbsorber:
         ``length`` is the IP header's length field as received (IPv4 total length, IPv6
         payload length: two bytes, network order), ``ttl`` the TTL or hop limit, ``src`` and
         ``dst`` the packed addresses, ``payload`` the VRRP message. An IPv4 packet with header
-        options must not be armed (the filter passes those). Call :meth:`collect` first: a
-        repeat of the advert armed before that the kernel counts meanwhile is reported with
-        the next ones (a real arrival, rather than none). Another advert than the one armed
-        stops the VRID's timed stretch (see :meth:`watching`).
+        options must not be armed (the filter passes those). Call :meth:`collect` first: the
+        repeats of the advert armed before are not counted once another is armed (rebuilt
+        from the new one, they could stand for what its sender never sent). Another advert
+        than the one armed stops the VRID's timed stretch (see :meth:`watching`).
         """
         if self._closed or not 8 <= len(payload) <= CAPACITY or not 0 <= vrid < _ENTRIES:
             return False
@@ -419,8 +427,7 @@ class RepeatAbsorber:
         memory[at + _ADDRESSES : at + _ADDRESSES + 32] = (src + dst).ljust(32, b"\0")
         memory[at + _PAYLOAD : at + _PAYLOAD + CAPACITY] = payload.ljust(CAPACITY, b"\0")
         _u32.pack_into(memory, at + _PLEN, len(payload))
-        count = _u64.unpack_from(memory, at + _COUNT)[0]
-        self._seen.setdefault(vrid, count)
+        count = self._seen[vrid] = _u64.unpack_from(memory, at + _COUNT)[0]
         self._watched_from[vrid] = count
         self._timed.discard(vrid)
         _u32.pack_into(memory, at + _ARMED, 1)
@@ -435,7 +442,10 @@ class RepeatAbsorber:
         for vrid in list(self._armed_with) if vrids is None else vrids:
             if self._armed_with.pop(vrid, None) is not None:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
-            self.watch(vrid, 0)
+            self._set_watch(vrid, 0)
+            # Unlike watch(vrid, 0), the stretch counted so far keeps its timing: nothing is
+            # counted from now on, and the timer running out marks where timing ended. (A
+            # socket another instance turned eager may hold a long stretch not yet handed.)
 
     def watch(self, vrid: int, nanoseconds: int) -> None:
         """Have each repeat of ``vrid`` restart its kernel timer for ``nanoseconds`` (0: none).
@@ -443,22 +453,22 @@ class RepeatAbsorber:
         When a timer runs out, :attr:`expiry_fd` turns readable and :meth:`collect` reports
         it. Without a watchdog (:attr:`watches` False) this does nothing.
         """
+        if self._set_watch(vrid, nanoseconds):
+            # Another interval, or none: what is counted from now on is not vouched for
+            # until the timer is seen running with the new one (the caller handed over what
+            # came before: its down timer changed after reading it).
+            self._timed.discard(vrid)
+
+    def _set_watch(self, vrid: int, nanoseconds: int) -> bool:
         if self._ring is None or self._closed or not 0 <= vrid < _ENTRIES:
-            return
+            return False
         if self._watch_ns.get(vrid, 0) == nanoseconds:
-            return
+            return False
         at = vrid * _VALUE_SIZE
         _u64.pack_into(self._memory, at + _WATCH_NS, nanoseconds)
         self._watch_ns[vrid] = nanoseconds
         self._watched_from[vrid] = _u64.unpack_from(self._memory, at + _COUNT)[0]
-        if nanoseconds:
-            # Another interval: the timer must be seen running with it first.
-            self._timed.discard(vrid)
-        # Stopped, the timer still runs out after the last restart (no repeat restarts it
-        # now): its expiry record marks where the stretch stops being timed. Until then,
-        # every repeat counted came before that expiry, within the interval of the one
-        # before, and the repeats counted until now (perhaps a long stretch, on a socket
-        # another instance turned eager) keep their due.
+        return True
 
     def watching(self, vrid: int) -> bool:
         """Whether ``vrid``'s kernel timer has run, with the current interval and advert,

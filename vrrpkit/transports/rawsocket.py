@@ -71,6 +71,7 @@ VRRP_GROUP_V6 = IPv6Address("ff02::12")
 # Linux values that Python's socket module does not export on every supported version.
 _IP_PKTINFO = 8
 _IP_MULTICAST_ALL = 49
+_WATCH_MARGIN = 0.001  # seconds the kernel's timer runs short of a watched interval, at least
 _IPV6_MULTICAST_ALL = 29
 _SIOCGIFINDEX = 0x8933
 _TOS = 0xC0
@@ -462,7 +463,8 @@ class RawAdvertSocket(AsyncResource):
                 batch = self._drain()
                 if not batch:
                     break
-                if absorbing:
+                if absorbing and self._lazy:
+                    # (Handling the batch before may have turned the socket eager.)
                     self._arm(batch)
                 if repeats:
                     # The rebuilt repeats carry the receive times the kernel kept: in order
@@ -565,7 +567,11 @@ class RawAdvertSocket(AsyncResource):
             self._wakes.pop(vrid, None)
             return False
         self._wakes[vrid] = wake
-        absorber.watch(vrid, max(1, round(interval * 1e9)))
+        # A margin short of the interval: the kernel's timer softirq may run late, and a
+        # repeat that came meanwhile would restart it unseen. Running out early only costs
+        # a wake-up (the caller checks its own deadline) and the alarm until two repeats.
+        margin = max(_WATCH_MARGIN, interval / 100)
+        absorber.watch(vrid, max(1, round((interval - margin) * 1e9)))
         last = self._last_arrival.get(vrid)
         return (
             last is not None and abs(last + interval - deadline) <= 1e-6 and absorber.watching(vrid)
@@ -726,10 +732,19 @@ class RawAdvertSocket(AsyncResource):
         )
 
     async def aclose(self) -> None:
-        """Close the socket; a task blocked in a receive method gets ClosedResourceError."""
+        """Close the socket; a task blocked in a receive method gets ClosedResourceError.
+
+        What the kernel counted is handed over first, and whoever counted on its timers
+        (:meth:`watch_silence`) is woken after: they have no alarm of their own.
+        """
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return
+        if self._absorber is not None and self._handler is not None:
+            self._leftovers = True
+            self._readable(rounds=16, at_once=True)
+        wakes = list(self._wakes.items())
+        self._wakes.clear()
         self._closed = True
         if self._watch is not None:
             self._watch.stop()
@@ -742,6 +757,11 @@ class RawAdvertSocket(AsyncResource):
         if self._absorber is not None:
             self._absorber.close()
             self._absorber = None  # watch_silence() from a late closer does nothing
+        for vrid, wake in wakes:
+            try:
+                wake()
+            except Exception:
+                logger.exception("%s: VRID %d: waking on close failed", self._ifname, vrid)
         await close_socket(self._sock)
 
 
