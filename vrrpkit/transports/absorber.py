@@ -135,6 +135,15 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.LD_IMM64, register, E.PSEUDO_MAP_FD, imm=fd))
         code.append(E.insn(0))
 
+    def look_up_vrid(fd: int, register: int, missing: str) -> None:
+        # The map's element for the VRID stored at _KEY into ``register``; else to ``missing``.
+        load_map(1, fd)
+        code.append(E.insn(E.MOV_X, 2, E.FP))
+        code.append(E.insn(E.ADD_K, 2, imm=_KEY))
+        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
+        jump(missing, E.JEQ_K, 0, imm=0)
+        code.append(E.insn(E.MOV_X, register, 0))
+
     def load_relative(offset: int, buffer: int, size_reg: int | None, size: int = 0) -> None:
         code.append(E.insn(E.MOV_X, 1, 6))
         code.append(E.insn(E.MOV_K, 2, imm=offset))
@@ -155,12 +164,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     load_relative(f.header_len, _PAYLOAD_BUF, None, 8)  # the VRRP header: its VRID
     code.append(E.insn(E.LDX_B, 1, E.FP, off=_PAYLOAD_BUF + 1))
     code.append(E.insn(E.STX_W, E.FP, 1, off=_KEY))
-    load_map(1, map_fd)
-    code.append(E.insn(E.MOV_X, 2, E.FP))
-    code.append(E.insn(E.ADD_K, 2, imm=_KEY))
-    code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
-    jump("pass", E.JEQ_K, 0, imm=0)
-    code.append(E.insn(E.MOV_X, 7, 0))  # r7 = this VRID's entry
+    look_up_vrid(map_fd, 7, "pass")  # r7 = this VRID's entry
     code.append(E.insn(E.LDX_W, 1, 7, off=_ARMED))
     jump("pass", E.JEQ_K, 1, imm=0)
     code.append(E.insn(E.LDX_H, 1, E.FP, off=f.base + f.length_at))
@@ -193,12 +197,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     if watch is not None:
         code.append(E.insn(E.LDX_DW, 9, 7, off=_WATCH_NS))  # read once: r9 = the interval
         jump("drop", E.JEQ_K, 9, imm=0)
-        load_map(1, watch.timers_fd)
-        code.append(E.insn(E.MOV_X, 2, E.FP))
-        code.append(E.insn(E.ADD_K, 2, imm=_KEY))
-        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
-        jump("drop", E.JEQ_K, 0, imm=0)
-        code.append(E.insn(E.MOV_X, 8, 0))  # r8 = this VRID's timer
+        look_up_vrid(watch.timers_fd, 8, "drop")  # r8 = this VRID's timer
         code.append(E.insn(E.LDX_W, 1, 7, off=_TIMER_READY))
         jump("start", E.JNE_K, 1, imm=0)  # set up once: the repeats pay only the restart
         code.append(E.insn(E.MOV_X, 1, 8))
