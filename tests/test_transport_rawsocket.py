@@ -519,16 +519,24 @@ async def watched_receiver(
         await until(lambda: len(events) == 1)  # not a repeat: handed over at once
         first = events[0][0].timestamp
         assert not receiver.watch_silence(51, first + SILENCE, SILENCE, wake)
-        for _ in range(3):
-            await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 3)
         last = events[-1][-1].timestamp
         assert receiver.watch_silence(51, last + SILENCE, SILENCE, wake)
         events.clear()
         yield sender, receiver, events
         receiver.watch_silence(51, None, None, wake)  # closing would wake us too
         tg.cancel_scope.cancel()
+
+
+async def repeated(
+    sender: RawAdvertSocket, receiver: RawAdvertSocket, data: bytes, count: int
+) -> None:
+    """Send ``count`` copies of ``data`` back to back, let them arrive (well within SILENCE),
+    then poll the receiver."""
+    for _ in range(count):
+        await sender.send(data, group_of(receiver.local_address.version))
+    await anyio.sleep(0.005)
+    receiver.poll()
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -565,15 +573,11 @@ async def test_the_kernel_times_a_silence_only_once_two_repeats_came_after_the_w
         first = batches[0][0].timestamp
         assert first is not None
         assert not receiver.watch_silence(51, first + SILENCE, SILENCE, lambda: None)
-        await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 1)
         last = batches[-1][-1].timestamp
         assert last is not None
         assert not receiver.watch_silence(51, last + SILENCE, SILENCE, lambda: None)
-        await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 1)
         last = batches[-1][-1].timestamp
         assert last is not None
         assert not receiver.watch_silence(51, last + 2 * SILENCE, SILENCE, lambda: None)
@@ -582,12 +586,9 @@ async def test_the_kernel_times_a_silence_only_once_two_repeats_came_after_the_w
 
 @pytest.mark.parametrize("ip_version", [4, 6])
 async def test_repeats_the_kernel_timed_come_as_one_timed_packet(lab: Lab, ip_version: int) -> None:
-    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    data = advert(vip_of(ip_version))
     async with watched_receiver(lab, ip_version) as (sender, receiver, events):
-        for _ in range(5):
-            await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 5)
     assert [shape(batch) for batch in events] == [[(150, 5, True)]]
 
 
@@ -625,12 +626,10 @@ async def test_a_silence_is_reported_no_sooner_than_a_millisecond_short_of_the_i
 ) -> None:
     import time
 
-    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    data = advert(vip_of(ip_version))
     woken_at: list[float] = []
     async with watched_receiver(lab, ip_version) as (sender, receiver, events):
-        await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 1)
         last = events[0][0].timestamp
         assert last is not None
         receiver.watch_silence(
@@ -644,13 +643,10 @@ async def test_a_silence_is_reported_no_sooner_than_a_millisecond_short_of_the_i
 
 @pytest.mark.parametrize("ip_version", [4, 6])
 async def test_repeats_after_a_silence_are_not_timed(lab: Lab, ip_version: int) -> None:
-    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    data = advert(vip_of(ip_version))
     async with watched_receiver(lab, ip_version) as (sender, receiver, events):
         await until(lambda: "wake" in events)
-        for _ in range(3):
-            await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 3)
     assert events[0] == "wake"
     assert [shape(batch) for batch in events[1:]] == [[(150, 1, False), (150, 2, False)]]
 
@@ -743,13 +739,10 @@ async def test_repeats_after_the_caller_stopped_the_watch_are_not_timed(
     lab: Lab, ip_version: int
 ) -> None:
     # Its down timer changed (a preemption to come, say): the kernel's interval is not its own.
-    group, data = group_of(ip_version), advert(vip_of(ip_version))
+    data = advert(vip_of(ip_version))
     async with watched_receiver(lab, ip_version) as (sender, receiver, events):
         receiver.watch_silence(51, None, None, lambda: None)
-        for _ in range(2):
-            await sender.send(data, group)
-        await anyio.sleep(0.005)
-        receiver.poll()
+        await repeated(sender, receiver, data, 2)
     assert [shape(batch) for batch in events] == [[(150, 1, False), (150, 1, False)]]
 
 
