@@ -499,3 +499,39 @@ async def test_without_kernel_timers_a_backup_reads_lazily_on_its_alarm(
     async with cluster(a, b):
         await eventually(lambda: b.counters.advert_rcvd >= 5)
         assert b.status()["receive_mode"] == "lazy"
+
+
+async def test_a_hub_socket_turned_eager_by_an_owner_starting_moves_no_backup(lab: Lab) -> None:
+    # The backups' repeats, counted and timed by the kernel for several intervals, are still
+    # uncollected when an address owner starts as MASTER on their shared socket (no reading
+    # first) and turns it eager: handed over later, they must keep the down timers going.
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with TransportHub() as hub:
+        masters = [pair(h1, vrid, 200) for vrid in (1, 2)]
+        backups = [pair(h2, vrid, 100, hub=hub) for vrid in (1, 2)]
+        async with cluster(*masters):
+            await eventually(lambda: all(i.state is State.MASTER for i in masters))
+            async with cluster(*backups):
+                await eventually(
+                    lambda: all(b.status()["receive_mode"] == "kernel-timed" for b in backups)
+                )
+                # Two Master_Down_Intervals, uncollected (a receive time further back than
+                # 1 s + 4 intervals would be taken as a clock step, and as arrived now).
+                await anyio.sleep(FAST * 8)
+                owner = Instance(
+                    "owner",
+                    interface=h2.ifname,
+                    vrid=3,
+                    priority=255,
+                    vips=[str(h2.ipv4)],
+                    interval=FAST,
+                    netns=h2.netns,
+                    hub=hub,
+                )
+                async with cluster(owner):
+                    await eventually(lambda: owner.state is State.MASTER)
+                    await anyio.sleep(FAST * 10)
+                    for inst in backups:
+                        assert inst.state is State.BACKUP and inst.counters.become_master == 0
