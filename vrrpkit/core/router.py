@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
+import attrs
+
 from vrrpkit.core.actions import (
     Action,
     AddVips,
@@ -42,7 +44,7 @@ from vrrpkit.core.transitions import Cause, is_allowed
 if TYPE_CHECKING:
     from vrrpkit.core.group import SyncGroup
 
-__all__ = ["INTERFACE_FAULT", "InboundPacket", "Router", "RouterError"]
+__all__ = ["INTERFACE_FAULT", "InboundPacket", "RepeatedAdvert", "Router", "RouterError"]
 
 #: The fault reason reported while the router's own interface is down.
 INTERFACE_FAULT = "interface"
@@ -50,6 +52,15 @@ INTERFACE_FAULT = "interface"
 
 class RouterError(VrrpError):
     """A router input was used out of order (for example ``start`` twice)."""
+
+
+@attrs.frozen
+class RepeatedAdvert:
+    """The advert a steady MASTER sends at ``due`` and every ``interval`` after it."""
+
+    action: SendAdvertisement
+    due: float
+    interval: float
 
 
 class InboundPacket(Protocol):
@@ -209,9 +220,15 @@ class Router:
             for name, tr in self._trackers.items()
         }
 
-    def next_deadline(self) -> float | None:
-        """The earliest time at which :meth:`handle_timer` has work to do, or None."""
+    def next_deadline(self, *, adverts: bool = True) -> float | None:
+        """The earliest time at which :meth:`handle_timer` has work to do, or None.
+
+        ``adverts=False`` leaves a MASTER's next advert out: the deadline of everything else
+        (for a runtime that has the repeats of :meth:`repeat_advert` sent on their own).
+        """
         best = self._protocol_deadline
+        if not adverts and self._state is State.MASTER:
+            best = None
         if self._garp_deadline is None and self._refresh_deadline is None:
             return best  # always so for a backup
         for deadline in (self._garp_deadline, self._refresh_deadline):
@@ -237,6 +254,29 @@ class Router:
         if priority >= self._effective or (not cfg.preempt and not cfg.is_owner):
             return self._master_down()
         return None
+
+    def repeat_advert(self) -> RepeatedAdvert | None:
+        """The advert a MASTER sends at its next deadline and every interval after, as long
+        as no input comes; None unless MASTER.
+
+        A runtime may have a transport send these repeats on their deadlines (the kernel's
+        timers, see TimedSends) instead of calling :meth:`handle_timer` for each, provided it
+        reports them with :meth:`adverts_repeated` before handing the router anything else.
+        """
+        deadline = self._protocol_deadline
+        if self._state is not State.MASTER or deadline is None:
+            return None
+        return RepeatedAdvert(self._advert(self._effective), deadline, self.config.interval)
+
+    def adverts_repeated(self, count: int) -> None:
+        """Take ``count`` repeats of :meth:`repeat_advert`'s advert as sent on its deadlines."""
+        deadline = self._protocol_deadline
+        if count <= 0:
+            return
+        if self._state is not State.MASTER or deadline is None:
+            raise RouterError(f"{self.name}: adverts_repeated() while {self._state}")
+        self._counters.advert_sent += count
+        self._protocol_deadline = deadline + count * self.config.interval
 
     def take_actions(self) -> list[Action]:
         """Drain actions queued for this router by its sync group on another member's input."""

@@ -1,0 +1,84 @@
+"""Router.repeat_advert and adverts_repeated: a steady master's adverts sent by someone else.
+
+A runtime may hand a master's repeats to the kernel's timers; the router must then count
+them and keep its schedule as if it had sent each itself.
+"""
+
+import pytest
+
+from vrrpkit.core.router import RouterError
+from vrrpkit.testing import Simulation
+
+
+def pair() -> Simulation:
+    """Router "a" (priority 150) is master at interval 1 s; "b" (100) is its backup."""
+    sim = Simulation()
+    sim.add_router("a", vrid=1, priority=150, address="192.0.2.1", vips=["192.0.2.100"])
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2", vips=["192.0.2.100"])
+    sim.run_for(10)
+    return sim
+
+
+def test_a_master_repeats_its_current_advert_from_its_next_deadline() -> None:
+    sim = pair()
+    router = sim["a"].router
+    repeated = router.repeat_advert()
+    assert repeated is not None
+    assert repeated.due == router.next_deadline()
+    assert repeated.interval == 1.0
+    assert repeated.action.advertisement.priority == 150
+
+
+def test_a_backup_has_no_advert_to_repeat() -> None:
+    sim = pair()
+    assert sim["b"].router.repeat_advert() is None
+
+
+def test_repeats_sent_elsewhere_are_counted_and_move_the_next_advert_on() -> None:
+    sim = pair()
+    router = sim["a"].router
+    repeated = router.repeat_advert()
+    assert repeated is not None
+    sent = router.counters.advert_sent
+    router.adverts_repeated(3)
+    assert router.counters.advert_sent == sent + 3
+    assert router.next_deadline() == pytest.approx(repeated.due + 3 * repeated.interval)
+
+
+def test_the_router_sends_the_advert_after_the_repeats_on_their_schedule() -> None:
+    sim = pair()
+    router = sim["a"].router
+    repeated = router.repeat_advert()
+    assert repeated is not None
+    router.adverts_repeated(2)
+    due = repeated.due + 2 * repeated.interval
+    actions = router.handle_timer(due)
+    assert [type(a).__name__ for a in actions] == ["SendAdvertisement"]
+    assert router.next_deadline() == pytest.approx(due + repeated.interval)
+
+
+def test_no_repeats_change_nothing() -> None:
+    sim = pair()
+    router = sim["a"].router
+    before = (router.counters.advert_sent, router.next_deadline())
+    router.adverts_repeated(0)
+    assert (router.counters.advert_sent, router.next_deadline()) == before
+
+
+def test_repeats_reported_to_a_backup_are_refused() -> None:
+    sim = pair()
+    with pytest.raises(RouterError):
+        sim["b"].router.adverts_repeated(1)
+
+
+def test_a_masters_deadline_besides_its_adverts_leaves_the_adverts_out() -> None:
+    sim = pair()
+    router = sim["a"].router
+    other = router.next_deadline(adverts=False)
+    assert other is None or other > router.next_deadline()  # type: ignore[operator]
+
+
+def test_a_backups_deadline_besides_adverts_is_its_down_timer() -> None:
+    sim = pair()
+    router = sim["b"].router
+    assert router.next_deadline(adverts=False) == router.next_deadline()
