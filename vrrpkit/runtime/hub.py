@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from vrrpkit.transports.base import (
 
 if TYPE_CHECKING:
     from vrrpkit.transports.clock import PreciseClock
+    from vrrpkit.transports.uring import Series
 
 __all__ = ["TransportHub"]
 
@@ -179,6 +180,21 @@ class _Port:
 
     def send_nowait(self, data: bytes, dst: Address) -> None:
         self._shared.sock.send_nowait(data, dst)
+
+    def send_repeatedly(
+        self,
+        key: int,
+        packets: Sequence[tuple[bytes, Address]],
+        first: float,
+        interval: float,
+        rounds: int,
+    ) -> Series | None:
+        """The shared socket's :meth:`RawAdvertSocket.send_repeatedly`."""
+        send = getattr(self._shared.sock, "send_repeatedly", None)
+        if not callable(send):
+            return None
+        series: Series | None = send(key, packets, first, interval, rounds)
+        return series
 
     def set_lazy(self, lazy: bool) -> bool:
         """Ask for lazy reading; the shared socket is lazy while all its ports ask for it.

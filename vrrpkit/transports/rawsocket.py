@@ -38,7 +38,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ from vrrpkit.transports.netlink import interface_addresses_blocking
 from vrrpkit.transports.netns import call_in_netns
 from vrrpkit.transports.readiness import ReadableWatch
 from vrrpkit.transports.sockio import close_socket, interface_index, send_nonblocking
+from vrrpkit.transports.uring import Series, TimedMessage, TimedSends
 
 __all__ = [
     "VRRP_GROUP_V4",
@@ -212,6 +213,9 @@ class RawAdvertSocket(AsyncResource):
         self._sources: dict[str, IPv6Address] = {}
         # Per destination: sendmsg's address and control message, built once.
         self._targets: dict[IPAddress, tuple[object, builtins.list[tuple[int, int, bytes]]]] = {}
+        # Adverts the kernel sends on its own timers (send_repeatedly), set up at first use.
+        self._timed: TimedSends | None = None
+        self._timed_tried = False
 
     @classmethod
     async def open(
@@ -718,6 +722,52 @@ class RawAdvertSocket(AsyncResource):
                 f"{self._ifname}: cannot send to {dst}: {exc}", errno=exc.errno
             ) from exc
 
+    def send_repeatedly(
+        self,
+        key: int,
+        packets: Sequence[tuple[bytes, IPAddress]],
+        first: float,
+        interval: float,
+        rounds: int,
+    ) -> Series | None:
+        """Have the kernel send ``packets`` (data, destination) at ``first`` and every
+        ``interval`` after, ``rounds`` times (``CLOCK_MONOTONIC`` seconds).
+
+        Returns the :class:`~vrrpkit.transports.uring.Series`, to collect what went out,
+        queue more rounds or end it (it still answers after the socket closed: closing ends
+        it); None where the kernel cannot (no io_uring) or ``key`` (a VRID) has a series
+        running. Nothing wakes the caller meanwhile.
+        """
+        if self._closed:
+            return None
+        timed = self._timed
+        if timed is None:
+            if self._timed_tried:
+                return None
+            self._timed_tried = True
+            timed = self._timed = TimedSends.create()
+            if timed is None:
+                return None
+        try:
+            messages = [self._timed_message(data, dst) for data, dst in packets]
+        except TransportError:
+            return None
+        return timed.start(key, self._sock.fileno(), messages, first, interval, rounds)
+
+    def _timed_message(self, data: bytes, dst: IPAddress) -> TimedMessage:
+        target, control = self._targets.get(dst) or self._target(dst)
+        if isinstance(dst, IPv6Address):
+            assert isinstance(target, tuple)
+            name = struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, dst.packed, target[3])
+        else:
+            name = struct.pack("=HH4s8x", socket.AF_INET, 0, dst.packed)
+        raw = b"".join(
+            struct.pack("=Qii", socket.CMSG_LEN(len(body)), level, kind)
+            + body.ljust(socket.CMSG_SPACE(len(body)) - socket.CMSG_LEN(0), b"\0")
+            for level, kind, body in control
+        )
+        return TimedMessage(data, name, raw)
+
     async def send(self, data: bytes, dst: IPAddress) -> None:
         """Send ``data`` to ``dst`` from :attr:`local_address`; TransportError on failure."""
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -746,6 +796,9 @@ class RawAdvertSocket(AsyncResource):
         wakes = list(self._wakes.items())
         self._wakes.clear()
         self._closed = True
+        if self._timed is not None:
+            self._timed.close()
+            self._timed = None
         if self._watch is not None:
             self._watch.stop()
         if self._urgent_watch is not None:

@@ -1,0 +1,173 @@
+"""Adverts the kernel sends on its own timers: RawAdvertSocket.send_repeatedly (io_uring).
+
+Between namespaces, both families. Nothing here asserts timing: what went out is counted on
+the receiving side and compared with what the sender's kernel reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address
+from typing import Any
+
+import anyio
+import pytest
+from netns import Host, Lab
+
+from vrrpkit.transports import VRRP_GROUP_V4, VRRP_GROUP_V6, RawAdvertSocket, ReceivedPacket, uring
+
+pytestmark = [pytest.mark.anyio, pytest.mark.netns]
+
+GUARD = 10  # seconds: only a guard against a hang
+
+
+def advert(priority: int = 150) -> bytes:
+    """A VRRPv3 advert for VRID 51 with one IPv4 address (checksum left to nobody)."""
+    return struct.pack("!BBBBHH", 0x31, 51, priority, 1, 100, 0) + bytes([192, 0, 2, 100])
+
+
+@asynccontextmanager
+async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
+    sock = await RawAdvertSocket.open(host.ifname, ip_version, netns=host.netns, **options)
+    try:
+        yield sock
+    finally:
+        await sock.aclose()
+
+
+async def received_within(sock: RawAdvertSocket, seconds: float) -> list[ReceivedPacket]:
+    """Every packet ``sock`` receives within ``seconds``."""
+    packets: list[ReceivedPacket] = []
+    with anyio.move_on_after(seconds):
+        while True:
+            packets += await sock.receive_batch()
+    return packets
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_every_round_goes_out_from_the_sockets_address(lab: Lab, ip_version: int) -> None:
+    h1, h2 = lab.hosts
+    group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
+    async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
+        series = sender.send_repeatedly(51, [(advert(), group)], time.monotonic() + 0.05, 0.02, 5)
+        assert series is not None
+        packets = await received_within(receiver, 0.5)
+        sent = series.end()
+    assert sent == uring.RoundsSent(5)
+    assert len(packets) == 5
+    assert {(p.src, p.dst, p.ttl) for p in packets} == {(sender.local_address, group, 255)}
+
+
+async def test_ending_cancels_the_rounds_not_sent_yet(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100
+        )
+        assert series is not None
+        await anyio.sleep(0.12)
+        sent = series.end()
+        packets = await received_within(receiver, 0.3)
+    assert 1 <= sent.rounds < 100 and sent.error is None
+    assert len(packets) == sent.rounds
+
+
+async def test_a_round_reaches_every_destination(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        packets_out = [(advert(), h2.ipv4), (advert(), VRRP_GROUP_V4)]
+        series = sender.send_repeatedly(51, packets_out, time.monotonic(), 0.02, 3)
+        assert series is not None
+        packets = await received_within(receiver, 0.3)
+        assert series.end().rounds == 3
+    assert sorted(str(p.dst) for p in packets) == ["192.0.2.2"] * 3 + ["224.0.0.18"] * 3
+
+
+async def test_a_key_has_one_series_at_a_time(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        first = time.monotonic() + 60
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], first, 1.0, 4)
+        assert series is not None
+        assert sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], first, 1.0, 4) is None
+        assert sender.send_repeatedly(52, [(advert(), VRRP_GROUP_V4)], first, 1.0, 4) is not None
+        assert series.end() == uring.RoundsSent(0)
+
+
+async def test_a_send_the_kernel_refuses_is_reported_with_its_errno(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        # Broadcast without SO_BROADCAST: sendmsg fails with EACCES.
+        broadcast = IPv4Address("255.255.255.255")
+        series = sender.send_repeatedly(51, [(advert(), broadcast)], time.monotonic(), 0.01, 2)
+        assert series is not None
+        await anyio.sleep(0.1)
+        assert series.end() == uring.RoundsSent(0, errno.EACCES)
+
+
+async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h2, 4) as receiver:
+        async with opened(h1, 4) as sender:
+            series = sender.send_repeatedly(
+                51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100
+            )
+            assert series is not None
+            await anyio.sleep(0.12)
+        sent = series.end()  # the socket closed meanwhile: nothing more went
+        packets = await received_within(receiver, 0.3)
+    assert 1 <= sent.rounds < 100
+    assert len(packets) == sent.rounds
+    assert sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4) is None
+
+
+async def test_without_io_uring_nothing_is_queued(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uring.TimedSends, "create", classmethod(lambda cls, entries=0: None))
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        assert sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4) is None
+
+
+async def test_an_ipv6_advert_carries_the_kernels_checksum(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 6) as sender, opened(h2, 6) as receiver:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V6)], time.monotonic(), 0.02, 1)
+        assert series is not None
+        packets = await received_within(receiver, 0.2)
+        series.end()
+    assert len(packets) == 1 and packets[0].data[6:8] != b"\0\0"
+
+
+async def test_collecting_counts_what_went_without_stopping_the_rest(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 6)
+        assert series is not None
+        await anyio.sleep(0.05)
+        early = series.collect()
+        packets = await received_within(receiver, 0.3)
+        late = series.collect()
+        assert series.end() == uring.RoundsSent(0)
+    assert early.rounds >= 1 and early.rounds + late.rounds == 6 == len(packets)
+    assert not early.unsettled  # a running series is not an unsettled one
+
+
+async def test_extending_queues_rounds_behind_the_last(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        first = time.monotonic()
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], first, 0.02, 2)
+        assert series is not None
+        assert series.next_deadline == pytest.approx(first + 0.04)
+        assert series.extend(3)
+        assert series.next_deadline == pytest.approx(first + 0.1)
+        packets = await received_within(receiver, 0.3)
+        assert series.end() == uring.RoundsSent(5)
+    assert len(packets) == 5
+    assert not series.extend(1)  # ended

@@ -1,0 +1,453 @@
+"""Adverts the kernel sends at their deadlines: io_uring timeouts linked to ``sendmsg``.
+
+A steady MASTER sends the same bytes every interval. Woken by a timer for each, a Python
+process pays an event-loop wake-up per advert; queued here as (absolute timeout, sendmsg)
+pairs, the kernel sends them at their deadlines and the process only wakes to queue more.
+No liburing: the ring is set up and filled through ``ctypes``, and everything happens in
+system calls the caller makes (nothing waits on the ring asynchronously).
+
+Where io_uring is missing or refused (old kernels, ``kernel.io_uring_disabled``, seccomp
+filters of container runtimes), :meth:`TimedSends.create` returns None and the caller keeps
+sending on its own timer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import math
+import mmap
+import os
+import struct
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = ["RoundsSent", "Series", "TimedMessage", "TimedSends"]
+
+logger = logging.getLogger(__name__)
+
+_NR_IO_URING_SETUP = 425
+_NR_IO_URING_ENTER = 426
+
+_IORING_SETUP_CQSIZE = 1 << 3
+_IORING_SETUP_CLAMP = 1 << 4
+_IORING_FEAT_NODROP = 1 << 1
+_IORING_ENTER_GETEVENTS = 1 << 0
+_IORING_ENTER_EXT_ARG = 1 << 3
+_IORING_SQ_CQ_OVERFLOW = 1 << 1
+_IORING_OFF_SQES = 0x10000000
+_MAP_POPULATE = 0x8000
+
+_OP_SENDMSG = 9
+_OP_TIMEOUT = 11
+_OP_ASYNC_CANCEL = 14
+_IOSQE_IO_LINK = 1 << 2
+_IOSQE_CQE_SKIP_SUCCESS = 1 << 6
+_TIMEOUT_ABS = 1 << 0
+_TIMEOUT_ETIME_SUCCESS = 1 << 5
+_CANCEL_ALL = 1 << 0
+_MSG_DONTWAIT = 0x40
+
+# user_data: the series' serial number above, what the entry is below.
+_TIMEOUT, _SEND, _LAST_SEND, _CANCEL = 1, 2, 3, 4
+
+_SQE = struct.Struct("=BBHiQQIIQHHiQQ")
+_CQE = struct.Struct("=QiI")
+_U32 = struct.Struct("=I")
+_MSGHDR = struct.Struct("=QI4xQQQQi4x")
+_IOVEC = struct.Struct("=QQ")
+_TIMESPEC = struct.Struct("=qq")
+
+# How long stop() waits for the kernel to settle a key's sends before giving up on them.
+_SETTLE_ATTEMPTS = 50
+_SETTLE_WAIT_NS = 2_000_000
+
+
+class _Params(ctypes.Structure):
+    _fields_ = [
+        ("sq_entries", ctypes.c_uint32),
+        ("cq_entries", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("sq_thread_cpu", ctypes.c_uint32),
+        ("sq_thread_idle", ctypes.c_uint32),
+        ("features", ctypes.c_uint32),
+        ("wq_fd", ctypes.c_uint32),
+        ("resv", ctypes.c_uint32 * 3),
+        ("sq_off", ctypes.c_uint32 * 10),
+        ("cq_off", ctypes.c_uint32 * 10),
+    ]
+
+
+@attrs.frozen
+class TimedMessage:
+    """One datagram of a round: its bytes, the ``sockaddr`` and the ancillary data, raw."""
+
+    data: bytes
+    name: bytes
+    control: bytes = b""
+
+
+@attrs.frozen
+class RoundsSent:
+    """What became of a key's rounds: how many went out whole, and the first send error."""
+
+    rounds: int
+    error: int | None = None
+    unsettled: bool = False
+
+
+@attrs.define(eq=False)
+class _State:
+    """A series' entries in the kernel; its buffers stay alive until the last one settles."""
+
+    serial: int
+    fd: int
+    sends_per_round: int
+    msghdrs: list[int]
+    buffers: list[ctypes.Array[ctypes.c_char]]
+    outstanding: int = 0
+    rounds: int = 0  # went out whole since the last collect
+    error: int | None = None
+    ended: bool = False
+
+
+class Series:
+    """One key's rounds queued on a :class:`TimedSends` ring (see :meth:`TimedSends.start`)."""
+
+    def __init__(self, sends: TimedSends, key: int, state: _State, interval: float) -> None:
+        self._sends = sends
+        self._state = state
+        self.key = key
+        #: Seconds between rounds.
+        self.interval = interval
+        #: The deadline of the round :meth:`extend` would queue next.
+        self.next_deadline = 0.0
+
+    @property
+    def ended(self) -> bool:
+        """Whether the series was ended (by :meth:`end` or the ring closing)."""
+        return self._state.ended
+
+    def collect(self) -> RoundsSent:
+        """The rounds that went out whole since the last collect, without cancelling any."""
+        if not self._state.ended:
+            self._sends.reap()
+        return self._take(ending=False)
+
+    def extend(self, rounds: int) -> bool:
+        """Queue ``rounds`` more rounds after the last queued; False if that failed."""
+        if self._state.ended:
+            return False
+        return self._sends.queue(self, self.next_deadline, rounds)
+
+    def end(self) -> RoundsSent:
+        """Cancel the rounds not sent yet, wait until the kernel settled every entry, and
+        return what went out whole since the last collect."""
+        self._sends.settle(self)
+        return self._take(ending=True)
+
+    def _take(self, *, ending: bool) -> RoundsSent:
+        state = self._state
+        unsettled = ending and state.outstanding > 0
+        sent = RoundsSent(state.rounds, state.error, unsettled=unsettled)
+        state.rounds = 0
+        state.error = None
+        return sent
+
+
+class TimedSends:
+    """One io_uring sending rounds of datagrams at absolute ``CLOCK_MONOTONIC`` deadlines.
+
+    Each key (a VRID on one socket) has at most one :class:`Series` at a time. A round is
+    one timeout linked to a ``sendmsg`` per datagram; a failed send cancels the rest of its
+    round. Completions are read whenever a series is collected, extended or ended.
+    """
+
+    def __init__(self, fd: int, params: _Params, libc: ctypes.CDLL) -> None:
+        self._fd = fd
+        self._libc = libc
+        sq, cq = list(params.sq_off), list(params.cq_off)
+        self._sq_tail, self._sq_flags_off = sq[1], sq[4]
+        self._cq_head, self._cq_tail, self._cqes = cq[0], cq[1], cq[5]
+        self._sq_entries = params.sq_entries
+        self._cq_entries = params.cq_entries
+        size = max(sq[6] + params.sq_entries * 4, cq[5] + params.cq_entries * _CQE.size)
+        flags = mmap.MAP_SHARED | _MAP_POPULATE
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        self._ring = mmap.mmap(fd, size, flags, prot, offset=0)
+        self._sqes = mmap.mmap(
+            fd, params.sq_entries * _SQE.size, flags, prot, offset=_IORING_OFF_SQES
+        )
+        for index in range(params.sq_entries):
+            _U32.pack_into(self._ring, sq[6] + 4 * index, index)
+        # The kernel copies a timeout's time when it takes the entry: one buffer serves all.
+        self._specs = ctypes.create_string_buffer(params.sq_entries * _TIMESPEC.size)
+        self._keys: dict[int, Series] = {}
+        self._by_serial: dict[int, _State] = {}
+        self._serial = 0
+        self._closed = False
+
+    @classmethod
+    def create(cls, entries: int = 256, completions: int = 4096) -> TimedSends | None:
+        """A ring of ``entries`` submission and ``completions`` completion slots, or None
+        where io_uring is unavailable."""
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            syscall = libc.syscall
+        except (OSError, AttributeError):
+            return None
+        syscall.restype = ctypes.c_long
+        params = _Params()
+        params.flags = _IORING_SETUP_CLAMP | _IORING_SETUP_CQSIZE
+        params.cq_entries = completions
+        fd = syscall(
+            ctypes.c_long(_NR_IO_URING_SETUP), ctypes.c_uint(entries), ctypes.byref(params)
+        )
+        if fd < 0:
+            logger.info("io_uring unavailable (%s): adverts keep their own timer", _why())
+            return None
+        if not params.features & _IORING_FEAT_NODROP:
+            os.close(fd)
+            return None
+        try:
+            return cls(fd, params, libc)
+        except (OSError, ValueError) as exc:
+            os.close(fd)
+            logger.info("io_uring rings cannot be mapped (%s)", exc)
+            return None
+
+    @property
+    def keys(self) -> frozenset[int]:
+        """The keys with a series running."""
+        return frozenset(self._keys)
+
+    def start(
+        self,
+        key: int,
+        fd: int,
+        messages: Sequence[TimedMessage],
+        first: float,
+        interval: float,
+        rounds: int,
+    ) -> Series | None:
+        """Queue ``rounds`` rounds of ``messages`` on socket ``fd``, at ``first`` and every
+        ``interval`` after; None if the key has a series running or the kernel refused."""
+        if self._closed or not messages or interval <= 0 or key in self._keys:
+            return None
+        if 1 + len(messages) > self._sq_entries:
+            return None
+        buffers: list[ctypes.Array[ctypes.c_char]] = []
+        msghdrs = [_msghdr(message, buffers) for message in messages]
+        self._serial += 1
+        state = _State(self._serial, fd, len(messages), msghdrs, buffers)
+        series = Series(self, key, state, interval)
+        self._keys[key] = series
+        self._by_serial[state.serial] = state
+        if not self.queue(series, first, rounds):
+            self.settle(series)
+            return None
+        return series
+
+    # -- queueing ------------------------------------------------------------------------
+
+    def queue(self, series: Series, first: float, rounds: int) -> bool:
+        """Queue ``rounds`` rounds of ``series`` from ``first`` on (see :meth:`Series.extend`)."""
+        state = series._state
+        if self._closed or state.ended or rounds < 1:
+            return False
+        per_round = 1 + state.sends_per_round
+        tag = state.serial << 8
+        specs = ctypes.addressof(self._specs)
+        interval = series.interval
+        tail = self._load(self._sq_tail)
+        pending = 0
+        for number in range(rounds):
+            if pending + per_round > self._sq_entries:
+                if not self._submit(tail, pending, per_round, state):
+                    return False
+                pending = 0
+            deadline = first + number * interval
+            seconds = math.floor(deadline)
+            slot = tail & (self._sq_entries - 1)
+            _TIMESPEC.pack_into(
+                self._specs, slot * _TIMESPEC.size, seconds, int((deadline - seconds) * 1e9)
+            )
+            self._put(
+                tail,
+                _OP_TIMEOUT,
+                _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
+                -1,
+                specs + slot * _TIMESPEC.size,
+                1,
+                _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
+                tag | _TIMEOUT,
+            )
+            tail += 1
+            last = len(state.msghdrs) - 1
+            for index, msghdr in enumerate(state.msghdrs):
+                kind = _LAST_SEND if index == last else _SEND
+                link = 0 if index == last else _IOSQE_IO_LINK
+                self._put(tail, _OP_SENDMSG, link, state.fd, msghdr, 1, _MSG_DONTWAIT, tag | kind)
+                tail += 1
+            pending += per_round
+            series.next_deadline = deadline + interval
+        return not pending or self._submit(tail, pending, per_round, state)
+
+    def _put(
+        self,
+        tail: int,
+        op: int,
+        flags: int,
+        fd: int,
+        addr: int,
+        length: int,
+        op_flags: int,
+        data: int,
+    ) -> None:
+        offset = (tail & (self._sq_entries - 1)) * _SQE.size
+        _SQE.pack_into(
+            self._sqes, offset, op, flags, 0, fd, 0, addr, length, op_flags, data, 0, 0, 0, 0, 0
+        )
+
+    def _submit(self, tail: int, count: int, per_round: int, state: _State) -> bool:
+        """Hand the kernel ``count`` entries (whole rounds) ending at ``tail``."""
+        _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
+        taken = self._enter(count, 0, 0)
+        if taken < count:
+            # Entries the kernel did not take stay in the ring: take them back, unsent.
+            logger.warning("io_uring took %d of %d entries (%s)", max(taken, 0), count, _why())
+            taken = max(taken, 0)
+            _U32.pack_into(self._ring, self._sq_tail, (tail - count + taken) & 0xFFFFFFFF)
+        # Each taken send completes once, whether it goes, fails or is cancelled (a round
+        # cut short at submission completes through its timeout: see reap).
+        whole, part = divmod(taken, per_round)
+        state.outstanding += whole * (per_round - 1) + max(0, part - 1)
+        return taken == count
+
+    # -- settling ------------------------------------------------------------------------
+
+    def settle(self, series: Series) -> None:
+        """Cancel ``series``' rounds not sent yet and wait until every entry has settled."""
+        state = series._state
+        if state.ended:
+            return
+        state.ended = True
+        if self._keys.get(series.key) is series:
+            del self._keys[series.key]
+        self.reap()
+        attempts = 0
+        tag = state.serial << 8
+        while state.outstanding > 0 and attempts < _SETTLE_ATTEMPTS:
+            attempts += 1
+            tail = self._load(self._sq_tail)
+            for kind in (_TIMEOUT, _SEND, _LAST_SEND):
+                # A timeout not run out yet takes its round's sends with it; a send already
+                # issued (waiting for room) is cancelled by its own user_data.
+                self._put(tail, _OP_ASYNC_CANCEL, 0, -1, tag | kind, 0, _CANCEL_ALL, tag | _CANCEL)
+                tail += 1
+            _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
+            self._enter(3, 1, _IORING_ENTER_GETEVENTS, _SETTLE_WAIT_NS)
+            self.reap()
+        del self._by_serial[state.serial]
+        if state.outstanding > 0:
+            logger.error(
+                "io_uring: %d sends of key %d did not settle", state.outstanding, series.key
+            )
+
+    def reap(self) -> None:
+        """Read every completion the kernel posted into the series' tallies."""
+        ring = self._ring
+        if self._load(self._sq_flags_off) & _IORING_SQ_CQ_OVERFLOW:
+            self._enter(0, 0, _IORING_ENTER_GETEVENTS)  # moves the kernel's backlog in
+        head = self._load(self._cq_head)
+        tail = self._load(self._cq_tail)
+        mask = self._cq_entries - 1
+        by_serial = self._by_serial
+        while head != tail:
+            user_data, result, _ = _CQE.unpack_from(ring, self._cqes + (head & mask) * _CQE.size)
+            head = (head + 1) & 0xFFFFFFFF
+            state = by_serial.get(user_data >> 8)
+            if state is None:
+                continue
+            kind = user_data & 0xFF
+            if kind == _TIMEOUT:
+                # Only a timeout that did not run out completes visibly (it skips success):
+                # cancelled, it took its round's sends with it, and they post nothing.
+                state.outstanding -= state.sends_per_round
+            elif kind in (_SEND, _LAST_SEND):
+                state.outstanding -= 1
+                if result >= 0:
+                    if kind == _LAST_SEND:
+                        state.rounds += 1
+                elif result != -errno.ECANCELED and state.error is None:
+                    state.error = -result
+        _U32.pack_into(ring, self._cq_head, head)
+
+    def _load(self, offset: int) -> int:
+        value: int = _U32.unpack_from(self._ring, offset)[0]
+        return value
+
+    def _enter(self, submit: int, wait: int, flags: int, timeout_ns: int = 0) -> int:
+        arg = None
+        size = 0
+        if timeout_ns:
+            spec = (ctypes.c_int64 * 2)(timeout_ns // 1_000_000_000, timeout_ns % 1_000_000_000)
+            arg = (ctypes.c_uint64 * 3)(0, 0, ctypes.addressof(spec))
+            flags |= _IORING_ENTER_EXT_ARG
+            size = ctypes.sizeof(arg)
+        while True:
+            done: int = self._libc.syscall(
+                ctypes.c_long(_NR_IO_URING_ENTER),
+                ctypes.c_uint(self._fd),
+                ctypes.c_uint(submit),
+                ctypes.c_uint(wait),
+                ctypes.c_uint(flags),
+                arg,
+                ctypes.c_size_t(size),
+            )
+            if done >= 0 or ctypes.get_errno() != errno.EINTR:
+                return done
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End every series (each keeps what it sent for its :meth:`Series.end`) and release
+        the ring."""
+        if self._closed:
+            return
+        for series in list(self._keys.values()):
+            self.settle(series)
+        self._closed = True
+        self._ring.close()
+        self._sqes.close()
+        os.close(self._fd)
+
+
+def _msghdr(message: TimedMessage, buffers: list[ctypes.Array[ctypes.c_char]]) -> int:
+    """A ``struct msghdr`` for ``message`` (its parts appended to ``buffers``); its address."""
+    data = ctypes.create_string_buffer(message.data, len(message.data))
+    name = ctypes.create_string_buffer(message.name, len(message.name))
+    control = ctypes.create_string_buffer(message.control, max(1, len(message.control)))
+    iov = ctypes.create_string_buffer(_IOVEC.size)
+    _IOVEC.pack_into(iov, 0, ctypes.addressof(data), len(message.data))
+    hdr = ctypes.create_string_buffer(_MSGHDR.size)
+    _MSGHDR.pack_into(
+        hdr,
+        0,
+        ctypes.addressof(name),
+        len(message.name),
+        ctypes.addressof(iov),
+        1,
+        ctypes.addressof(control) if message.control else 0,
+        len(message.control),
+        0,
+    )
+    buffers += (data, name, control, iov, hdr)
+    return ctypes.addressof(hdr)
+
+
+def _why() -> str:
+    code = ctypes.get_errno()
+    return os.strerror(code) if code else "unknown error"
