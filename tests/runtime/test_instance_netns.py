@@ -535,3 +535,112 @@ async def test_a_hub_socket_turned_eager_by_an_owner_starting_moves_no_backup(la
                     await anyio.sleep(FAST * 10)
                     for inst in backups:
                         assert inst.state is State.BACKUP and inst.counters.become_master == 0
+
+
+# -- the kernel sending a master's adverts (io_uring timeouts, root) --------------------------
+
+
+def advert_priorities(frames: list[bytes], source: bytes) -> list[int]:
+    """The priorities of the IPv4 VRRP adverts in ``frames`` sent from ``source``."""
+    return [f[36] for f in frames if f[23] == 112 and f[26:30] == source]
+
+
+async def capture_for(sock: Any, seconds: float) -> list[bytes]:
+    """Every frame ``sock`` receives within ``seconds``."""
+    frames: list[bytes] = []
+    with anyio.move_on_after(seconds):
+        while True:
+            frames.append(await next_frame(sock, lambda f: True))
+    return frames
+
+
+async def test_a_steady_master_has_the_kernel_send_its_adverts(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        sent, received = a.counters.advert_sent, b.counters.advert_rcvd
+        await anyio.sleep(FAST * 30)  # past several refills of the queue
+        assert a.counters.advert_sent >= sent + 25
+        assert b.counters.advert_rcvd >= received + 25
+        assert b.state is State.BACKUP and b.counters.become_master == 0
+        assert b.status()["send_mode"] == "timer"
+
+
+async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2, 0x0800)
+    try:
+        a = node(h1, "a", 200)
+        async with cluster(a):
+            await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+            a.stop()
+            frames = await capture_for(capture, FAST * 5)
+        priorities = advert_priorities(frames, h1.ipv4.packed)
+        assert 0 in priorities
+        assert priorities[priorities.index(0) :] == [0]
+    finally:
+        capture.close()
+
+
+async def test_a_kernel_sending_master_steps_down_for_a_better_router(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 100), node(h2, "b", 200)
+    async with cluster(a):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        async with cluster(b):
+            await eventually(lambda: a.state is State.BACKUP and b.state is State.MASTER)
+            sent = a.counters.advert_sent
+            await anyio.sleep(FAST * 10)
+            assert a.counters.advert_sent == sent
+            assert a.status()["send_mode"] == "timer"
+            assert b.state is State.MASTER and holds(h2, VIP4) and not holds(h1, VIP4)
+
+
+async def test_a_kernel_sending_master_loses_its_link_and_goes_fault(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    a = node(h1, "a", 200)
+    async with cluster(a):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        lab.set_port(h1, False)
+        await eventually(lambda: a.state is State.FAULT and not holds(h1, VIP4))
+        assert a.status()["send_mode"] == "timer"
+        lab.set_port(h1, True)
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+
+
+async def test_without_io_uring_a_master_sends_on_its_own_timer(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vrrpkit.transports import uring
+
+    monkeypatch.setattr(uring.TimedSends, "create", classmethod(lambda cls, entries=0: None))
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: b.counters.advert_rcvd >= 10)
+        assert a.status()["send_mode"] == "timer"
+        assert b.state is State.BACKUP
+
+
+async def test_masters_sharing_a_hub_socket_each_have_the_kernel_send_their_adverts(
+    lab: Lab,
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with TransportHub() as hub:
+        masters = [pair(h1, vrid, 200, hub=hub) for vrid in (1, 2, 3)]
+        backups = [pair(h2, vrid, 100) for vrid in (1, 2, 3)]
+        async with cluster(*masters, *backups):
+            await eventually(
+                lambda: all(m.status()["send_mode"] == "kernel-timed" for m in masters)
+            )
+            await anyio.sleep(FAST * 30)
+            assert all(b.state is State.BACKUP and b.counters.become_master == 0 for b in backups)
+            masters[0].stop()
+            await eventually(lambda: backups[0].state is State.MASTER)
+            await anyio.sleep(FAST * 10)
+            assert [b.state for b in backups[1:]] == [State.BACKUP, State.BACKUP]

@@ -14,9 +14,10 @@ import functools
 import inspect
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import anyio
 import anyio.abc
@@ -39,7 +40,7 @@ from vrrpkit.core.config import RouterConfig
 from vrrpkit.core.counters import Counters
 from vrrpkit.core.errors import ConfigError, VrrpError
 from vrrpkit.core.packet import Advertisement
-from vrrpkit.core.router import Router
+from vrrpkit.core.router import Router, RouterError
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
@@ -60,6 +61,7 @@ from vrrpkit.transports.base import (
     ReceivedPacket,
     TransportError,
 )
+from vrrpkit.transports.uring import RoundsSent, Series
 
 __all__ = ["Event", "Instance", "TransportFailure"]
 
@@ -105,6 +107,13 @@ class _VipsAdded:
 _Effect: TypeAlias = Action | _RetryVips | _ForGroup | _VipsAdded
 # RawAdvertSocket.watch_silence(vrid, deadline, interval, wake) -> whether it times the silence.
 _SilenceWatch: TypeAlias = Callable[[int, float | None, float | None, Callable[[], None]], bool]
+_RepeatSender: TypeAlias = Callable[
+    [int, Sequence[tuple[bytes, Address]], float, float, int], Series | None
+]
+
+#: Seconds of a MASTER's adverts queued on the kernel's timers at a time (at most 100 adverts,
+#: at least 4): it wakes about this often to queue more.
+REPEAT_HORIZON = 10.0
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -242,6 +251,11 @@ class Instance(StateCallbacks, Hosted):
         self._effects: Mailbox[_Effect] = Mailbox(1 << 62)
         self._retry_queued = False
         self._send_now: Callable[[bytes, Address], None] | None = None
+        # A MASTER's coming adverts queued on the kernel's timers (the socket's
+        # send_repeatedly), and when to queue more.
+        self._send_repeatedly: _RepeatSender | None = None
+        self._repeat: Series | None = None
+        self._repeat_refill = 0.0
         self._wire: dict[
             int, tuple[Advertisement, RouterConfig, tuple[tuple[Address, bytes], ...]]
         ] = {}
@@ -299,6 +313,7 @@ class Instance(StateCallbacks, Hosted):
     def counters(self) -> Counters:
         """A copy of the protocol counters."""
         self._catch_up()
+        self._settle_sends()
         return self._router.counters
 
     @property
@@ -309,6 +324,7 @@ class Instance(StateCallbacks, Hosted):
     def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot: state, priorities, trackers, master, counters."""
         self._catch_up()
+        self._settle_sends()
         router, cfg = self._router, self._router.config
         states = router.tracker_states
         contributions = router.tracker_contributions()
@@ -342,6 +358,7 @@ class Instance(StateCallbacks, Hosted):
             },
             "last_transition": self._last_transition,
             "receive_mode": self._receive_mode(),
+            "send_mode": "timer" if self._repeat is None else "kernel-timed",
             "counters": router.counters.as_dict(),
             "callback_errors": self._callbacks.errors,
             "callback_timeouts": self._callbacks.timeouts,
@@ -602,9 +619,11 @@ class Instance(StateCallbacks, Hosted):
         )
 
     def _forget_socket(self) -> None:
+        self._take_back()
         self._socket = None
         self._owns_socket = False
         self._send_now = None
+        self._send_repeatedly = None
 
     async def _close_socket(self) -> None:
         if self._socket is not None:
@@ -638,8 +657,10 @@ class Instance(StateCallbacks, Hosted):
         except TransportError as exc:
             self._transport_failed("reopen socket", exc)
             return False
+        self._take_back()
         self._socket = fresh
         self._send_now = self._direct_send(fresh)
+        self._send_repeatedly = self._repeat_sender(fresh)
         self._lazy_asked = None  # ask the fresh socket on the next step
         self._adopt_local_address()
         logger.info(
@@ -656,6 +677,7 @@ class Instance(StateCallbacks, Hosted):
         assert self._socket is not None
         local = self._socket.local_address
         if local != self._router.config.address:
+            self._take_back()  # the queued adverts carry the old address
             # The router object stays the same (a sync group holds it); only its address changes.
             self._router.update_config(attrs.evolve(self._router.config, address=local))
 
@@ -668,6 +690,7 @@ class Instance(StateCallbacks, Hosted):
 
     def _start(self, links: dict[str, bool]) -> None:
         self._send_now = self._direct_send(self._socket)
+        self._send_repeatedly = self._repeat_sender(self._socket)
         now = self._now()
         if not links[self.interface]:
             self._router.interface_changed(False, now)
@@ -683,8 +706,102 @@ class Instance(StateCallbacks, Hosted):
         send_nowait = getattr(sock, "send_nowait", None)
         return send_nowait if callable(send_nowait) else None
 
+    def _repeat_sender(self, sock: AdvertSocket | None) -> _RepeatSender | None:
+        # The kernel's timers run on CLOCK_MONOTONIC: our deadlines must be on it too. A sync
+        # group's members are left out: the group changes a member's router from another
+        # member's input, which would overtake adverts queued in the kernel.
+        send = getattr(sock, "send_repeatedly", None)
+        if not (callable(send) and self._monotonic and self._group_hook is None):
+            return None
+        return cast(_RepeatSender, send)
+
+    def _repeat_sends(self) -> float | None:
+        """Queue a steady MASTER's coming adverts on the kernel's timers; when to queue more.
+
+        A Python process pays a wake-up per advert it times itself; queued, the kernel sends
+        them on their deadlines and we wake only to queue the next ones, or for an input
+        (which takes them back first: _take_back).
+        """
+        if self._repeat is None:
+            send = self._send_repeatedly
+            repeated = self._router.repeat_advert()
+            if send is None or repeated is None:
+                return None
+            interval = repeated.interval
+            packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
+            series = send(
+                self._router.config.vrid,
+                packets,
+                repeated.due,
+                interval,
+                self._repeat_rounds(interval),
+            )
+            if series is None:
+                return None
+            self._repeat = series
+            self._set_refill(series)
+        return self._repeat_refill
+
+    @staticmethod
+    def _repeat_rounds(interval: float) -> int:
+        return max(4, min(100, math.ceil(REPEAT_HORIZON / interval)))
+
+    def _set_refill(self, series: Series) -> None:
+        # Half an interval before the last queued advert: the next ones follow it.
+        self._repeat_refill = series.next_deadline - 1.5 * series.interval
+
+    def _extend_repeats(self) -> bool:
+        """At the refill alarm: count what the kernel sent and queue the next adverts behind
+        the last; False if something else is due or the series failed (take it back)."""
+        series = self._repeat
+        assert series is not None
+        other = self._router.next_deadline(adverts=False)
+        if other is not None and other <= self._now():
+            return False
+        sent = series.collect()
+        self._count_sent(sent)
+        if sent.error is not None or not series.extend(self._repeat_rounds(series.interval)):
+            return False
+        self._set_refill(series)
+        self._rearm()
+        return True
+
+    def _take_back(self) -> None:
+        """End the adverts still queued in the kernel and count those it sent.
+
+        Done before the router sees any input: it must know what went before it decides.
+        """
+        series = self._repeat
+        if series is not None:
+            self._repeat = None
+            self._count_sent(series.end())
+
+    def _count_sent(self, sent: RoundsSent) -> None:
+        if sent.rounds:
+            try:
+                self._router.adverts_repeated(sent.rounds)
+            except RouterError:
+                logger.exception(
+                    "%s: %d adverts sent by the kernel not counted", self.name, sent.rounds
+                )
+        if sent.error is not None:
+            message = f"{self.interface}: advert sent by the kernel: {os.strerror(sent.error)}"
+            self._transport_failed("send advert", TransportError(message, errno=sent.error))
+        if sent.unsettled:
+            logger.error(
+                "%s: adverts queued in the kernel did not settle; sending on our own timer",
+                self.name,
+            )
+            self._send_repeatedly = None
+
+    def _settle_sends(self) -> None:
+        # Counters read while the kernel sends: count what it has sent so far.
+        if self._repeat is not None:
+            self._count_sent(self._repeat.collect())
+
     def _step(self, step: Callable[[float], list[Action]]) -> None:
         """Feed one input to the router and perform what comes out."""
+        self._take_back()
         self._catch_up()
         self._perform_now(step(self._now()))
         self._rearm()
@@ -729,6 +846,16 @@ class Instance(StateCallbacks, Hosted):
         lazy = router.state is not State.MASTER
         if lazy is not self._lazy_asked:
             self._read_lazily(lazy)
+        if not lazy and self._send_repeatedly is not None and self._vips_complete():
+            refill = self._repeat_sends()
+            if refill is not None:
+                other = router.next_deadline(adverts=False)
+                wake = refill if other is None else min(refill, other)
+                if wake != self._armed:
+                    self._armed = wake
+                    if self._alarm is not None:
+                        self._alarm.set(wake)
+                return
         deadline = router.next_deadline()
         watch = self._watch_silence
         if watch is not None:
@@ -756,8 +883,15 @@ class Instance(StateCallbacks, Hosted):
             if self._alarm is not None:
                 self._alarm.set(deadline)
 
+    def _vips_complete(self) -> bool:
+        # A MASTER missing an address retries it at each advert (_on_alarm): no queueing.
+        return len(self._vips_held) == len(self._vips)
+
     def _on_alarm(self) -> None:
         self._armed = None
+        if self._repeat is not None and self._extend_repeats():
+            return
+        self._take_back()
         self._catch_up()
         router = self._router
         now = self._now()
@@ -766,7 +900,7 @@ class Instance(StateCallbacks, Hosted):
             self._perform_now(router.handle_timer(now))
             if (
                 router.state is State.MASTER
-                and len(self._vips_held) != len(self._vips)
+                and not self._vips_complete()
                 and not self._retry_queued
             ):
                 # A refused VIP (interface busy, address conflict) is retried once per
@@ -797,6 +931,13 @@ class Instance(StateCallbacks, Hosted):
             # else: replaced by a fresh socket (the interface came back)
 
     def _on_packets(self, packets: list[ReceivedPacket]) -> None:
+        if self._repeat is not None:
+            # A socket of our own hears every VRID on the link: the router skips the others'
+            # adverts, and they need not cost our queued adverts.
+            vrid = self._router.config.vrid
+            if not any(len(p.data) < 2 or p.data[1] == vrid for p in packets):
+                return
+            self._take_back()
         router = self._router
         now = self._now()
         since = None
@@ -949,6 +1090,7 @@ class Instance(StateCallbacks, Hosted):
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
     def _shutdown(self) -> None:
+        self._take_back()
         if self._router.state is not State.STOPPED:
             self._perform_now(self._router.shutdown(self._now()))
         # A MASTER's shutdown removes its addresses; this covers a failed removal too.
