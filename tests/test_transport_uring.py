@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import errno
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -106,7 +109,20 @@ async def test_a_send_the_kernel_refuses_is_reported_with_its_errno(lab: Lab) ->
         series = sender.send_repeatedly(51, [(advert(), broadcast)], time.monotonic(), 0.01, 2)
         assert series is not None
         await anyio.sleep(0.1)
-        assert series.end() == uring.RoundsSent(0, errno.EACCES)
+        assert series.end() == uring.RoundsSent(2, errno.EACCES)  # tried, and refused
+        assert series.failed
+
+
+async def test_a_refused_destination_costs_the_others_nothing(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4, multicast=False) as receiver:
+        refused = IPv4Address("255.255.255.255")  # EACCES without SO_BROADCAST
+        packets_out = [(advert(), refused), (advert(), h2.ipv4)]
+        series = sender.send_repeatedly(51, packets_out, time.monotonic(), 0.02, 3)
+        assert series is not None
+        packets = await received_within(receiver, 0.3)
+        assert series.end() == uring.RoundsSent(3, errno.EACCES)
+    assert len(packets) == 3
 
 
 async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab) -> None:
@@ -171,3 +187,38 @@ async def test_extending_queues_rounds_behind_the_last(lab: Lab) -> None:
         assert series.end() == uring.RoundsSent(5)
     assert len(packets) == 5
     assert not series.extend(1)  # ended
+
+
+async def test_a_timeout_the_kernel_refuses_fails_the_series_and_sends_nothing(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kernel that does not know a timeout flag refuses every timeout (before Linux 5.16,
+    # ETIME_SUCCESS): the series must say so rather than look like a quiet success.
+    monkeypatch.setattr(uring, "_TIMEOUT_ETIME_SUCCESS", 1 << 20)
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3)
+        assert series is not None
+        packets = await received_within(receiver, 0.2)
+        assert series.collect() == uring.RoundsSent(0, errno.EINVAL)
+        assert series.failed and not series.extend(3)
+        assert series.end() == uring.RoundsSent(0)
+    assert packets == []
+
+
+def test_a_ring_without_a_needed_feature_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uring, "_NEEDED_FEATURES", uring._NEEDED_FEATURES | 1 << 31)
+    assert uring.TimedSends.create() is None
+
+
+def test_inside_a_time_namespace_no_ring_is_used() -> None:
+    # io_uring's timeouts run on the host's monotonic clock, not the namespace's.
+    code = "from vrrpkit.transports.uring import TimedSends; print(TimedSends.create())"
+    result = subprocess.run(
+        ["unshare", "--time", "--monotonic", "1000", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.stdout.strip() == "None"

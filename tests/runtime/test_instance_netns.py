@@ -644,3 +644,18 @@ async def test_masters_sharing_a_hub_socket_each_have_the_kernel_send_their_adve
             await eventually(lambda: backups[0].state is State.MASTER)
             await anyio.sleep(FAST * 10)
             assert [b.state for b in backups[1:]] == [State.BACKUP, State.BACKUP]
+
+
+async def test_the_members_of_a_sync_group_send_on_their_own_timer(lab: Lab) -> None:
+    # The group changes a member's router from another member's input: adverts queued in
+    # the kernel would overtake that change.
+    from vrrpkit.runtime.group import Group
+
+    h1, _ = lab.hosts
+    a = node(h1, "a", 200)
+    group = Group("g", [a])
+    async with anyio.create_task_group() as tg:
+        await tg.start(group.run)
+        await eventually(lambda: a.state is State.MASTER and a.counters.advert_sent >= 3)
+        assert a.status()["send_mode"] == "timer"
+        group.stop()

@@ -81,6 +81,9 @@ class Group(StateCallbacks, Hosted):
             if member._group_hook is not None:
                 raise ConfigError(f"instance {member.name!r} is already in a group")
             member._group_hook = self._after_member_actions
+            # The group changes members' routers from each other's inputs, which adverts
+            # queued in the kernel would overtake: a running member takes its back.
+            member._take_back()
         self._notify = NotifyScripts(
             notify=notify,
             master=notify_master,

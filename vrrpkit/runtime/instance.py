@@ -725,44 +725,43 @@ class Instance(StateCallbacks, Hosted):
         if self._repeat is None:
             send = self._send_repeatedly
             repeated = self._router.repeat_advert()
-            if send is None or repeated is None:
+            if send is None or repeated is None or self._group_hook is not None:
                 return None
             interval = repeated.interval
+            rounds = self._repeat_rounds(interval)
             packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
-            series = send(
-                self._router.config.vrid,
-                packets,
-                repeated.due,
-                interval,
-                self._repeat_rounds(interval),
-            )
+            series = send(self._router.config.vrid, packets, repeated.due, interval, rounds)
             if series is None:
                 return None
             self._repeat = series
-            self._set_refill(series)
+            self._set_refill(series, rounds)
         return self._repeat_refill
 
     @staticmethod
     def _repeat_rounds(interval: float) -> int:
         return max(4, min(100, math.ceil(REPEAT_HORIZON / interval)))
 
-    def _set_refill(self, series: Series) -> None:
-        # Half an interval before the last queued advert: the next ones follow it.
-        self._repeat_refill = series.next_deadline - 1.5 * series.interval
+    def _set_refill(self, series: Series, rounds: int) -> None:
+        # Halfway through the adverts just queued: a late wake-up (a busy event loop, a
+        # stopped process) still finds adverts queued, and the next ones follow the last.
+        self._repeat_refill = series.next_deadline - rounds / 2 * series.interval
 
     def _extend_repeats(self) -> bool:
         """At the refill alarm: count what the kernel sent and queue the next adverts behind
         the last; False if something else is due or the series failed (take it back)."""
         series = self._repeat
         assert series is not None
+        now = self._now()
         other = self._router.next_deadline(adverts=False)
-        if other is not None and other <= self._now():
+        if (other is not None and other <= now) or series.next_deadline <= now:
+            return False  # something else is due, or the queue ran dry: start afresh
+        self._count_sent(series.collect())
+        rounds = self._repeat_rounds(series.interval)
+        # A failed send (reported by now) ends the series: the router sends the next advert
+        # itself, and meets the error (and whatever it means) on its own path.
+        if series.failed or not series.extend(rounds):
             return False
-        sent = series.collect()
-        self._count_sent(sent)
-        if sent.error is not None or not series.extend(self._repeat_rounds(series.interval)):
-            return False
-        self._set_refill(series)
+        self._set_refill(series, rounds)
         self._rearm()
         return True
 

@@ -6,9 +6,11 @@ pairs, the kernel sends them at their deadlines and the process only wakes to qu
 No liburing: the ring is set up and filled through ``ctypes``, and everything happens in
 system calls the caller makes (nothing waits on the ring asynchronously).
 
-Where io_uring is missing or refused (old kernels, ``kernel.io_uring_disabled``, seccomp
-filters of container runtimes), :meth:`TimedSends.create` returns None and the caller keeps
-sending on its own timer.
+Where io_uring is missing, refused (``kernel.io_uring_disabled``, seccomp filters of container
+runtimes) or too old for what is used here (Linux 5.19: skipped completions, timed waits,
+cancelling all matches), and inside a time namespace (io_uring's timeouts run on the host's
+monotonic clock), :meth:`TimedSends.create` returns None and the caller keeps sending on its
+own timer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ _NR_IO_URING_ENTER = 426
 _IORING_SETUP_CQSIZE = 1 << 3
 _IORING_SETUP_CLAMP = 1 << 4
 _IORING_FEAT_NODROP = 1 << 1
+_IORING_FEAT_EXT_ARG = 1 << 8
+_IORING_FEAT_CQE_SKIP = 1 << 11
+_NEEDED_FEATURES = _IORING_FEAT_NODROP | _IORING_FEAT_EXT_ARG | _IORING_FEAT_CQE_SKIP
 _IORING_ENTER_GETEVENTS = 1 << 0
 _IORING_ENTER_EXT_ARG = 1 << 3
 _IORING_SQ_CQ_OVERFLOW = 1 << 1
@@ -50,8 +55,10 @@ _TIMEOUT_ETIME_SUCCESS = 1 << 5
 _CANCEL_ALL = 1 << 0
 _MSG_DONTWAIT = 0x40
 
-# user_data: the series' serial number above, what the entry is below.
-_TIMEOUT, _SEND, _LAST_SEND, _CANCEL = 1, 2, 3, 4
+# user_data: the series' serial number above, what the entry is below. A round gives each
+# datagram a chain of its own (timeout -> sendmsg): a destination the kernel refuses must not
+# cost the others their advert, as it would in one linked chain.
+_TIMEOUT, _SEND, _LAST_SEND, _CANCEL, _PROBE = 1, 2, 3, 4, 5
 
 _SQE = struct.Struct("=BBHiQQIIQHHiQQ")
 _CQE = struct.Struct("=QiI")
@@ -60,9 +67,11 @@ _MSGHDR = struct.Struct("=QI4xQQQQi4x")
 _IOVEC = struct.Struct("=QQ")
 _TIMESPEC = struct.Struct("=qq")
 
-# How long stop() waits for the kernel to settle a key's sends before giving up on them.
-_SETTLE_ATTEMPTS = 50
+# Settling a series: waits of 2 ms for its last completions, with the cancels submitted
+# again every 5th wait (a send whose timeout ran out meanwhile completes on its own).
+_SETTLE_WAITS = 50
 _SETTLE_WAIT_NS = 2_000_000
+_CANCEL_EVERY = 5
 
 
 class _Params(ctypes.Structure):
@@ -91,7 +100,13 @@ class TimedMessage:
 
 @attrs.frozen
 class RoundsSent:
-    """What became of a key's rounds: how many went out whole, and the first send error."""
+    """What became of a series' rounds since it was last asked.
+
+    ``rounds``: rounds whose deadline came and whose sends were made (whatever the kernel
+    answered: a timer-driven sender counts an advert it tried too); ``error``: the first errno
+    a send or timeout failed with; ``unsettled``: entries the kernel did not settle when the
+    series ended (they may still go out).
+    """
 
     rounds: int
     error: int | None = None
@@ -104,12 +119,12 @@ class _State:
 
     serial: int
     fd: int
-    sends_per_round: int
     msghdrs: list[int]
     buffers: list[ctypes.Array[ctypes.c_char]]
-    outstanding: int = 0
-    rounds: int = 0  # went out whole since the last collect
-    error: int | None = None
+    outstanding: int = 0  # chains (timeout -> sendmsg) not settled
+    rounds: int = 0  # rounds made since the last collect
+    error: int | None = None  # first error since the last collect
+    failed: bool = False  # any error, ever
     ended: bool = False
 
 
@@ -130,28 +145,32 @@ class Series:
         """Whether the series was ended (by :meth:`end` or the ring closing)."""
         return self._state.ended
 
+    @property
+    def failed(self) -> bool:
+        """Whether any send or timeout of the series failed (collected or not)."""
+        return self._state.failed
+
     def collect(self) -> RoundsSent:
-        """The rounds that went out whole since the last collect, without cancelling any."""
+        """The rounds made since the last collect, without cancelling any."""
         if not self._state.ended:
             self._sends.reap()
         return self._take(ending=False)
 
     def extend(self, rounds: int) -> bool:
         """Queue ``rounds`` more rounds after the last queued; False if that failed."""
-        if self._state.ended:
+        if self._state.ended or self._state.failed:
             return False
         return self._sends.queue(self, self.next_deadline, rounds)
 
     def end(self) -> RoundsSent:
-        """Cancel the rounds not sent yet, wait until the kernel settled every entry, and
-        return what went out whole since the last collect."""
+        """Cancel the rounds not made yet, wait until the kernel settled every entry, and
+        return what was made since the last collect."""
         self._sends.settle(self)
         return self._take(ending=True)
 
     def _take(self, *, ending: bool) -> RoundsSent:
         state = self._state
-        unsettled = ending and state.outstanding > 0
-        sent = RoundsSent(state.rounds, state.error, unsettled=unsettled)
+        sent = RoundsSent(state.rounds, state.error, unsettled=ending and state.outstanding > 0)
         state.rounds = 0
         state.error = None
         return sent
@@ -160,9 +179,10 @@ class Series:
 class TimedSends:
     """One io_uring sending rounds of datagrams at absolute ``CLOCK_MONOTONIC`` deadlines.
 
-    Each key (a VRID on one socket) has at most one :class:`Series` at a time. A round is
-    one timeout linked to a ``sendmsg`` per datagram; a failed send cancels the rest of its
-    round. Completions are read whenever a series is collected, extended or ended.
+    Each key (a VRID on one socket) has at most one :class:`Series` at a time. In a round,
+    each datagram has its own timeout linked to its ``sendmsg``. Completions are read
+    whenever a series is collected, extended or ended. Not thread-safe: one thread (the
+    event loop's) uses a ring.
     """
 
     def __init__(self, fd: int, params: _Params, libc: ctypes.CDLL) -> None:
@@ -192,7 +212,10 @@ class TimedSends:
     @classmethod
     def create(cls, entries: int = 256, completions: int = 4096) -> TimedSends | None:
         """A ring of ``entries`` submission and ``completions`` completion slots, or None
-        where io_uring is unavailable."""
+        where io_uring cannot serve (see the module's docstring)."""
+        if _monotonic_offset() != 0:
+            logger.info("in a time namespace: adverts keep their own timer")
+            return None
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             syscall = libc.syscall
@@ -208,15 +231,39 @@ class TimedSends:
         if fd < 0:
             logger.info("io_uring unavailable (%s): adverts keep their own timer", _why())
             return None
-        if not params.features & _IORING_FEAT_NODROP:
+        if params.features & _NEEDED_FEATURES != _NEEDED_FEATURES:
             os.close(fd)
+            logger.info(
+                "io_uring too old (features %#x): adverts keep their own timer", params.features
+            )
             return None
         try:
-            return cls(fd, params, libc)
+            sends = cls(fd, params, libc)
         except (OSError, ValueError) as exc:
             os.close(fd)
             logger.info("io_uring rings cannot be mapped (%s)", exc)
             return None
+        if not sends._cancels_all():
+            sends.close()
+            logger.info("io_uring cannot cancel all matches: adverts keep their own timer")
+            return None
+        return sends
+
+    def _cancels_all(self) -> bool:
+        # IORING_ASYNC_CANCEL_ALL (Linux 5.19): a kernel without it refuses the flag.
+        tail = self._load(self._sq_tail)
+        self._put(tail, _OP_ASYNC_CANCEL, 0, -1, _PROBE, 0, _CANCEL_ALL, _PROBE)
+        _U32.pack_into(self._ring, self._sq_tail, (tail + 1) & 0xFFFFFFFF)
+        if self._enter(1, 1, _IORING_ENTER_GETEVENTS) != 1:
+            return False
+        head = self._load(self._cq_head)
+        if head == self._load(self._cq_tail):
+            return False
+        _, result, _ = _CQE.unpack_from(
+            self._ring, self._cqes + (head & (self._cq_entries - 1)) * _CQE.size
+        )
+        _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
+        return bool(result != -errno.EINVAL)
 
     @property
     def keys(self) -> frozenset[int]:
@@ -236,12 +283,12 @@ class TimedSends:
         ``interval`` after; None if the key has a series running or the kernel refused."""
         if self._closed or not messages or interval <= 0 or key in self._keys:
             return None
-        if 1 + len(messages) > self._sq_entries:
+        if 2 * len(messages) > self._sq_entries:
             return None
         buffers: list[ctypes.Array[ctypes.c_char]] = []
         msghdrs = [_msghdr(message, buffers) for message in messages]
         self._serial += 1
-        state = _State(self._serial, fd, len(messages), msghdrs, buffers)
+        state = _State(self._serial, fd, msghdrs, buffers)
         series = Series(self, key, state, interval)
         self._keys[key] = series
         self._by_serial[state.serial] = state
@@ -257,43 +304,40 @@ class TimedSends:
         state = series._state
         if self._closed or state.ended or rounds < 1:
             return False
-        per_round = 1 + state.sends_per_round
+        per_round = 2 * len(state.msghdrs)
         tag = state.serial << 8
         specs = ctypes.addressof(self._specs)
         interval = series.interval
+        last = len(state.msghdrs) - 1
         tail = self._load(self._sq_tail)
         pending = 0
         for number in range(rounds):
             if pending + per_round > self._sq_entries:
-                if not self._submit(tail, pending, per_round, state):
+                if not self._submit(tail, pending, state):
                     return False
                 pending = 0
             deadline = first + number * interval
             seconds = math.floor(deadline)
-            slot = tail & (self._sq_entries - 1)
-            _TIMESPEC.pack_into(
-                self._specs, slot * _TIMESPEC.size, seconds, int((deadline - seconds) * 1e9)
-            )
-            self._put(
-                tail,
-                _OP_TIMEOUT,
-                _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
-                -1,
-                specs + slot * _TIMESPEC.size,
-                1,
-                _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
-                tag | _TIMEOUT,
-            )
-            tail += 1
-            last = len(state.msghdrs) - 1
+            nanoseconds = int((deadline - seconds) * 1e9)
             for index, msghdr in enumerate(state.msghdrs):
+                slot = tail & (self._sq_entries - 1)
+                _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, seconds, nanoseconds)
+                self._put(
+                    tail,
+                    _OP_TIMEOUT,
+                    _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
+                    -1,
+                    specs + slot * _TIMESPEC.size,
+                    1,
+                    _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
+                    tag | _TIMEOUT,
+                )
                 kind = _LAST_SEND if index == last else _SEND
-                link = 0 if index == last else _IOSQE_IO_LINK
-                self._put(tail, _OP_SENDMSG, link, state.fd, msghdr, 1, _MSG_DONTWAIT, tag | kind)
-                tail += 1
+                self._put(tail + 1, _OP_SENDMSG, 0, state.fd, msghdr, 1, _MSG_DONTWAIT, tag | kind)
+                tail += 2
             pending += per_round
             series.next_deadline = deadline + interval
-        return not pending or self._submit(tail, pending, per_round, state)
+        return not pending or self._submit(tail, pending, state)
 
     def _put(
         self,
@@ -311,25 +355,33 @@ class TimedSends:
             self._sqes, offset, op, flags, 0, fd, 0, addr, length, op_flags, data, 0, 0, 0, 0, 0
         )
 
-    def _submit(self, tail: int, count: int, per_round: int, state: _State) -> bool:
-        """Hand the kernel ``count`` entries (whole rounds) ending at ``tail``."""
-        _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
-        taken = self._enter(count, 0, 0)
+    def _submit(self, tail: int, count: int, state: _State) -> bool:
+        """Hand the kernel ``count`` entries (whole chains) ending at ``tail``."""
+        taken = self._hand_over(tail, count)
+        # Each chain completes once: its send (made, failed or cancelled), or its timeout
+        # cancelled (the send then posts nothing). A lone timeout (its send not taken) is
+        # counted too: it settles only if cancelled, and the series is ended at once.
+        state.outstanding += (taken + 1) // 2
         if taken < count:
-            # Entries the kernel did not take stay in the ring: take them back, unsent.
-            logger.warning("io_uring took %d of %d entries (%s)", max(taken, 0), count, _why())
-            taken = max(taken, 0)
+            state.failed = True
+            logger.warning("io_uring took %d of %d entries (%s)", taken, count, _why())
+            return False
+        return True
+
+    def _hand_over(self, tail: int, count: int, wait: int = 0, timeout_ns: int = 0) -> int:
+        """Submit the ``count`` entries ending at ``tail``; how many the kernel took."""
+        _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
+        flags = _IORING_ENTER_GETEVENTS if wait else 0
+        taken = max(self._enter(count, wait, flags, timeout_ns), 0)
+        if taken < count:
+            # The entries not taken stay in the ring: take them back, unsent.
             _U32.pack_into(self._ring, self._sq_tail, (tail - count + taken) & 0xFFFFFFFF)
-        # Each taken send completes once, whether it goes, fails or is cancelled (a round
-        # cut short at submission completes through its timeout: see reap).
-        whole, part = divmod(taken, per_round)
-        state.outstanding += whole * (per_round - 1) + max(0, part - 1)
-        return taken == count
+        return taken
 
     # -- settling ------------------------------------------------------------------------
 
     def settle(self, series: Series) -> None:
-        """Cancel ``series``' rounds not sent yet and wait until every entry has settled."""
+        """Cancel ``series``' rounds not made yet and wait until every entry has settled."""
         state = series._state
         if state.ended:
             return
@@ -337,24 +389,37 @@ class TimedSends:
         if self._keys.get(series.key) is series:
             del self._keys[series.key]
         self.reap()
-        attempts = 0
         tag = state.serial << 8
-        while state.outstanding > 0 and attempts < _SETTLE_ATTEMPTS:
-            attempts += 1
+        for wait in range(_SETTLE_WAITS):
+            if state.outstanding <= 0 or self._closed:
+                break
             tail = self._load(self._sq_tail)
-            for kind in (_TIMEOUT, _SEND, _LAST_SEND):
-                # A timeout not run out yet takes its round's sends with it; a send already
-                # issued (waiting for room) is cancelled by its own user_data.
-                self._put(tail, _OP_ASYNC_CANCEL, 0, -1, tag | kind, 0, _CANCEL_ALL, tag | _CANCEL)
-                tail += 1
-            _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
-            self._enter(3, 1, _IORING_ENTER_GETEVENTS, _SETTLE_WAIT_NS)
+            count = 0
+            if wait % _CANCEL_EVERY == 0:
+                for kind in (_TIMEOUT, _SEND, _LAST_SEND):
+                    # A timeout not run out yet takes its send with it; a send already issued
+                    # is cancelled by its own user_data.
+                    self._put(
+                        tail + count,
+                        _OP_ASYNC_CANCEL,
+                        0,
+                        -1,
+                        tag | kind,
+                        0,
+                        _CANCEL_ALL,
+                        tag | _CANCEL,
+                    )
+                    count += 1
+            self._hand_over(tail + count, count, wait=1, timeout_ns=_SETTLE_WAIT_NS)
             self.reap()
-        del self._by_serial[state.serial]
         if state.outstanding > 0:
+            # Kept (buffers included) for as long as the ring lives: the kernel may still
+            # read them.
             logger.error(
                 "io_uring: %d sends of key %d did not settle", state.outstanding, series.key
             )
+        else:
+            del self._by_serial[state.serial]
 
     def reap(self) -> None:
         """Read every completion the kernel posted into the series' tallies."""
@@ -369,19 +434,17 @@ class TimedSends:
             user_data, result, _ = _CQE.unpack_from(ring, self._cqes + (head & mask) * _CQE.size)
             head = (head + 1) & 0xFFFFFFFF
             state = by_serial.get(user_data >> 8)
-            if state is None:
-                continue
             kind = user_data & 0xFF
-            if kind == _TIMEOUT:
-                # Only a timeout that did not run out completes visibly (it skips success):
-                # cancelled, it took its round's sends with it, and they post nothing.
-                state.outstanding -= state.sends_per_round
-            elif kind in (_SEND, _LAST_SEND):
-                state.outstanding -= 1
-                if result >= 0:
-                    if kind == _LAST_SEND:
-                        state.rounds += 1
-                elif result != -errno.ECANCELED and state.error is None:
+            if state is None or kind > _LAST_SEND:
+                continue
+            state.outstanding -= 1
+            if kind == _LAST_SEND and result != -errno.ECANCELED:
+                state.rounds += 1
+            # A timeout completes visibly only if it did not run out (it skips success):
+            # cancelled, or refused (a kernel that does not know its flags).
+            if result < 0 and result != -errno.ECANCELED:
+                state.failed = True
+                if state.error is None:
                     state.error = -result
         _U32.pack_into(ring, self._cq_head, head)
 
@@ -413,7 +476,7 @@ class TimedSends:
     # -- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """End every series (each keeps what it sent for its :meth:`Series.end`) and release
+        """End every series (each keeps what it made for its :meth:`Series.end`) and release
         the ring."""
         if self._closed:
             return
@@ -446,6 +509,19 @@ def _msghdr(message: TimedMessage, buffers: list[ctypes.Array[ctypes.c_char]]) -
     )
     buffers += (data, name, control, iov, hdr)
     return ctypes.addressof(hdr)
+
+
+def _monotonic_offset() -> int:
+    """Nanoseconds this process's time namespace adds to CLOCK_MONOTONIC (0 outside one)."""
+    try:
+        with open("/proc/self/timens_offsets", encoding="ascii") as offsets:
+            for line in offsets:
+                fields = line.split()
+                if fields and fields[0] in ("monotonic", "1"):
+                    return int(fields[1]) * 1_000_000_000 + int(fields[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _why() -> str:
