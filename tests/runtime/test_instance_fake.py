@@ -511,6 +511,12 @@ def test_bad_configuration_fails_at_construction() -> None:
         Instance("x", interface="eth0", vrid=1, priority=100, vips=["not-an-ip"])
 
 
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), "2", True])
+def test_send_ahead_must_be_seconds(value: object) -> None:
+    with pytest.raises(ConfigError, match="send_ahead"):
+        Instance("x", interface="eth0", vrid=1, priority=100, vips=[VIP], send_ahead=value)  # type: ignore[arg-type]
+
+
 async def test_sync_group_members_fail_over_together() -> None:
     from vrrpkit import GroupStateChanged
     from vrrpkit.runtime.group import Group

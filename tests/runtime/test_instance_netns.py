@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -623,6 +624,34 @@ async def test_without_io_uring_a_master_sends_on_its_own_timer(
         await eventually(lambda: b.counters.advert_rcvd >= 10)
         assert a.status()["send_mode"] == "timer"
         assert b.state is State.BACKUP
+
+
+async def test_with_nothing_sent_ahead_a_master_times_its_own_adverts(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200, send_ahead=0), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: b.counters.advert_rcvd >= 10)
+        assert a.status()["send_mode"] == "timer"
+
+
+async def test_a_master_sends_at_most_send_ahead_of_adverts_for_a_hung_event_loop(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2, 0x0800)
+    try:
+        a = node(h1, "a", 200, send_ahead=FAST * 6)
+        async with cluster(a):
+            await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+            frames = await capture_for(capture, FAST * 2)  # drop what came so far
+            time.sleep(FAST * 12)  # the event loop hangs: no refill
+            frames = await capture_for(capture, FAST * 2)
+            a.stop()
+        sent = advert_priorities(frames, h1.ipv4.packed)
+        # At most the six queued, plus the two after the loop came back.
+        assert len(sent) <= 6 + 3
+    finally:
+        capture.close()
 
 
 async def test_masters_sharing_a_hub_socket_each_have_the_kernel_send_their_adverts(

@@ -111,9 +111,8 @@ _RepeatSender: TypeAlias = Callable[
     [int, Sequence[tuple[bytes, Address]], float, float, int], Series | None
 ]
 
-#: Seconds of a MASTER's adverts queued on the kernel's timers at a time (at most 100 adverts,
-#: at least 4): it wakes about this often to queue more.
-REPEAT_HORIZON = 10.0
+#: The most adverts a MASTER queues on the kernel's timers at a time (see ``send_ahead``).
+MAX_SENT_AHEAD = 100
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -169,6 +168,7 @@ class Instance(StateCallbacks, Hosted):
         script_group: str | None = None,
         callback_timeout: float | None = 10.0,
         shutdown_timeout: float = 10.0,
+        send_ahead: float = 2.0,
         clock: Clock | None = None,
         socket: AdvertSocket | None = None,
         addresses: AddressManager | None = None,
@@ -181,6 +181,13 @@ class Instance(StateCallbacks, Hosted):
     ) -> None:
         if not isinstance(interface, str) or not interface:
             raise ConfigError(f"interface must be a non-empty string, got {interface!r}")
+        if (
+            isinstance(send_ahead, bool)
+            or not isinstance(send_ahead, (int, float))
+            or not 0 <= send_ahead < math.inf
+        ):
+            raise ConfigError(f"send_ahead must be seconds >= 0, got {send_ahead!r}")
+        self._send_ahead = float(send_ahead)
         self._vips = tuple(_vip(v) for v in vips)
         self._source = to_address(source) if source is not None else None
         peers = to_addresses(unicast_peers)
@@ -729,6 +736,8 @@ class Instance(StateCallbacks, Hosted):
                 return None
             interval = repeated.interval
             rounds = self._repeat_rounds(interval)
+            if rounds < 2:
+                return None  # not worth it: the kernel would hold a single advert at a time
             packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
             series = send(self._router.config.vrid, packets, repeated.due, interval, rounds)
             if series is None:
@@ -737,14 +746,16 @@ class Instance(StateCallbacks, Hosted):
             self._set_refill(series, rounds)
         return self._repeat_refill
 
-    @staticmethod
-    def _repeat_rounds(interval: float) -> int:
-        return max(4, min(100, math.ceil(REPEAT_HORIZON / interval)))
+    def _repeat_rounds(self, interval: float) -> int:
+        # send_ahead bounds how long the kernel goes on advertising for a process whose event
+        # loop no longer runs (hung, or stopped): a hang fails over after it and the backup's
+        # Master_Down_Interval, a shorter stall (a garbage collection) costs nothing.
+        return min(MAX_SENT_AHEAD, math.floor(self._send_ahead / interval + 1e-9))
 
     def _set_refill(self, series: Series, rounds: int) -> None:
-        # Halfway through the adverts just queued: a late wake-up (a busy event loop, a
-        # stopped process) still finds adverts queued, and the next ones follow the last.
-        self._repeat_refill = series.next_deadline - rounds / 2 * series.interval
+        # Wake when half the adverts queued are left: a late wake-up (a busy event loop)
+        # still finds adverts queued, and the next ones follow the last.
+        self._repeat_refill = series.next_deadline - (rounds // 2) * series.interval
 
     def _extend_repeats(self) -> bool:
         """At the refill alarm: count what the kernel sent and queue the next adverts behind
@@ -756,10 +767,13 @@ class Instance(StateCallbacks, Hosted):
         if (other is not None and other <= now) or series.next_deadline <= now:
             return False  # something else is due, or the queue ran dry: start afresh
         self._count_sent(series.collect())
-        rounds = self._repeat_rounds(series.interval)
+        interval = series.interval
+        rounds = self._repeat_rounds(interval)
+        # Top the queue up to ``rounds`` adverts ahead of now, never more.
+        left = math.ceil((series.next_deadline - now) / interval - 1e-9)
         # A failed send (reported by now) ends the series: the router sends the next advert
         # itself, and meets the error (and whatever it means) on its own path.
-        if series.failed or not series.extend(rounds):
+        if series.failed or rounds < 2 or not series.extend(max(1, rounds - left)):
             return False
         self._set_refill(series, rounds)
         self._rearm()
