@@ -675,6 +675,33 @@ async def test_masters_sharing_a_hub_socket_each_have_the_kernel_send_their_adve
             assert [b.state for b in backups[1:]] == [State.BACKUP, State.BACKUP]
 
 
+async def test_a_unicast_peer_the_kernel_refuses_costs_the_others_no_advert(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    refused = "192.0.2.255"  # the subnet's broadcast address: EACCES without SO_BROADCAST
+    a = node(h1, "a", 200, unicast_peers=[refused, str(h2.ipv4)])
+    b = node(h2, "b", 100, unicast_peers=[str(h1.ipv4)])
+    async with cluster(a, b):
+        # Each refused send is reported, whoever timed it; the other peer hears every advert.
+        await eventually(lambda: a.status()["transport_failures"] >= 10)
+        assert a.state is State.MASTER
+        assert b.state is State.BACKUP and b.counters.become_master == 0
+
+
+async def test_an_instance_put_in_a_group_while_running_takes_its_adverts_back(
+    lab: Lab,
+) -> None:
+    from vrrpkit.runtime.group import Group
+
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        Group("g", [a])
+        assert a.status()["send_mode"] == "timer"
+        await anyio.sleep(FAST * 10)
+        assert b.state is State.BACKUP and b.counters.become_master == 0
+
+
 async def test_the_members_of_a_sync_group_send_on_their_own_timer(lab: Lab) -> None:
     # The group changes a member's router from another member's input: adverts queued in
     # the kernel would overtake that change.

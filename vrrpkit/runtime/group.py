@@ -80,10 +80,14 @@ class Group(StateCallbacks, Hosted):
         for member in self.members:
             if member._group_hook is not None:
                 raise ConfigError(f"instance {member.name!r} is already in a group")
+        for member in self.members:
             member._group_hook = self._after_member_actions
             # The group changes members' routers from each other's inputs, which adverts
-            # queued in the kernel would overtake: a running member takes its back.
+            # queued in the kernel would overtake: a running member takes its back, and
+            # times its adverts itself from now on.
             member._take_back()
+            if member._started:
+                member._rearm()
         self._notify = NotifyScripts(
             notify=notify,
             master=notify_master,

@@ -111,8 +111,10 @@ _RepeatSender: TypeAlias = Callable[
     [int, Sequence[tuple[bytes, Address]], float, float, int], Series | None
 ]
 
-#: The most adverts a MASTER queues on the kernel's timers at a time (see ``send_ahead``).
+#: The most adverts a MASTER queues on the kernel's timers at a time (see ``send_ahead``),
+#: and the fewest worth queueing.
 MAX_SENT_AHEAD = 100
+MIN_SENT_AHEAD = 4
 
 
 def _vip(value: Any) -> IPv4Interface | IPv6Interface:
@@ -263,6 +265,9 @@ class Instance(StateCallbacks, Hosted):
         self._send_repeatedly: _RepeatSender | None = None
         self._repeat: Series | None = None
         self._repeat_refill = 0.0
+        # After a series failed, the router sends on its own timer (and meets the error on
+        # its own path, once per advert) until then.
+        self._repeat_held_until = -math.inf
         self._wire: dict[
             int, tuple[Advertisement, RouterConfig, tuple[tuple[Address, bytes], ...]]
         ] = {}
@@ -734,10 +739,14 @@ class Instance(StateCallbacks, Hosted):
             repeated = self._router.repeat_advert()
             if send is None or repeated is None or self._group_hook is not None:
                 return None
+            if self._now() < self._repeat_held_until:
+                return None
             interval = repeated.interval
             rounds = self._repeat_rounds(interval)
-            if rounds < 2:
-                return None  # not worth it: the kernel would hold a single advert at a time
+            if rounds < MIN_SENT_AHEAD:
+                # Topping up a queue of two or three adverts costs about what timing them
+                # does (measured with 255 instances at 1 s).
+                return None
             packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
             series = send(self._router.config.vrid, packets, repeated.due, interval, rounds)
             if series is None:
@@ -754,7 +763,8 @@ class Instance(StateCallbacks, Hosted):
 
     def _set_refill(self, series: Series, rounds: int) -> None:
         # Wake when half the adverts queued are left: a late wake-up (a busy event loop)
-        # still finds adverts queued, and the next ones follow the last.
+        # still finds adverts queued, and the next ones follow the last. (A stopped process
+        # sends nothing: the kernel completes the timeouts in its thread.)
         self._repeat_refill = series.next_deadline - (rounds // 2) * series.interval
 
     def _extend_repeats(self) -> bool:
@@ -771,9 +781,7 @@ class Instance(StateCallbacks, Hosted):
         rounds = self._repeat_rounds(interval)
         # Top the queue up to ``rounds`` adverts ahead of now, never more.
         left = math.ceil((series.next_deadline - now) / interval - 1e-9)
-        # A failed send (reported by now) ends the series: the router sends the next advert
-        # itself, and meets the error (and whatever it means) on its own path.
-        if series.failed or rounds < 2 or not series.extend(max(1, rounds - left)):
+        if series.failed or rounds < MIN_SENT_AHEAD or not series.extend(max(1, rounds - left)):
             return False
         self._set_refill(series, rounds)
         self._rearm()
@@ -788,6 +796,10 @@ class Instance(StateCallbacks, Hosted):
         if series is not None:
             self._repeat = None
             self._count_sent(series.end())
+            if series.failed:
+                # Its error is reported; the router sends the next adverts itself (and meets
+                # the error, and whatever it means, on its own path) for a while.
+                self._repeat_held_until = self._now() + max(self._send_ahead, 1.0)
 
     def _count_sent(self, sent: RoundsSent) -> None:
         if sent.rounds:

@@ -22,6 +22,7 @@ import math
 import mmap
 import os
 import struct
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -49,15 +50,17 @@ _OP_SENDMSG = 9
 _OP_TIMEOUT = 11
 _OP_ASYNC_CANCEL = 14
 _IOSQE_IO_LINK = 1 << 2
+_IOSQE_IO_HARDLINK = 1 << 3
 _IOSQE_CQE_SKIP_SUCCESS = 1 << 6
 _TIMEOUT_ABS = 1 << 0
 _TIMEOUT_ETIME_SUCCESS = 1 << 5
 _CANCEL_ALL = 1 << 0
 _MSG_DONTWAIT = 0x40
 
-# user_data: the series' serial number above, what the entry is below. A round gives each
-# datagram a chain of its own (timeout -> sendmsg): a destination the kernel refuses must not
-# cost the others their advert, as it would in one linked chain.
+# user_data: the series' serial number above, what the entry is below. A round is one chain:
+# timeout -> sendmsg => sendmsg => ... The sends are hard-linked (a destination the kernel
+# refuses must not cost the others their advert) behind a soft-linked timeout (cancelled, it
+# takes the whole round with it: a round goes to every destination or to none).
 _TIMEOUT, _SEND, _LAST_SEND, _CANCEL, _PROBE = 1, 2, 3, 4, 5
 
 _SQE = struct.Struct("=BBHiQQIIQHHiQQ")
@@ -67,11 +70,11 @@ _MSGHDR = struct.Struct("=QI4xQQQQi4x")
 _IOVEC = struct.Struct("=QQ")
 _TIMESPEC = struct.Struct("=qq")
 
-# Settling a series: waits of 2 ms for its last completions, with the cancels submitted
-# again every 5th wait (a send whose timeout ran out meanwhile completes on its own).
-_SETTLE_WAITS = 50
+# Settling a series: waits of 2 ms for its last completions, 100 ms at most, the cancels
+# submitted again every 10 ms (a send whose timeout ran out meanwhile completes on its own).
+_SETTLE_BUDGET = 0.1
 _SETTLE_WAIT_NS = 2_000_000
-_CANCEL_EVERY = 5
+_CANCEL_EVERY = 0.01
 
 
 class _Params(ctypes.Structure):
@@ -121,7 +124,7 @@ class _State:
     fd: int
     msghdrs: list[int]
     buffers: list[ctypes.Array[ctypes.c_char]]
-    outstanding: int = 0  # chains (timeout -> sendmsg) not settled
+    outstanding: int = 0  # rounds not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
     failed: bool = False  # any error, ever
@@ -179,8 +182,8 @@ class Series:
 class TimedSends:
     """One io_uring sending rounds of datagrams at absolute ``CLOCK_MONOTONIC`` deadlines.
 
-    Each key (a VRID on one socket) has at most one :class:`Series` at a time. In a round,
-    each datagram has its own timeout linked to its ``sendmsg``. Completions are read
+    Each key (a VRID on one socket) has at most one :class:`Series` at a time. A round is
+    one timeout linked to a ``sendmsg`` per datagram. Completions are read
     whenever a series is collected, extended or ended. Not thread-safe: one thread (the
     event loop's) uses a ring.
     """
@@ -283,7 +286,7 @@ class TimedSends:
         ``interval`` after; None if the key has a series running or the kernel refused."""
         if self._closed or not messages or interval <= 0 or key in self._keys:
             return None
-        if 2 * len(messages) > self._sq_entries:
+        if 1 + len(messages) > self._sq_entries:
             return None
         buffers: list[ctypes.Array[ctypes.c_char]] = []
         msghdrs = [_msghdr(message, buffers) for message in messages]
@@ -304,7 +307,7 @@ class TimedSends:
         state = series._state
         if self._closed or state.ended or rounds < 1:
             return False
-        per_round = 2 * len(state.msghdrs)
+        per_round = 1 + len(state.msghdrs)
         tag = state.serial << 8
         specs = ctypes.addressof(self._specs)
         interval = series.interval
@@ -313,31 +316,41 @@ class TimedSends:
         pending = 0
         for number in range(rounds):
             if pending + per_round > self._sq_entries:
-                if not self._submit(tail, pending, state):
+                if not self._submit(tail, pending, per_round, state):
                     return False
                 pending = 0
             deadline = first + number * interval
             seconds = math.floor(deadline)
-            nanoseconds = int((deadline - seconds) * 1e9)
+            slot = tail & (self._sq_entries - 1)
+            _TIMESPEC.pack_into(
+                self._specs, slot * _TIMESPEC.size, seconds, int((deadline - seconds) * 1e9)
+            )
+            self._put(
+                tail,
+                _OP_TIMEOUT,
+                _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
+                -1,
+                specs + slot * _TIMESPEC.size,
+                1,
+                _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
+                tag | _TIMEOUT,
+            )
             for index, msghdr in enumerate(state.msghdrs):
-                slot = tail & (self._sq_entries - 1)
-                _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, seconds, nanoseconds)
+                kind, link = (_LAST_SEND, 0) if index == last else (_SEND, _IOSQE_IO_HARDLINK)
                 self._put(
-                    tail,
-                    _OP_TIMEOUT,
-                    _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
-                    -1,
-                    specs + slot * _TIMESPEC.size,
+                    tail + 1 + index,
+                    _OP_SENDMSG,
+                    link,
+                    state.fd,
+                    msghdr,
                     1,
-                    _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
-                    tag | _TIMEOUT,
+                    _MSG_DONTWAIT,
+                    tag | kind,
                 )
-                kind = _LAST_SEND if index == last else _SEND
-                self._put(tail + 1, _OP_SENDMSG, 0, state.fd, msghdr, 1, _MSG_DONTWAIT, tag | kind)
-                tail += 2
+            tail += per_round
             pending += per_round
             series.next_deadline = deadline + interval
-        return not pending or self._submit(tail, pending, state)
+        return not pending or self._submit(tail, pending, per_round, state)
 
     def _put(
         self,
@@ -355,16 +368,17 @@ class TimedSends:
             self._sqes, offset, op, flags, 0, fd, 0, addr, length, op_flags, data, 0, 0, 0, 0, 0
         )
 
-    def _submit(self, tail: int, count: int, state: _State) -> bool:
-        """Hand the kernel ``count`` entries (whole chains) ending at ``tail``."""
+    def _submit(self, tail: int, count: int, per_round: int, state: _State) -> bool:
+        """Hand the kernel ``count`` entries (whole rounds) ending at ``tail``."""
         taken = self._hand_over(tail, count)
-        # Each chain completes once: its send (made, failed or cancelled), or its timeout
-        # cancelled (the send then posts nothing). A lone timeout (its send not taken) is
-        # counted too: it settles only if cancelled, and the series is ended at once.
-        state.outstanding += (taken + 1) // 2
+        # Each round completes once: its last send (made or failed), or its timeout (cancelled
+        # or refused; its sends then post nothing). A round cut short (the kernel took only its
+        # first entries) is counted too: it settles only if cancelled in time, and the series
+        # fails at once.
+        state.outstanding += math.ceil(taken / per_round)
         if taken < count:
             state.failed = True
-            logger.warning("io_uring took %d of %d entries (%s)", taken, count, _why())
+            logger.warning("io_uring took %d of %d entries", taken, count)
             return False
         return True
 
@@ -381,7 +395,7 @@ class TimedSends:
     # -- settling ------------------------------------------------------------------------
 
     def settle(self, series: Series) -> None:
-        """Cancel ``series``' rounds not made yet and wait until every entry has settled."""
+        """Cancel ``series``' rounds not made yet and wait until every one has settled."""
         state = series._state
         if state.ended:
             return
@@ -390,14 +404,18 @@ class TimedSends:
             del self._keys[series.key]
         self.reap()
         tag = state.serial << 8
-        for wait in range(_SETTLE_WAITS):
-            if state.outstanding <= 0 or self._closed:
+        started = time.monotonic()
+        cancelled = -math.inf
+        while state.outstanding > 0 and not self._closed:
+            now = time.monotonic()
+            if now - started > _SETTLE_BUDGET:
                 break
             tail = self._load(self._sq_tail)
             count = 0
-            if wait % _CANCEL_EVERY == 0:
+            if now - cancelled >= _CANCEL_EVERY:
+                cancelled = now
                 for kind in (_TIMEOUT, _SEND, _LAST_SEND):
-                    # A timeout not run out yet takes its send with it; a send already issued
+                    # A timeout not run out yet takes its round with it; a send already issued
                     # is cancelled by its own user_data.
                     self._put(
                         tail + count,
@@ -413,13 +431,12 @@ class TimedSends:
             self._hand_over(tail + count, count, wait=1, timeout_ns=_SETTLE_WAIT_NS)
             self.reap()
         if state.outstanding > 0:
-            # Kept (buffers included) for as long as the ring lives: the kernel may still
-            # read them.
+            # Kept (buffers included) until it settles: the kernel may still read them.
             logger.error(
-                "io_uring: %d sends of key %d did not settle", state.outstanding, series.key
+                "io_uring: %d rounds of key %d did not settle", state.outstanding, series.key
             )
         else:
-            del self._by_serial[state.serial]
+            self._by_serial.pop(state.serial, None)
 
     def reap(self) -> None:
         """Read every completion the kernel posted into the series' tallies."""
@@ -437,15 +454,18 @@ class TimedSends:
             kind = user_data & 0xFF
             if state is None or kind > _LAST_SEND:
                 continue
-            state.outstanding -= 1
-            if kind == _LAST_SEND and result != -errno.ECANCELED:
-                state.rounds += 1
+            if kind != _SEND:  # the round is over: made (its last send) or not (its timeout)
+                state.outstanding -= 1
+                if kind == _LAST_SEND:
+                    state.rounds += 1
             # A timeout completes visibly only if it did not run out (it skips success):
             # cancelled, or refused (a kernel that does not know its flags).
             if result < 0 and result != -errno.ECANCELED:
                 state.failed = True
                 if state.error is None:
                     state.error = -result
+            if state.ended and state.outstanding <= 0:
+                del by_serial[state.serial]  # an unsettled series, settled late
         _U32.pack_into(ring, self._cq_head, head)
 
     def _load(self, offset: int) -> int:
@@ -512,7 +532,16 @@ def _msghdr(message: TimedMessage, buffers: list[ctypes.Array[ctypes.c_char]]) -
 
 
 def _monotonic_offset() -> int:
-    """Nanoseconds this process's time namespace adds to CLOCK_MONOTONIC (0 outside one)."""
+    """Nanoseconds this process's time namespace adds to CLOCK_MONOTONIC (0 outside one).
+
+    -1 if it cannot be known: the offsets shown are those of the namespace for children,
+    which a process that called unshare(CLONE_NEWTIME) itself is not in.
+    """
+    try:
+        if os.readlink("/proc/self/ns/time") != os.readlink("/proc/self/ns/time_for_children"):
+            return -1
+    except OSError:
+        pass
     try:
         with open("/proc/self/timens_offsets", encoding="ascii") as offsets:
             for line in offsets:
