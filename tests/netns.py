@@ -16,7 +16,9 @@ import itertools
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 
@@ -31,6 +33,7 @@ from vrrpkit.testing.netlab import (
     run_ip,
 )
 from vrrpkit.transports.netns import run_in_netns
+from vrrpkit.transports.rawsocket import RawAdvertSocket
 
 PREFIX = f"vk{os.getpid():x}-"
 _counter = itertools.count()
@@ -111,3 +114,13 @@ async def next_frame(sock: socket.socket, predicate: Callable[[bytes], bool]) ->
             continue
         if predicate(frame):
             return frame
+
+
+@asynccontextmanager
+async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
+    """A RawAdvertSocket on ``host``'s eth0, closed on exit."""
+    sock = await RawAdvertSocket.open(host.ifname, ip_version, netns=host.netns, **options)
+    try:
+        yield sock
+    finally:
+        await sock.aclose()

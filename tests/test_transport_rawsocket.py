@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from netns import Host, Lab, next_frame, open_capture
+from netns import Lab, next_frame, open_capture, opened
 from vectors import with_checksum
 
 from vrrpkit.transports import (
@@ -43,16 +43,6 @@ def group_of(ip_version: int) -> IPv4Address | IPv6Address:
 def vip_of(ip_version: int) -> IPv4Address | IPv6Address:
     """A documentation VIP of the family."""
     return IPv4Address("192.0.2.100") if ip_version == 4 else IPv6Address("2001:db8::100")
-
-
-@asynccontextmanager
-async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
-    """A RawAdvertSocket on ``host``'s eth0, closed on exit."""
-    sock = await RawAdvertSocket.open(host.ifname, ip_version, netns=host.netns, **options)
-    try:
-        yield sock
-    finally:
-        await sock.aclose()
 
 
 async def test_ipv4_multicast(lab: Lab) -> None:

@@ -11,15 +11,12 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from netns import Host, Lab
+from netns import Lab, opened
 
 from vrrpkit.transports import VRRP_GROUP_V4, VRRP_GROUP_V6, RawAdvertSocket, ReceivedPacket, uring
 
@@ -31,15 +28,6 @@ GUARD = 10  # seconds: only a guard against a hang
 def advert(priority: int = 150) -> bytes:
     """A VRRPv3 advert for VRID 51 with one IPv4 address (checksum left to nobody)."""
     return struct.pack("!BBBBHH", 0x31, 51, priority, 1, 100, 0) + bytes([192, 0, 2, 100])
-
-
-@asynccontextmanager
-async def opened(host: Host, ip_version: int, **options: Any) -> AsyncIterator[RawAdvertSocket]:
-    sock = await RawAdvertSocket.open(host.ifname, ip_version, netns=host.netns, **options)
-    try:
-        yield sock
-    finally:
-        await sock.aclose()
 
 
 async def received_within(sock: RawAdvertSocket, seconds: float) -> list[ReceivedPacket]:
