@@ -719,11 +719,9 @@ class Instance(StateCallbacks, Hosted):
         return send_nowait if callable(send_nowait) else None
 
     def _repeat_sender(self, sock: AdvertSocket | None) -> _RepeatSender | None:
-        # The kernel's timers run on CLOCK_MONOTONIC: our deadlines must be on it too. A sync
-        # group's members are left out: the group changes a member's router from another
-        # member's input, which would overtake adverts queued in the kernel.
+        # The kernel's timers run on CLOCK_MONOTONIC: our deadlines must be on it too.
         send = getattr(sock, "send_repeatedly", None)
-        if not (callable(send) and self._monotonic and self._group_hook is None):
+        if not (callable(send) and self._monotonic):
             return None
         return cast(_RepeatSender, send)
 
@@ -737,6 +735,8 @@ class Instance(StateCallbacks, Hosted):
         if self._repeat is None:
             send = self._send_repeatedly
             repeated = self._router.repeat_advert()
+            # A sync group's members are left out: the group changes a member's router from
+            # another member's input, which would overtake adverts queued in the kernel.
             if send is None or repeated is None or self._group_hook is not None:
                 return None
             if self._now() < self._repeat_held_until:

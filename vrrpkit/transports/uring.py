@@ -144,11 +144,6 @@ class Series:
         self.next_deadline = 0.0
 
     @property
-    def ended(self) -> bool:
-        """Whether the series was ended (by :meth:`end` or the ring closing)."""
-        return self._state.ended
-
-    @property
     def failed(self) -> bool:
         """Whether any send or timeout of the series failed (collected or not)."""
         return self._state.failed
@@ -267,11 +262,6 @@ class TimedSends:
         )
         _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
         return bool(result != -errno.EINVAL)
-
-    @property
-    def keys(self) -> frozenset[int]:
-        """The keys with a series running."""
-        return frozenset(self._keys)
 
     def start(
         self,
