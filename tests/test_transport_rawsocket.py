@@ -30,9 +30,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 GUARD = 10
 
 
-def advert(vip: IPv4Address | IPv6Address, *, priority: int = 150, checksum: int = 0) -> bytes:
-    """A VRRPv3 advertisement for VRID 51 with one address and the given checksum field."""
-    return struct.pack("!BBBBHH", 0x31, 51, priority, 1, 100, checksum) + vip.packed
+def advert(
+    vip: IPv4Address | IPv6Address, *, priority: int = 150, checksum: int = 0, vrid: int = 51
+) -> bytes:
+    """A VRRPv3 advertisement (VRID 51 unless told) with one address and the given checksum
+    field."""
+    return struct.pack("!BBBBHH", 0x31, vrid, priority, 1, 100, checksum) + vip.packed
 
 
 def group_of(ip_version: int) -> IPv4Address | IPv6Address:
@@ -734,6 +737,81 @@ async def test_repeats_after_the_caller_stopped_the_watch_are_not_timed(
         receiver.watch_silence(51, None, None, lambda: None)
         await repeated(sender, receiver, data, 2)
     assert [shape(batch) for batch in events] == [[(150, 1, False), (150, 1, False)]]
+
+
+async def watched_vrids(
+    sender: RawAdvertSocket,
+    receiver: RawAdvertSocket,
+    batches: list[list[ReceivedPacket]],
+    silences: dict[int, float],
+    woken: list[tuple[int, float]],
+) -> dict[int, bool]:
+    """Have the kernel time the silence of each VRID of ``silences``: an advert of each, the
+    watch, then two repeats of each, all back to back. Each wake-up appends the VRID and
+    when; returns whether the socket vouches for each VRID's timing."""
+    import time
+
+    group, vip = group_of(receiver.local_address.version), vip_of(receiver.local_address.version)
+    data = {vrid: advert(vip, vrid=vrid) for vrid in silences}
+    for message in data.values():
+        await sender.send(message, group)
+    await until(lambda: sum(len(batch) for batch in batches) == len(data))
+    last = {packet.data[1]: packet.timestamp for batch in batches for packet in batch}
+
+    def watch(vrid: int) -> bool:
+        at, silence = last[vrid], silences[vrid]
+        assert at is not None
+        return receiver.watch_silence(
+            vrid, at + silence, silence, lambda: woken.append((vrid, time.monotonic()))
+        )
+
+    for vrid in silences:
+        watch(vrid)
+    for _ in range(2):
+        for message in data.values():
+            await sender.send(message, group)
+    await anyio.sleep(0.01)
+    receiver.poll()
+    last.update({packet.data[1]: packet.timestamp for batch in batches for packet in batch})
+    return {vrid: watch(vrid) for vrid in silences}
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_each_vrid_is_reported_after_its_own_silence_the_earliest_first(
+    lab: Lab, ip_version: int
+) -> None:
+    import time
+
+    silences = {51: 0.3, 52: 0.1, 53: 0.2}
+    woken: list[tuple[int, float]] = []
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        started = time.monotonic()
+        timed = await watched_vrids(sender, receiver, batches, silences, woken)
+        await until(lambda: len(woken) == 3)
+        reported = list(woken)  # closing the socket wakes every watcher again
+    assert timed == {51: True, 52: True, 53: True}
+    assert [vrid for vrid, _ in reported] == [52, 53, 51]
+    # No sooner than the margin the kernel times short of the silence (1 ms, or 1 %).
+    assert all(
+        at - started >= silences[vrid] - max(0.001, silences[vrid] / 100) for vrid, at in reported
+    )
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_the_kernel_times_the_silence_of_every_vrid_of_a_burst_of_255(
+    lab: Lab, ip_version: int
+) -> None:
+    # One timer per socket: a timer per VRID had to be allocated in the softirq of the
+    # packet, and the kernel refused that to the last VRIDs of a burst.
+    woken: list[tuple[int, float]] = []
+    async with lazy_receiver(lab, ip_version) as (sender, receiver, batches):
+        timed = await watched_vrids(
+            sender, receiver, batches, dict.fromkeys(range(1, 256), 0.5), woken
+        )
+        await until(lambda: len(woken) == 255)
+        reported = sorted(vrid for vrid, _ in woken)
+    assert [vrid for vrid, vouched in timed.items() if not vouched] == []
+    assert reported == list(range(1, 256))
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])

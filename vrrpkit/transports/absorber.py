@@ -18,9 +18,17 @@ and the socket reads every packet.
 
 Where the kernel lets eBPF programs use timers (``bpf_timer``), the filter is loaded with a
 watchdog: for a VRID given a watch interval (:meth:`RepeatAbsorber.watch`), each repeat it
-counts also restarts that VRID's kernel timer, and a timer that runs out writes the VRID, its
-count and its last receive time to a ring buffer, whose descriptor wakes the process. A backup
-whose down timer only follows those repeats then needs no alarm of its own.
+counts also moves that VRID's deadline to its receive time plus the interval, and the
+socket's one kernel timer is kept set for the earliest deadline. When it runs out, its
+callback writes each VRID whose deadline passed, with its count and last receive time, to a
+ring buffer, whose descriptor wakes the process. A backup whose down timer only follows those
+repeats then needs no alarm of its own.
+
+One timer per socket, not one per VRID: the kernel allocates a timer's memory when the
+program first sets it up, in the receive path where it may not wait for memory, and it
+refused that to the last VRIDs of a burst of 255 first repeats (``-ENOMEM`` from
+``bpf_timer_init`` on Linux 6.18, for 12 to 99 of them in three runs). A repeat also costs
+less so: a compare with the timer's expiry instead of restarting a timer.
 """
 
 from __future__ import annotations
@@ -60,12 +68,21 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
 _FIRST_NS = _PAYLOAD + CAPACITY
 # The silence after which the VRID's kernel timer reports it, restarted by each repeat (0: none).
 _WATCH_NS = _FIRST_NS + 8
-# Set by the filter once it has initialised the VRID's timer and given it its callback.
-_TIMER_READY = _WATCH_NS + 8
-# Expiry records the ring buffer had no room for (each a silence whose place is unknown).
-_LOST = _TIMER_READY + 8
+# When the VRID's watched silence runs out (0: none pending, or reported): the last repeat's
+# receive time plus the watch interval.
+_DEADLINE_NS = _WATCH_NS + 8
+# Expiry records the ring buffer had no room for, and repeats whose deadline no timer covers
+# (each a silence whose place is unknown).
+_LOST = _DEADLINE_NS + 8
 _VALUE_SIZE = _LOST + 8
 _ENTRIES = 256
+
+# The value of the socket's one timer: the timer, the expiry it was last set for (0: none),
+# whether it has been initialised and given its callback, and the callback's scratch: the time
+# it ran and the earliest deadline left (kept in the map, where the verifier assumes nothing of
+# them: kept in registers, their ranges narrowed by each comparison, the loop over the VRIDs
+# was too many states to verify).
+_NEXT, _READY, _NOW, _EARLIEST, _TIMER_VALUE_SIZE = 16, 24, 32, 40, 48
 
 _KEY = -8  # stack offset of the VRID, as a 4-byte map key
 _PAYLOAD_BUF = _KEY - CAPACITY
@@ -119,24 +136,30 @@ class _Watch:
 def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple[bytes, int]:
     """The filter: drop (count) a packet identical to its VRID's armed advert, pass the rest.
 
-    With ``watch``, each packet dropped also (re)starts its VRID's kernel timer for the
-    entry's watch interval, when one is set; the timer's callback writes an expiry record to
-    the ring buffer, which wakes the process. Returns the code and the index of the first
-    instruction of the callback (0 without ``watch``).
+    With ``watch``, each packet dropped also moves its VRID's deadline to its receive time
+    plus the entry's watch interval, when one is set, and makes sure the socket's one kernel
+    timer runs out no later than that deadline. The timer's callback reports each VRID whose
+    deadline passed to the ring buffer, which wakes the process, and sets the timer for the
+    earliest deadline left. Returns the code and the index of the first instruction of the
+    callback (0 without ``watch``).
     """
     f = _Family(ip_version)
     # Jumps to labels ("pass", "drop", ...) are patched once the program is laid out.
     code: list[bytes | tuple[str, int, int, int, int]] = []
+    labels: dict[str, int] = {}
 
-    def jump(label: str, opcode: int, dst: int, src: int = 0, imm: int = 0) -> None:
-        code.append((label, opcode, dst, src, imm))
+    def label(name: str) -> None:
+        labels[name] = len(code)
+
+    def jump(to: str, opcode: int, dst: int = 0, src: int = 0, imm: int = 0) -> None:
+        code.append((to, opcode, dst, src, imm))
 
     def load_map(register: int, fd: int) -> None:
         code.append(E.insn(E.LD_IMM64, register, E.PSEUDO_MAP_FD, imm=fd))
         code.append(E.insn(0))
 
-    def look_up_vrid(fd: int, register: int, missing: str) -> None:
-        # The map's element for the VRID stored at _KEY into ``register``; else to ``missing``.
+    def look_up_key(fd: int, register: int, missing: str) -> None:
+        # The map's element for the key stored at _KEY into ``register``; else to ``missing``.
         load_map(1, fd)
         code.append(E.insn(E.MOV_X, 2, E.FP))
         code.append(E.insn(E.ADD_K, 2, imm=_KEY))
@@ -155,6 +178,40 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.CALL, imm=E.SKB_LOAD_BYTES_RELATIVE))
         jump("pass", E.JNE_K, 0, imm=0)
 
+    def set_timer_by(tag: str, timer: int, deadline: int, done: str, failed: str) -> None:
+        # Make the timer (its map value in register ``timer``) run out no later than the
+        # absolute time in register ``deadline``. _NEXT holds the expiry it was last set for
+        # (0: none, or its callback is running): only lowered by compare-and-exchange, and
+        # whoever lowers it sets the timer. Two CPUs that lower it at once may set the timer
+        # in the other order, so each reads _NEXT again after setting it and sets it again
+        # for a lower one. Unrolled: the verifier takes no loop it cannot bound.
+        for attempt in range(3):
+            code.append(E.insn(E.LDX_DW, 1, timer, off=_NEXT))
+            jump(f"{tag}take{attempt}", E.JEQ_K, 1, imm=0)
+            jump(done, E.JLE_X, 1, deadline)  # set for earlier already
+            label(f"{tag}take{attempt}")
+            code.append(E.insn(E.MOV_X, 0, 1))
+            code.append(E.insn(E.MOV_X, 2, deadline))
+            code.append(E.insn(E.ATOMIC_DW, timer, 2, off=_NEXT, imm=E.CMPXCHG))
+            jump(f"{tag}set0", E.JEQ_X, 0, 1)
+        jump(failed, E.JA)
+        for again in range(3):
+            label(f"{tag}set{again}")
+            code.append(E.insn(E.CALL, imm=E.KTIME_GET_NS))
+            code.append(E.insn(E.MOV_X, 2, deadline))
+            code.append(E.insn(E.SUB_X, 2, 0))
+            code.append(E.insn(E.JSGT_K, 2, off=1, imm=0))
+            code.append(E.insn(E.MOV_K, 2, imm=0))  # due already: at once
+            code.append(E.insn(E.MOV_X, 1, timer))
+            code.append(E.insn(E.MOV_K, 3, imm=0))
+            code.append(E.insn(E.CALL, imm=E.TIMER_START))
+            jump(failed, E.JNE_K, 0, imm=0)
+            code.append(E.insn(E.LDX_DW, 1, timer, off=_NEXT))
+            jump(done, E.JEQ_K, 1, imm=0)
+            jump(done, E.JGE_X, 1, deadline)
+            code.append(E.insn(E.MOV_X, deadline, 1))
+        jump(done, E.JA)
+
     code.append(E.insn(E.MOV_X, 6, 1))  # r6 = the packet
     for word in range(CAPACITY // 8):  # compared whole: bytes past the message must be zero
         code.append(E.insn(E.ST_DW, E.FP, off=_PAYLOAD_BUF + 8 * word, imm=0))
@@ -164,7 +221,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     load_relative(f.header_len, _PAYLOAD_BUF, None, 8)  # the VRRP header: its VRID
     code.append(E.insn(E.LDX_B, 1, E.FP, off=_PAYLOAD_BUF + 1))
     code.append(E.insn(E.STX_W, E.FP, 1, off=_KEY))
-    look_up_vrid(map_fd, 7, "pass")  # r7 = this VRID's entry
+    look_up_key(map_fd, 7, "pass")  # r7 = this VRID's entry
     code.append(E.insn(E.LDX_W, 1, 7, off=_ARMED))
     jump("pass", E.JEQ_K, 1, imm=0)
     code.append(E.insn(E.LDX_H, 1, E.FP, off=f.base + f.length_at))
@@ -193,13 +250,19 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
     code.append(E.insn(E.MOV_K, 1, imm=1))
     # Counted before the watch interval is read: see RepeatAbsorber.watching.
     code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_COUNT))
-    callback_at = restart_at = failed_at = -1
+    callback_at = -1
     if watch is not None:
-        code.append(E.insn(E.LDX_DW, 9, 7, off=_WATCH_NS))  # read once: r9 = the interval
+        code.append(E.insn(E.LDX_DW, 9, 7, off=_WATCH_NS))  # read once
         jump("drop", E.JEQ_K, 9, imm=0)
-        look_up_vrid(watch.timers_fd, 8, "drop")  # r8 = this VRID's timer
-        code.append(E.insn(E.LDX_W, 1, 7, off=_TIMER_READY))
-        jump("start", E.JNE_K, 1, imm=0)  # set up once: the repeats pay only the restart
+        code.append(E.insn(E.ADD_X, 9, 0))  # r9 = the deadline (r0: the receive time)
+        code.append(E.insn(E.MOV_X, 1, 9))
+        # An exchange, a full barrier: a callback that cleared _NEXT after the read of it
+        # below sees this deadline in its scan.
+        code.append(E.insn(E.ATOMIC_DW, 7, 1, off=_DEADLINE_NS, imm=E.XCHG))
+        code.append(E.insn(E.ST_W, E.FP, off=_KEY, imm=0))
+        look_up_key(watch.timers_fd, 8, "failed")  # r8 = the socket's timer
+        code.append(E.insn(E.LDX_DW, 1, 8, off=_READY))
+        jump("ready", E.JNE_K, 1, imm=0)  # set up once
         code.append(E.insn(E.MOV_X, 1, 8))
         load_map(2, watch.timers_fd)
         code.append(E.insn(E.MOV_K, 3, imm=E.CLOCK_MONOTONIC))
@@ -211,46 +274,58 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.CALL, imm=E.TIMER_SET_CALLBACK))
         # Fails if the init did (no memory in softirq, say): ready only once both worked.
         jump("failed", E.JNE_K, 0, imm=0)
-        code.append(E.insn(E.ST_W, 7, off=_TIMER_READY, imm=1))
-        restart_at = len(code)
-        code.append(E.insn(E.MOV_X, 1, 8))
-        code.append(E.insn(E.MOV_X, 2, 9))
-        code.append(E.insn(E.MOV_K, 3, imm=0))
-        code.append(E.insn(E.CALL, imm=E.TIMER_START))
-        jump("drop", E.JEQ_K, 0, imm=0)
-        # A repeat that restarted no timer: counted as a lost report, so that the process
-        # vouches for none of this stretch and keeps its own alarm.
-        failed_at = len(code)
+        code.append(E.insn(E.ST_DW, 8, off=_READY, imm=1))
+        label("ready")
+        set_timer_by("p", 8, 9, "drop", "failed")
+        # A repeat whose deadline no timer covers: counted as a lost report, so that the
+        # process vouches for none of this stretch and keeps its own alarm.
+        label("failed")
         code.append(E.insn(E.MOV_K, 1, imm=1))
         code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
-    labels = {"drop": len(code)}
-    if watch is not None:
-        labels["start"], labels["failed"] = restart_at, failed_at
+    label("drop")
     code.append(E.insn(E.MOV_K, 0, imm=0))  # dropped: counted
     code.append(E.insn(E.EXIT))
-    labels["pass"] = len(code)
+    label("pass")
     code.append(E.insn(E.MOV_K, 0, imm=_ACCEPT))
     code.append(E.insn(E.EXIT))
     start = 0
     if watch is not None:
-        # The timer's callback, a static subprogram: R2 points to the VRID (the timers' key).
-        # It reports the VRID with its count and last receive time as they are now, or counts
-        # the report as lost when the ring buffer is full.
+        # The timer's callback, a static subprogram: R3 points to the timer's map value.
+        # It reports each VRID whose deadline passed with its count and last receive time
+        # as they are now (or counts the report as lost when the ring buffer is full), and
+        # sets the timer for the earliest deadline left.
         start = len(code)
         code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=start - callback_at - 1)
-        record = -_EXPIRY.size
-        code.append(E.insn(E.MOV_X, 6, 2))
-        load_map(1, map_fd)
-        code.append(E.insn(E.MOV_X, 2, 6))
-        code.append(E.insn(E.CALL, imm=E.MAP_LOOKUP_ELEM))
-        jump("done", E.JEQ_K, 0, imm=0)
-        code.append(E.insn(E.MOV_X, 7, 0))  # r7 = the VRID's entry
+        record = _KEY - _EXPIRY.size
+        # Cleared first: a repeat from now on sets the timer itself, and one before that
+        # wrote its deadline where the scan below reads it.
+        code.append(E.insn(E.MOV_X, 8, 3))  # r8 = the timer's value
+        code.append(E.insn(E.MOV_K, 0, imm=0))
+        code.append(E.insn(E.ATOMIC_DW, 8, 0, off=_NEXT, imm=E.XCHG))
+        code.append(E.insn(E.CALL, imm=E.KTIME_GET_NS))
+        code.append(E.insn(E.STX_DW, 8, 0, off=_NOW))
+        code.append(E.insn(E.ST_DW, 8, off=_EARLIEST, imm=-1))
+        code.append(E.insn(E.MOV_K, 6, imm=1))  # r6 = the VRID
+        label("scan")
+        code.append(E.insn(E.STX_W, E.FP, 6, off=_KEY))
+        look_up_key(map_fd, 7, "next")  # r7 = its entry
+        code.append(E.insn(E.LDX_DW, 1, 7, off=_DEADLINE_NS))
+        jump("next", E.JEQ_K, 1, imm=0)
+        code.append(E.insn(E.LDX_DW, 2, 8, off=_NOW))
+        jump("later", E.JGT_X, 1, 2)
+        # Passed: reported once, unless a repeat moved it meanwhile.
+        code.append(E.insn(E.MOV_X, 0, 1))
+        code.append(E.insn(E.MOV_K, 2, imm=0))
+        code.append(E.insn(E.ATOMIC_DW, 7, 2, off=_DEADLINE_NS, imm=E.CMPXCHG))
+        jump("report", E.JEQ_X, 0, 1)
+        code.append(E.insn(E.MOV_X, 1, 0))
+        jump("later", E.JA)
+        label("report")
         code.append(E.insn(E.ST_DW, E.FP, off=record, imm=0))
-        code.append(E.insn(E.LDX_W, 1, 6, off=0))
-        code.append(E.insn(E.STX_W, E.FP, 1, off=record))
-        code.append(E.insn(E.LDX_DW, 1, 0, off=_COUNT))
+        code.append(E.insn(E.STX_W, E.FP, 6, off=record))
+        code.append(E.insn(E.LDX_DW, 1, 7, off=_COUNT))
         code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 8))
-        code.append(E.insn(E.LDX_DW, 1, 0, off=_LAST_NS))
+        code.append(E.insn(E.LDX_DW, 1, 7, off=_LAST_NS))
         code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 16))
         load_map(1, watch.ring_fd)
         code.append(E.insn(E.MOV_X, 2, E.FP))
@@ -258,33 +333,52 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
         code.append(E.insn(E.MOV_K, 4, imm=0))
         code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
-        jump("done", E.JEQ_K, 0, imm=0)
+        jump("next", E.JEQ_K, 0, imm=0)
         code.append(E.insn(E.MOV_K, 1, imm=1))
         code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
-        labels["done"] = len(code)
+        jump("next", E.JA)
+        label("later")
+        code.append(E.insn(E.LDX_DW, 2, 8, off=_EARLIEST))
+        jump("next", E.JGE_X, 1, 2)
+        code.append(E.insn(E.STX_DW, 8, 1, off=_EARLIEST))
+        label("next")
+        code.append(E.insn(E.ADD_K, 6, imm=1))
+        jump("scan", E.JLT_K, 6, imm=_ENTRIES)
+        code.append(E.insn(E.LDX_DW, 9, 8, off=_EARLIEST))
+        jump("done", E.JEQ_K, 9, imm=-1)  # nothing left to time
+        set_timer_by("c", 8, 9, "done", "done")
+        label("done")
         code.append(E.insn(E.MOV_K, 0, imm=0))
         code.append(E.insn(E.EXIT))
     out = []
     for index, item in enumerate(code):
         if isinstance(item, tuple):
-            label, opcode, dst, src, imm = item
-            item = E.insn(opcode, dst, src, off=labels[label] - index - 1, imm=imm)
+            to, opcode, dst, src, imm = item
+            item = E.insn(opcode, dst, src, off=labels[to] - index - 1, imm=imm)
         out.append(item)
     return b"".join(out), start
 
 
 def _btf() -> tuple[bytes, int, int, int, int]:
-    """Type information for the timers' map and the two functions of the watchdog program.
+    """Type information for the timer's map and the two functions of the watchdog program.
 
     The kernel finds a ``struct bpf_timer`` in a map value only through BTF, and accepts a
     timer callback only in a program whose functions are described (``func_info``).
-    Returns the blob and the ids of: the key type, the timers' value type, the program's
+    Returns the blob and the ids of: the key type, the timer's value type, the program's
     function and the callback's.
     """
     btf = E.BtfBuilder()
     integer = btf.add("int", E.BTF_INT, 0, 4, (1 << 24) | 32)  # signed, 32 bits
+    u64 = btf.add("u64", E.BTF_INT, 0, 8, 64)
     timer = btf.add("bpf_timer", E.BTF_STRUCT, 0, 16)  # opaque to programs, 16 bytes
-    slot = btf.add("timer_slot", E.BTF_STRUCT, 1, 16, btf.name("timer"), timer, 0)
+    members = (
+        *(btf.name("timer"), timer, 0),
+        *(btf.name("next"), u64, 8 * _NEXT),
+        *(btf.name("ready"), u64, 8 * _READY),
+        *(btf.name("now"), u64, 8 * _NOW),
+        *(btf.name("earliest"), u64, 8 * _EARLIEST),
+    )
+    slot = btf.add("watchdog", E.BTF_STRUCT, 5, _TIMER_VALUE_SIZE, *members)
     pointer = btf.add("", E.BTF_PTR, 0, 0)  # void *
     int_pointer = btf.add("", E.BTF_PTR, 0, integer)
     main_proto = btf.add("", E.BTF_FUNC_PROTO, 1, integer, btf.name("ctx"), pointer)
@@ -317,12 +411,13 @@ class RepeatAbsorber:
         self._seen: dict[int, int] = {}  # armed VRID -> count already collected
         self._armed_with: dict[int, bytes] = {}
         self._watch_ns: dict[int, int] = {}
-        self._watched_from: dict[int, int] = {}  # VRID -> count when its timer last stopped
+        self._watched_from: dict[int, int] = {}  # VRID -> count when its deadline last passed
         self._lost: dict[int, int] = {}  # VRID -> expiry records lost, as last read
         # Expiries read after a count they came later than: applied at the next collect.
         self._pending: dict[int, tuple[int, int]] = {}
         self._closed = False
-        # VRIDs whose timer has run since (at the latest) the last repeat collected.
+        # VRIDs whose deadline the kernel has kept since (at the latest) the last repeat
+        # collected.
         self._timed: set[int] = set()
 
     @classmethod
@@ -358,8 +453,8 @@ class RepeatAbsorber:
             timers_fd = loader.create_map(
                 E.MAP_ARRAY,
                 4,
-                16,
-                _ENTRIES,
+                _TIMER_VALUE_SIZE,
+                1,
                 btf_fd=btf_fd,
                 btf_key_type_id=key_type,
                 btf_value_type_id=slot_type,
@@ -395,7 +490,7 @@ class RepeatAbsorber:
 
     @property
     def expiry_fd(self) -> int | None:
-        """Readable when a watched VRID's timer ran out (None without a watchdog)."""
+        """Readable when a watched VRID's deadline passed (None without a watchdog)."""
         return None if self._ring is None else self._ring.fd
 
     def attach(self, sock_fd: int) -> None:
@@ -443,18 +538,19 @@ class RepeatAbsorber:
                 _u32.pack_into(self._memory, vrid * _VALUE_SIZE + _ARMED, 0)
             self._set_watch(vrid, 0)
             # Unlike watch(vrid, 0), the stretch counted so far keeps its timing: nothing is
-            # counted from now on, and the timer running out marks where timing ended. (A
+            # counted from now on, and the deadline passing marks where timing ended. (A
             # socket another instance turned eager may hold a long stretch not yet handed.)
 
     def watch(self, vrid: int, nanoseconds: int) -> None:
-        """Have each repeat of ``vrid`` restart its kernel timer for ``nanoseconds`` (0: none).
+        """Have each repeat of ``vrid`` set its deadline ``nanoseconds`` later (0: none).
 
-        When a timer runs out, :attr:`expiry_fd` turns readable and :meth:`collect` reports
-        it. Without a watchdog (:attr:`watches` False) this does nothing.
+        When a deadline passes with no repeat, :attr:`expiry_fd` turns readable and
+        :meth:`collect` reports it. Without a watchdog (:attr:`watches` False) this does
+        nothing.
         """
         if self._set_watch(vrid, nanoseconds):
             # Another interval, or none: what is counted from now on is not vouched for
-            # until the timer is seen running with the new one (the caller handed over what
+            # until the deadline is seen kept with the new one (the caller handed over what
             # came before: its down timer changed after reading it).
             self._timed.discard(vrid)
 
@@ -470,14 +566,14 @@ class RepeatAbsorber:
         return True
 
     def watching(self, vrid: int) -> bool:
-        """Whether ``vrid``'s kernel timer has run, with the current interval and advert,
-        since the last repeat :meth:`collect` returned (and still runs: it did not run out)."""
+        """Whether the kernel has kept ``vrid``'s deadline, with the current interval and
+        advert, since the last repeat :meth:`collect` returned (and it has not passed)."""
         return vrid in self._timed and vrid not in self._pending
 
     def collect(self) -> tuple[list[Repeats], list[int]]:
-        """What the kernel absorbed since the last call, and the VRIDs whose timer ran out.
+        """What the kernel absorbed since the last call, and the VRIDs whose deadline passed.
 
-        The repeats come per VRID; where a timer ran out among them, in two stretches: those
+        The repeats come per VRID; where a deadline passed among them, in two stretches: those
         before (their last is the one the silence followed) and those after (untimed, their
         first receive time unknown). A report the ring buffer had no room for makes the
         whole stretch untimed (a silence came, somewhere).
@@ -538,12 +634,12 @@ class RepeatAbsorber:
             if count > after:
                 found.append(Repeats(vrid, count - after, first, last, False))
             timed.discard(vrid)
-            # The next repeat restarts the timer; count from the silence on.
+            # The next repeat sets a deadline again; count from the silence on.
             self._watched_from[vrid] = after
         for vrid, nanoseconds in self._watch_ns.items():
-            # Two repeats since the interval was set (or the timer last stopped): the first
+            # Two repeats since the interval was set (or the deadline last passed): the first
             # may have been counted by a filter that read the interval before this process's
-            # write of it reached that CPU; the second restarted the timer for certain.
+            # write of it reached that CPU; the second set the deadline for certain.
             if (
                 nanoseconds
                 and vrid not in timed

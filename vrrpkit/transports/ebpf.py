@@ -48,9 +48,11 @@ CLOCK_MONOTONIC = 1
 # Opcodes (linux/bpf_common.h, linux/bpf.h) and registers.
 LDX_B, LDX_H, LDX_W, LDX_DW = 0x71, 0x69, 0x61, 0x79
 STX_W, STX_DW, ST_W, ST_DW = 0x63, 0x7B, 0x62, 0x7A
-ATOMIC_ADD_DW = 0xDB
-MOV_K, MOV_X, ADD_K = 0xB7, 0xBF, 0x07
-JEQ_K, JNE_K, JNE_X, JGT_K, JLT_K = 0x15, 0x55, 0x5D, 0x25, 0xA5
+ATOMIC_ADD_DW = ATOMIC_DW = 0xDB  # the operation is the immediate: 0 (add) or one of these
+XCHG, CMPXCHG = 0xE1, 0xF1  # fetch the old value: into the source register, or into R0
+MOV_K, MOV_X, ADD_K, ADD_X, SUB_X = 0xB7, 0xBF, 0x07, 0x0F, 0x1F
+JA, JEQ_K, JEQ_X, JNE_K, JNE_X = 0x05, 0x15, 0x1D, 0x55, 0x5D
+JGT_K, JGT_X, JGE_X, JLT_K, JLE_X, JSGT_K = 0x25, 0x2D, 0x3D, 0xA5, 0xBD, 0x65
 CALL, EXIT, LD_IMM64 = 0x85, 0x95, 0x18
 PSEUDO_MAP_FD, PSEUDO_FUNC = 1, 4  # LD_IMM64's source register: what the immediate means
 FP = 10  # the frame pointer

@@ -492,7 +492,7 @@ class RawAdvertSocket(AsyncResource):
 
     def _repeats(self) -> tuple[builtins.list[ReceivedPacket], builtins.list[int]]:
         """The adverts the kernel absorbed since last time, rebuilt (see absorber.py), and
-        the VRIDs whose kernel timer reported a silence since."""
+        the VRIDs whose silence the kernel reported since."""
         self._leftovers = False
         assert self._absorber is not None
         found: builtins.list[ReceivedPacket] = []
@@ -513,7 +513,7 @@ class RawAdvertSocket(AsyncResource):
             # Untimed, the first and the last at their receive times, the last standing for
             # all but the first: however long since the last reading, and whether or not an
             # instance reads this VRID, that is two objects. (The first starts a preemption
-            # delay.) Timed by the kernel, they go up as one: no timer ran out among them.
+            # delay.) Timed by the kernel, they go up as one: no silence ran out among them.
             if not timed and count > 1 and 0 < first_ns < last_ns:
                 found.append(_received(data, src, dst, ttl, ifindex, first_ns / 1e9))
                 count -= 1
@@ -557,11 +557,12 @@ class RawAdvertSocket(AsyncResource):
         drop its own alarm for ``deadline``.
 
         ``interval``: how far each repeat of the advert this socket last read for ``vrid``
-        pushes the caller's down timer (due at ``deadline``); None stops the watch. The kernel
-        restarts a timer at each repeat it absorbs and, when one runs out, the socket hands
-        over what came and then calls ``wake()``. False: no watchdog here, not lazy, the
-        deadline does not follow that advert's last arrival, or the kernel's timer has not
-        been seen running yet (the caller keeps its alarm and asks again after it rings).
+        pushes the caller's down timer (due at ``deadline``); None stops the watch. Each repeat
+        the kernel absorbs moves the VRID's deadline there and, when a deadline passes with no
+        repeat, the socket hands over what came and then calls ``wake()``. False: no watchdog
+        here, not lazy, the deadline does not follow that advert's last arrival, or the kernel
+        has not been seen keeping it yet (the caller keeps its alarm and asks again after it
+        rings).
         """
         absorber = self._absorber
         if absorber is None or not absorber.watches:
@@ -628,7 +629,7 @@ class RawAdvertSocket(AsyncResource):
                 # Read eagerly, every packet must come through the socket at once. What was
                 # absorbed until now comes first, with the next packets read.
                 self._absorber.disarm()
-                # Timers already running still report their silence, and their instances
+                # Deadlines already set still report their silence, and their instances
                 # are woken then: one that counted on the kernel has no alarm of its own.
                 self._leftovers = True
             watch = self._watch
