@@ -72,3 +72,28 @@ def test_descriptors_are_all_released_on_close() -> None:
         assert loaded is not None
         loaded.close()
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+@root
+def test_a_timer_that_could_not_be_set_again_leaves_every_watched_vrid_silent_and_untimed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loaded = absorber.RepeatAbsorber.create(4)
+    assert loaded is not None
+    payload = bytes([0x31, 51, 150, 1, 0, 100, 0, 0]) + bytes([192, 0, 2, 100])
+    for vrid in (51, 52):
+        loaded.arm(vrid, length=b"\x00\x20", ttl=255, src=bytes(4), dst=bytes(4), payload=payload)
+        loaded.watch(vrid, 10**9)
+    memory = loaded._memory
+    for vrid in (51, 52):  # as the filter counts repeats
+        struct.pack_into("<Q", memory, vrid * absorber._VALUE_SIZE + absorber._COUNT, 3)
+    # The timer's callback reports VRID 0 when it cannot set the timer again.
+    assert loaded._ring is not None
+    monkeypatch.setattr(loaded._ring, "read", lambda size: [absorber._EXPIRY.pack(0, 0, 0)])
+    found, silent = loaded.collect()
+    assert sorted(silent) == [51, 52]
+    assert [(stretch.vrid, stretch.number, stretch.timed) for stretch in found] == [
+        (51, 3, False),
+        (52, 3, False),
+    ]
+    loaded.close()

@@ -66,7 +66,7 @@ _COUNT, _LAST_NS, _ARMED, _PLEN, _LENGTH_FIELD, _TTL, _ADDRESSES, _PAYLOAD = (
 )
 # The first repeat's receive time since the process last read the entry (0: none yet).
 _FIRST_NS = _PAYLOAD + CAPACITY
-# The silence after which the VRID's kernel timer reports it, restarted by each repeat (0: none).
+# The silence after which the kernel reports the VRID, counted from each repeat (0: none).
 _WATCH_NS = _FIRST_NS + 8
 # When the VRID's watched silence runs out (0: none pending, or reported): the last repeat's
 # receive time plus the watch interval.
@@ -89,7 +89,8 @@ _PAYLOAD_BUF = _KEY - CAPACITY
 
 _u64 = struct.Struct("<Q")
 _u32 = struct.Struct("<I")
-# What the timer's callback writes to the ring buffer: VRID, count and last receive time then.
+# What the timer's callback writes to the ring buffer: VRID, count and last receive time then
+# (VRID 0: the timer could not be set again, no deadline is covered).
 _EXPIRY = struct.Struct("<I4xQQ")
 
 
@@ -97,8 +98,8 @@ class Repeats(NamedTuple):
     """Identical adverts of one VRID the kernel absorbed, in one stretch.
 
     ``first_ns``/``last_ns``: receive times of the first and last (CLOCK_MONOTONIC; 0 when
-    unknown). ``timed``: the VRID's kernel timer ran all along (see
-    :meth:`RepeatAbsorber.watch`) without running out, so no gap between them, nor between the
+    unknown). ``timed``: the kernel kept the VRID's deadline all along (see
+    :meth:`RepeatAbsorber.watch`) without it passing, so no gap between them, nor between the
     first and the repeat before it, reached the watched silence.
     """
 
@@ -126,7 +127,7 @@ class _Family:
 
 
 class _Watch:
-    """File descriptors of the watchdog: the timers' map and the ring buffer of expiries."""
+    """File descriptors of the watchdog: the timer's map and the ring buffer of expiries."""
 
     def __init__(self, timers_fd: int, ring_fd: int) -> None:
         self.timers_fd = timers_fd
@@ -180,11 +181,14 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
 
     def set_timer_by(tag: str, timer: int, deadline: int, done: str, failed: str) -> None:
         # Make the timer (its map value in register ``timer``) run out no later than the
-        # absolute time in register ``deadline``. _NEXT holds the expiry it was last set for
-        # (0: none, or its callback is running): only lowered by compare-and-exchange, and
-        # whoever lowers it sets the timer. Two CPUs that lower it at once may set the timer
-        # in the other order, so each reads _NEXT again after setting it and sets it again
-        # for a lower one. Unrolled: the verifier takes no loop it cannot bound.
+        # absolute time in register ``deadline``, or go to ``failed``. _NEXT holds the
+        # expiry it was last set for (0: none, or its callback is running): only lowered by
+        # compare-and-exchange, and whoever lowers it sets the timer. Two CPUs that lower it
+        # at once may set the timer in the other order, so each reads _NEXT again after
+        # setting it and sets it again for a lower one. Unrolled: the verifier takes no loop
+        # it cannot bound, and running out of tries is a failure too (a deadline may be
+        # left uncovered). A timer that could not be set takes its expiry out of _NEXT:
+        # left there, it would turn every later deadline away as covered.
         for attempt in range(3):
             code.append(E.insn(E.LDX_DW, 1, timer, off=_NEXT))
             jump(f"{tag}take{attempt}", E.JEQ_K, 1, imm=0)
@@ -205,12 +209,17 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
             code.append(E.insn(E.MOV_X, 1, timer))
             code.append(E.insn(E.MOV_K, 3, imm=0))
             code.append(E.insn(E.CALL, imm=E.TIMER_START))
-            jump(failed, E.JNE_K, 0, imm=0)
+            jump(f"{tag}unset", E.JNE_K, 0, imm=0)
             code.append(E.insn(E.LDX_DW, 1, timer, off=_NEXT))
             jump(done, E.JEQ_K, 1, imm=0)
             jump(done, E.JGE_X, 1, deadline)
             code.append(E.insn(E.MOV_X, deadline, 1))
-        jump(done, E.JA)
+        jump(failed, E.JA)
+        label(f"{tag}unset")
+        code.append(E.insn(E.MOV_X, 0, deadline))
+        code.append(E.insn(E.MOV_K, 2, imm=0))
+        code.append(E.insn(E.ATOMIC_DW, timer, 2, off=_NEXT, imm=E.CMPXCHG))
+        jump(failed, E.JA)
 
     code.append(E.insn(E.MOV_X, 6, 1))  # r6 = the packet
     for word in range(CAPACITY // 8):  # compared whole: bytes past the message must be zero
@@ -277,8 +286,8 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.ST_DW, 8, off=_READY, imm=1))
         label("ready")
         set_timer_by("p", 8, 9, "drop", "failed")
-        # A repeat whose deadline no timer covers: counted as a lost report, so that the
-        # process vouches for none of this stretch and keeps its own alarm.
+        # A repeat whose deadline no timer covers for certain: counted as a lost report, so
+        # that the process vouches for none of this stretch and keeps its own alarm.
         label("failed")
         code.append(E.insn(E.MOV_K, 1, imm=1))
         code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
@@ -346,7 +355,18 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         jump("scan", E.JLT_K, 6, imm=_ENTRIES)
         code.append(E.insn(E.LDX_DW, 9, 8, off=_EARLIEST))
         jump("done", E.JEQ_K, 9, imm=-1)  # nothing left to time
-        set_timer_by("c", 8, 9, "done", "done")
+        set_timer_by("c", 8, 9, "done", "untimed")
+        # The deadlines left have no timer: a record for VRID 0 says so (each watched VRID
+        # is then taken to have gone silent, untimed: its instance checks its own deadline).
+        label("untimed")
+        for word in range(_EXPIRY.size // 8):
+            code.append(E.insn(E.ST_DW, E.FP, off=record + 8 * word, imm=0))
+        load_map(1, watch.ring_fd)
+        code.append(E.insn(E.MOV_X, 2, E.FP))
+        code.append(E.insn(E.ADD_K, 2, imm=record))
+        code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
+        code.append(E.insn(E.MOV_K, 4, imm=0))
+        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
         label("done")
         code.append(E.insn(E.MOV_K, 0, imm=0))
         code.append(E.insn(E.EXIT))
@@ -510,7 +530,7 @@ class RepeatAbsorber:
         from the new one, they could stand for what its sender never sent). Another advert
         than the one armed stops the VRID's timed stretch (see :meth:`watching`).
         """
-        if self._closed or not 8 <= len(payload) <= CAPACITY or not 0 <= vrid < _ENTRIES:
+        if self._closed or not 8 <= len(payload) <= CAPACITY or not 1 <= vrid < _ENTRIES:
             return False
         identity = length + bytes((ttl,)) + src + dst + payload
         if self._armed_with.get(vrid) == identity:
@@ -555,7 +575,7 @@ class RepeatAbsorber:
             self._timed.discard(vrid)
 
     def _set_watch(self, vrid: int, nanoseconds: int) -> bool:
-        if self._ring is None or self._closed or not 0 <= vrid < _ENTRIES:
+        if self._ring is None or self._closed or not 1 <= vrid < _ENTRIES:
             return False
         if self._watch_ns.get(vrid, 0) == nanoseconds:
             return False
@@ -588,6 +608,13 @@ class RepeatAbsorber:
         if self._ring is not None:
             for record in self._ring.read(_EXPIRY.size):
                 vrid, count_then, last_then = _EXPIRY.unpack(record)
+                if vrid == 0:
+                    # The timer could not be set again: every watched VRID's deadline went
+                    # uncovered, and none of what was counted since the last call is timed.
+                    for watched, nanoseconds in self._watch_ns.items():
+                        if nanoseconds:
+                            expired.setdefault(watched, (seen.get(watched, 0), 0))
+                    continue
                 expired.setdefault(vrid, (count_then, last_then))
         found: list[Repeats] = []
         silent: list[int] = [vrid for vrid in expired if vrid not in seen]

@@ -573,8 +573,9 @@ class RawAdvertSocket(AsyncResource):
             return False
         self._wakes[vrid] = wake
         # A margin short of the interval: the kernel's timer softirq may run late, and a
-        # repeat that came meanwhile would restart it unseen. Running out early only costs
-        # a wake-up (the caller checks its own deadline) and the alarm until two repeats.
+        # repeat that came meanwhile would move the passed deadline unseen. Running out
+        # early only costs a wake-up (the caller checks its own deadline) and the alarm
+        # until two repeats.
         margin = max(_WATCH_MARGIN, interval / 100)
         absorber.watch(vrid, max(1, round((interval - margin) * 1e9)))
         last = self._last_arrival.get(vrid)
