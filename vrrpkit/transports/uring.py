@@ -75,6 +75,7 @@ _TIMESPEC = struct.Struct("=qq")
 _SETTLE_BUDGET = 0.1
 _SETTLE_WAIT_NS = 2_000_000
 _CANCEL_EVERY = 0.01
+_ORDER_NS = 100  # nanoseconds between series due at the same time, by key
 
 
 class _Params(ctypes.Structure):
@@ -300,7 +301,13 @@ class TimedSends:
         per_round = 1 + len(state.msghdrs)
         tag = state.serial << 8
         specs = ctypes.addressof(self._specs)
-        interval = series.interval
+        # In whole nanoseconds: series due in step (aligned adverts) stay exactly in step.
+        base_ns, step_ns = round(first * 1e9), round(series.interval * 1e9)
+        # The kernel runs timeouts due at the same time in the order it took them; series
+        # refilled at different times would change places within such a burst from one
+        # round to the next, and each advert's gap would jitter by up to the burst's
+        # length. Keyed offsets of 100 ns keep one order: the key's.
+        first_ns = base_ns + (series.key & 0xFF) * _ORDER_NS
         last = len(state.msghdrs) - 1
         tail = self._load(self._sq_tail)
         pending = 0
@@ -309,12 +316,9 @@ class TimedSends:
                 if not self._submit(tail, pending, per_round, state):
                     return False
                 pending = 0
-            deadline = first + number * interval
-            seconds = math.floor(deadline)
+            seconds, nanoseconds = divmod(first_ns + number * step_ns, 1_000_000_000)
             slot = tail & (self._sq_entries - 1)
-            _TIMESPEC.pack_into(
-                self._specs, slot * _TIMESPEC.size, seconds, int((deadline - seconds) * 1e9)
-            )
+            _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, seconds, nanoseconds)
             self._put(
                 tail,
                 _OP_TIMEOUT,
@@ -339,7 +343,7 @@ class TimedSends:
                 )
             tail += per_round
             pending += per_round
-            series.next_deadline = deadline + interval
+            series.next_deadline = (base_ns + (number + 1) * step_ns) / 1e9
         return not pending or self._submit(tail, pending, per_round, state)
 
     def _put(
