@@ -306,6 +306,16 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         start = len(code)
         code[callback_at] = E.insn(E.LD_IMM64, 2, E.PSEUDO_FUNC, imm=start - callback_at - 1)
         record = _KEY - _EXPIRY.size
+
+        def write_record() -> None:
+            # The expiry record on the stack to the ring buffer (R0: 0, or no room).
+            load_map(1, watch.ring_fd)
+            code.append(E.insn(E.MOV_X, 2, E.FP))
+            code.append(E.insn(E.ADD_K, 2, imm=record))
+            code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
+            code.append(E.insn(E.MOV_K, 4, imm=0))
+            code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+
         # Cleared first: a repeat from now on sets the timer itself, and one before that
         # wrote its deadline where the scan below reads it.
         code.append(E.insn(E.MOV_X, 8, 3))  # r8 = the timer's value
@@ -336,12 +346,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 8))
         code.append(E.insn(E.LDX_DW, 1, 7, off=_LAST_NS))
         code.append(E.insn(E.STX_DW, E.FP, 1, off=record + 16))
-        load_map(1, watch.ring_fd)
-        code.append(E.insn(E.MOV_X, 2, E.FP))
-        code.append(E.insn(E.ADD_K, 2, imm=record))
-        code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
-        code.append(E.insn(E.MOV_K, 4, imm=0))
-        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+        write_record()
         jump("next", E.JEQ_K, 0, imm=0)
         code.append(E.insn(E.MOV_K, 1, imm=1))
         code.append(E.insn(E.ATOMIC_ADD_DW, 7, 1, off=_LOST))
@@ -361,12 +366,7 @@ def _program(ip_version: int, map_fd: int, watch: _Watch | None = None) -> tuple
         label("untimed")
         for word in range(_EXPIRY.size // 8):
             code.append(E.insn(E.ST_DW, E.FP, off=record + 8 * word, imm=0))
-        load_map(1, watch.ring_fd)
-        code.append(E.insn(E.MOV_X, 2, E.FP))
-        code.append(E.insn(E.ADD_K, 2, imm=record))
-        code.append(E.insn(E.MOV_K, 3, imm=_EXPIRY.size))
-        code.append(E.insn(E.MOV_K, 4, imm=0))
-        code.append(E.insn(E.CALL, imm=E.RINGBUF_OUTPUT))
+        write_record()
         label("done")
         code.append(E.insn(E.MOV_K, 0, imm=0))
         code.append(E.insn(E.EXIT))
