@@ -175,8 +175,7 @@ async def test_failing_track_script_lowers_priority_and_moves_the_vip(
 
 async def test_new_master_sends_gratuitous_arps_for_the_vip(lab: Lab) -> None:
     h1, h2 = lab.hosts
-    capture = open_capture(h2, 0x0806)
-    try:
+    with contextlib.closing(open_capture(h2, 0x0806)) as capture:
         a = node(h1, "a", 200)
         async with cluster(a):
             with anyio.fail_after(10):
@@ -184,22 +183,17 @@ async def test_new_master_sends_gratuitous_arps_for_the_vip(lab: Lab) -> None:
         assert frame[0:6] == b"\xff" * 6
         assert frame[6:12] == h1.mac
         assert frame[28:32] == frame[38:42] == bytes([192, 0, 2, 100])
-    finally:
-        capture.close()
 
 
 async def test_new_ipv6_master_sends_unsolicited_neighbour_advertisements(lab: Lab) -> None:
     h1, h2 = lab.hosts
-    capture = open_capture(h2, 0x86DD)
-    try:
+    with contextlib.closing(open_capture(h2, 0x86DD)) as capture:
         a = node(h1, "a", 200, vips=[VIP6])
         async with cluster(a):
             with anyio.fail_after(10):
                 frame = await next_frame(capture, lambda f: len(f) > 54 and f[54] == 136)
         assert frame[0:6] == bytes.fromhex("333300000001")
         assert frame[21] == 255  # hop limit
-    finally:
-        capture.close()
 
 
 async def test_callbacks_and_notify_scripts_get_keepalived_arguments_in_order(
@@ -572,8 +566,7 @@ async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(
     lab: Lab,
 ) -> None:
     h1, h2 = lab.hosts
-    capture = open_capture(h2, 0x0800)
-    try:
+    with contextlib.closing(open_capture(h2, 0x0800)) as capture:
         a = node(h1, "a", 200)
         async with cluster(a):
             await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
@@ -582,8 +575,6 @@ async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(
         priorities = advert_priorities(frames, h1.ipv4.packed)
         assert 0 in priorities
         assert priorities[priorities.index(0) :] == [0]
-    finally:
-        capture.close()
 
 
 async def test_a_kernel_sending_master_steps_down_for_a_better_router(lab: Lab) -> None:
@@ -638,8 +629,7 @@ async def test_a_master_sends_at_most_send_ahead_of_adverts_for_a_hung_event_loo
     lab: Lab,
 ) -> None:
     h1, h2 = lab.hosts
-    capture = open_capture(h2, 0x0800)
-    try:
+    with contextlib.closing(open_capture(h2, 0x0800)) as capture:
         a = node(h1, "a", 200, send_ahead=FAST * 6)
         async with cluster(a):
             await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
@@ -650,8 +640,6 @@ async def test_a_master_sends_at_most_send_ahead_of_adverts_for_a_hung_event_loo
         sent = advert_priorities(frames, h1.ipv4.packed)
         # At most the six queued, plus the two after the loop came back.
         assert len(sent) <= 6 + 3
-    finally:
-        capture.close()
 
 
 async def test_masters_sharing_a_hub_socket_each_have_the_kernel_send_their_adverts(
