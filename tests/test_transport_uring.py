@@ -7,6 +7,8 @@ the receiving side and compared with what the sender's kernel reports.
 from __future__ import annotations
 
 import errno
+import itertools
+import signal
 import struct
 import subprocess
 import sys
@@ -25,6 +27,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 GUARD = 10  # seconds: only a guard against a hang
 
 
+@pytest.fixture(params=[False, True], ids=["grid", "relative"])
+def relative(request: pytest.FixtureRequest) -> bool:
+    """Both schedules: rounds on a grid, or each an interval after the one before."""
+    return bool(request.param)
+
+
 def advert(priority: int = 150, vrid: int = 51) -> bytes:
     """A VRRPv3 advert (VRID 51 unless told) with one IPv4 address (checksum left to
     nobody)."""
@@ -41,11 +49,15 @@ async def received_within(sock: RawAdvertSocket, seconds: float) -> list[Receive
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])
-async def test_every_round_goes_out_from_the_sockets_address(lab: Lab, ip_version: int) -> None:
+async def test_every_round_goes_out_from_the_sockets_address(
+    lab: Lab, ip_version: int, relative: bool
+) -> None:
     h1, h2 = lab.hosts
     group = VRRP_GROUP_V4 if ip_version == 4 else VRRP_GROUP_V6
     async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
-        series = sender.send_repeatedly(51, [(advert(), group)], time.monotonic() + 0.05, 0.02, 5)
+        series = sender.send_repeatedly(
+            51, [(advert(), group)], time.monotonic() + 0.05, 0.02, 5, relative=relative
+        )
         assert series is not None
         packets = await received_within(receiver, 0.5)
         sent = series.end()
@@ -54,11 +66,11 @@ async def test_every_round_goes_out_from_the_sockets_address(lab: Lab, ip_versio
     assert {(p.src, p.dst, p.ttl) for p in packets} == {(sender.local_address, group, 255)}
 
 
-async def test_ending_cancels_the_rounds_not_sent_yet(lab: Lab) -> None:
+async def test_ending_cancels_the_rounds_not_sent_yet(lab: Lab, relative: bool) -> None:
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
         series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100, relative=relative
         )
         assert series is not None
         await anyio.sleep(0.12)
@@ -68,24 +80,28 @@ async def test_ending_cancels_the_rounds_not_sent_yet(lab: Lab) -> None:
     assert len(packets) == sent.rounds
 
 
-async def test_a_round_reaches_every_destination(lab: Lab) -> None:
+async def test_a_round_reaches_every_destination(lab: Lab, relative: bool) -> None:
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
         packets_out = [(advert(), h2.ipv4), (advert(), VRRP_GROUP_V4)]
-        series = sender.send_repeatedly(51, packets_out, time.monotonic(), 0.02, 3)
+        series = sender.send_repeatedly(
+            51, packets_out, time.monotonic(), 0.02, 3, relative=relative
+        )
         assert series is not None
         packets = await received_within(receiver, 0.3)
         assert series.end().rounds == 3
     assert sorted(str(p.dst) for p in packets) == ["192.0.2.2"] * 3 + ["224.0.0.18"] * 3
 
 
-async def test_series_due_at_the_same_time_go_out_in_key_order(lab: Lab) -> None:
+async def test_series_due_at_the_same_time_go_out_in_key_order(lab: Lab, relative: bool) -> None:
     # Whatever the order they were queued in: a burst keeps its order from round to round.
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
         first = time.monotonic() + 0.05
         queued = [
-            sender.send_repeatedly(vrid, [(advert(vrid=vrid), VRRP_GROUP_V4)], first, 0.02, 3)
+            sender.send_repeatedly(
+                vrid, [(advert(vrid=vrid), VRRP_GROUP_V4)], first, 0.02, 3, relative=relative
+            )
             for vrid in (53, 51, 52)
         ]
         packets = await received_within(receiver, 0.3)
@@ -104,36 +120,42 @@ async def test_a_key_has_one_series_at_a_time(lab: Lab) -> None:
         assert series.end() == uring.RoundsSent(0)
 
 
-async def test_a_send_the_kernel_refuses_is_reported_with_its_errno(lab: Lab) -> None:
+async def test_a_send_the_kernel_refuses_is_reported_with_its_errno(
+    lab: Lab, relative: bool
+) -> None:
     h1, _ = lab.hosts
     async with opened(h1, 4) as sender:
         # Broadcast without SO_BROADCAST: sendmsg fails with EACCES.
         broadcast = IPv4Address("255.255.255.255")
-        series = sender.send_repeatedly(51, [(advert(), broadcast)], time.monotonic(), 0.01, 2)
+        series = sender.send_repeatedly(
+            51, [(advert(), broadcast)], time.monotonic(), 0.01, 2, relative=relative
+        )
         assert series is not None
         await anyio.sleep(0.1)
         assert series.end() == uring.RoundsSent(2, errno.EACCES)  # tried, and refused
         assert series.failed
 
 
-async def test_a_refused_destination_costs_the_others_nothing(lab: Lab) -> None:
+async def test_a_refused_destination_costs_the_others_nothing(lab: Lab, relative: bool) -> None:
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4, multicast=False) as receiver:
         refused = IPv4Address("255.255.255.255")  # EACCES without SO_BROADCAST
         packets_out = [(advert(), refused), (advert(), h2.ipv4)]
-        series = sender.send_repeatedly(51, packets_out, time.monotonic(), 0.02, 3)
+        series = sender.send_repeatedly(
+            51, packets_out, time.monotonic(), 0.02, 3, relative=relative
+        )
         assert series is not None
         packets = await received_within(receiver, 0.3)
         assert series.end() == uring.RoundsSent(3, errno.EACCES)
     assert len(packets) == 3
 
 
-async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab) -> None:
+async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab, relative: bool) -> None:
     h1, h2 = lab.hosts
     async with opened(h2, 4) as receiver:
         async with opened(h1, 4) as sender:
             series = sender.send_repeatedly(
-                51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100
+                51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100, relative=relative
             )
             assert series is not None
             await anyio.sleep(0.12)
@@ -141,7 +163,10 @@ async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab) -> No
         packets = await received_within(receiver, 0.3)
     assert 1 <= sent.rounds < 100
     assert len(packets) == sent.rounds
-    assert sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4) is None
+    assert (
+        sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4, relative=relative)
+        is None
+    )
 
 
 async def test_without_io_uring_nothing_is_queued(
@@ -153,20 +178,26 @@ async def test_without_io_uring_nothing_is_queued(
         assert sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4) is None
 
 
-async def test_an_ipv6_advert_carries_the_kernels_checksum(lab: Lab) -> None:
+async def test_an_ipv6_advert_carries_the_kernels_checksum(lab: Lab, relative: bool) -> None:
     h1, h2 = lab.hosts
     async with opened(h1, 6) as sender, opened(h2, 6) as receiver:
-        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V6)], time.monotonic(), 0.02, 1)
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V6)], time.monotonic(), 0.02, 1, relative=relative
+        )
         assert series is not None
         packets = await received_within(receiver, 0.2)
         series.end()
     assert len(packets) == 1 and packets[0].data[6:8] != b"\0\0"
 
 
-async def test_collecting_counts_what_went_without_stopping_the_rest(lab: Lab) -> None:
+async def test_collecting_counts_what_went_without_stopping_the_rest(
+    lab: Lab, relative: bool
+) -> None:
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 6)
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 6, relative=relative
+        )
         assert series is not None
         await anyio.sleep(0.05)
         early = series.collect()
@@ -193,14 +224,16 @@ async def test_extending_queues_rounds_behind_the_last(lab: Lab) -> None:
 
 
 async def test_a_timeout_the_kernel_refuses_fails_the_series_and_sends_nothing(
-    lab: Lab, monkeypatch: pytest.MonkeyPatch
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, relative: bool
 ) -> None:
     # A kernel that does not know a timeout flag refuses every timeout (before Linux 5.16,
     # ETIME_SUCCESS): the series must say so rather than look like a quiet success.
     monkeypatch.setattr(uring, "_TIMEOUT_ETIME_SUCCESS", 1 << 20)
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3)
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3, relative=relative
+        )
         assert series is not None
         packets = await received_within(receiver, 0.2)
         assert series.collect() == uring.RoundsSent(0, errno.EINVAL)
@@ -225,3 +258,117 @@ def test_inside_a_time_namespace_no_ring_is_used() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert result.stdout.strip() == "None"
+
+
+# -- timed from the previous advert ---------------------------------------------------------
+
+
+async def test_rounds_timed_from_the_previous_advert_run_in_chains_that_take_turns(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ring of 8 entries holds chains of 3 rounds (with a chain's wait and signal): 2 + 5
+    # rounds make four chains, which must run one after another, every round once.
+    create = uring.TimedSends.create.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        uring.TimedSends, "create", classmethod(lambda cls, entries=8: create(cls, 8))
+    )
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 2, relative=True
+        )
+        assert series is not None and series.extend(5)
+        packets = await received_within(receiver, 0.4)
+        assert series.end() == uring.RoundsSent(7)
+    assert len(packets) == 7
+    stamps = [packet.timestamp for packet in packets]
+    assert all(stamp is not None for stamp in stamps)
+    assert min(b - a for a, b in itertools.pairwise(stamps)) > 0.01  # type: ignore[operator]
+
+
+async def test_ending_cancels_the_chains_still_waiting_their_turn(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 3, relative=True
+        )
+        assert series is not None and series.extend(3) and series.extend(3)
+        await anyio.sleep(0.07)
+        sent = series.end()
+        packets = await received_within(receiver, 0.4)
+    assert 1 <= sent.rounds < 9 and not sent.unsettled
+    assert len(packets) == sent.rounds
+
+
+_STOPPED_SENDER = """
+import sys, time, anyio
+from vrrpkit.transports import VRRP_GROUP_V4, RawAdvertSocket
+
+async def main() -> None:
+    sock = await RawAdvertSocket.open("eth0", 4)
+    advert = bytes.fromhex(sys.argv[1])
+    series = sock.send_repeatedly(51, [(advert, VRRP_GROUP_V4)], time.monotonic(), 0.02, 40,
+                                  sys.argv[2] == "relative")
+    print("queued" if series is not None else "refused", flush=True)
+    await anyio.sleep(30)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize(("schedule", "burst"), [("relative", False), ("grid", True)])
+async def test_a_stopped_sender_bursts_on_continuing_only_on_a_grid(
+    lab: Lab, schedule: str, burst: bool
+) -> None:
+    # The kernel runs a sender's completions in its thread: while it is stopped nothing goes.
+    # On a grid every deadline missed meanwhile then goes at once; timed from the previous
+    # advert, only the one that was due, and the next an interval later (as keepalived).
+    h1, h2 = lab.hosts
+    argv = ["ip", "netns", "exec", h1.netns, sys.executable, "-c", _STOPPED_SENDER]
+    async with opened(h2, 4) as receiver:
+        with subprocess.Popen(
+            [*argv, advert().hex(), schedule],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        ) as child:
+            try:
+                assert child.stdout is not None
+                assert await anyio.to_thread.run_sync(child.stdout.readline) == "queued\n"
+                await anyio.sleep(0.05)
+                child.send_signal(signal.SIGSTOP)
+                await received_within(receiver, 0.2)  # what went before the stop
+                child.send_signal(signal.SIGCONT)
+                packets = await received_within(receiver, 0.1)
+            finally:
+                child.kill()
+    stamps = [packet.timestamp for packet in packets]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]  # type: ignore[operator]
+    assert len(packets) >= 3
+    assert (min(gaps) < 0.005) is burst
+
+
+async def test_ending_a_series_timed_from_the_previous_advert_says_when_the_next_was_due(
+    lab: Lab,
+) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        start = time.monotonic()
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], start, 0.05, 10, relative=True
+        )
+        assert series is not None
+        await anyio.sleep(0.12)
+        before = time.monotonic()
+        sent = series.end()
+    assert sent.rounds >= 1 and sent.next_due is not None
+    # Not made yet, and no more than an interval after the last one made.
+    assert before <= sent.next_due <= time.monotonic() + 0.05
+
+
+async def test_ending_a_series_on_a_grid_leaves_the_next_deadline_to_the_grid(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 4)
+        assert series is not None
+        assert series.end().next_due is None

@@ -188,12 +188,13 @@ class _Port:
         first: float,
         interval: float,
         rounds: int,
+        relative: bool = False,
     ) -> Series | None:
         """The shared socket's :meth:`RawAdvertSocket.send_repeatedly`."""
         send = getattr(self._shared.sock, "send_repeatedly", None)
         if not callable(send):
             return None
-        series: Series | None = send(key, packets, first, interval, rounds)
+        series: Series | None = send(key, packets, first, interval, rounds, relative)
         return series
 
     def set_lazy(self, lazy: bool) -> bool:

@@ -731,9 +731,11 @@ class RawAdvertSocket(AsyncResource):
         first: float,
         interval: float,
         rounds: int,
+        relative: bool = False,
     ) -> Series | None:
         """Have the kernel send ``packets`` (data, destination) at ``first`` and every
-        ``interval`` after, ``rounds`` times (``CLOCK_MONOTONIC`` seconds).
+        ``interval`` after, ``rounds`` times (``CLOCK_MONOTONIC`` seconds); if ``relative``,
+        each round ``interval`` after the previous one went out, not on a grid.
 
         Returns the :class:`~vrrpkit.transports.uring.Series`, to collect what went out,
         queue more rounds or end it (it still answers after the socket closed: closing ends
@@ -754,7 +756,7 @@ class RawAdvertSocket(AsyncResource):
             messages = [self._timed_message(data, dst) for data, dst in packets]
         except TransportError:
             return None
-        return timed.start(key, self._sock.fileno(), messages, first, interval, rounds)
+        return timed.start(key, self._sock.fileno(), messages, first, interval, rounds, relative)
 
     def _timed_message(self, data: bytes, dst: IPAddress) -> TimedMessage:
         target, control = self._targets.get(dst) or self._target(dst)

@@ -1,8 +1,18 @@
 """Adverts the kernel sends at their deadlines: io_uring timeouts linked to ``sendmsg``.
 
 A steady MASTER sends the same bytes every interval. Woken by a timer for each, a Python
-process pays an event-loop wake-up per advert; queued here as (absolute timeout, sendmsg)
-pairs, the kernel sends them at their deadlines and the process only wakes to queue more.
+process pays an event-loop wake-up per advert; queued here as (timeout, sendmsg) pairs, the
+kernel sends them at their deadlines and the process only wakes to queue more.
+
+Two schedules, as the router's own timer has (``RouterConfig.align_adverts``):
+
+- on a grid (absolute deadlines, every ``interval`` from the first): each round is its own
+  chain, and a round the kernel sends late leaves the next one on the grid;
+- one interval after the previous advert went out (RFC 5798 §6.4.3 resets the Adver_Timer
+  when it sends; keepalived's timer does the same): the rounds form one chain, each timeout
+  starting when the round before it was sent. A late advert then delays the next ones
+  instead of being followed by a short gap. A series' chains run one after another: each
+  ends by writing an eventfd that the next one starts by reading.
 No liburing: the ring is set up and filled through ``ctypes``, and everything happens in
 system calls the caller makes (nothing waits on the ring asynchronously).
 
@@ -49,6 +59,8 @@ _MAP_POPULATE = 0x8000
 _OP_SENDMSG = 9
 _OP_TIMEOUT = 11
 _OP_ASYNC_CANCEL = 14
+_OP_READ = 22
+_OP_WRITE = 23
 _IOSQE_IO_LINK = 1 << 2
 _IOSQE_IO_HARDLINK = 1 << 3
 _IOSQE_CQE_SKIP_SUCCESS = 1 << 6
@@ -57,11 +69,14 @@ _TIMEOUT_ETIME_SUCCESS = 1 << 5
 _CANCEL_ALL = 1 << 0
 _MSG_DONTWAIT = 0x40
 
-# user_data: the series' serial number above, what the entry is below. A round is one chain:
-# timeout -> sendmsg => sendmsg => ... The sends are hard-linked (a destination the kernel
-# refuses must not cost the others their advert) behind a soft-linked timeout (cancelled, it
-# takes the whole round with it: a round goes to every destination or to none).
-_TIMEOUT, _SEND, _LAST_SEND, _CANCEL, _PROBE = 1, 2, 3, 4, 5
+# user_data: the series' serial number above, what the entry is below. On a grid a round is
+# one chain: timeout -> sendmsg => sendmsg => ... The sends are hard-linked (a destination
+# the kernel refuses must not cost the others their advert) behind a soft-linked timeout
+# (cancelled, it takes the whole round with it: a round goes to every destination or to
+# none). Timed from the previous advert, a chain is [read eventfd ->] timeout -> sendmsg =>
+# ... => timeout -> sendmsg => ... => write eventfd: a failed timeout or read ends it.
+_TIMEOUT, _SEND, _LAST_SEND, _WAIT, _SIGNAL, _CANCEL, _PROBE = 1, 2, 3, 4, 5, 6, 7
+_CURRENT_POSITION = 2**64 - 1  # an offset of -1: the file's own (an eventfd has none)
 
 _SQE = struct.Struct("=BBHiQQIIQHHiQQ")
 _CQE = struct.Struct("=QiI")
@@ -109,12 +124,15 @@ class RoundsSent:
     ``rounds``: rounds whose deadline came and whose sends were made (whatever the kernel
     answered: a timer-driven sender counts an advert it tried too); ``error``: the first errno
     a send or timeout failed with; ``unsettled``: entries the kernel did not settle when the
-    series ended (they may still go out).
+    series ended (they may still go out). ``next_due``, for a series ended that was timed from
+    the previous advert: when its next round would have gone out, as near as known (within an
+    interval: the kernel does not say when it sent each round); None on a grid.
     """
 
     rounds: int
     error: int | None = None
     unsettled: bool = False
+    next_due: float | None = attrs.field(default=None, eq=False)
 
 
 @attrs.define(eq=False)
@@ -125,7 +143,15 @@ class _State:
     fd: int
     msghdrs: list[int]
     buffers: list[ctypes.Array[ctypes.c_char]]
-    outstanding: int = 0  # rounds not settled
+    relative: bool = False  # each timeout starts when the previous round went out
+    eventfd: int = -1  # relative: passes the turn from one chain to the next
+    chained: bool = False  # relative: a chain was queued (the next ones wait their turn)
+    queued: int = 0  # rounds queued, ever
+    made: int = 0  # rounds made, ever
+    # relative: when round ``made_then + 1`` was thought due, at the last queueing
+    due_then: float = 0.0
+    made_then: int = 0
+    outstanding: int = 0  # rounds (on a grid) or chains (relative) not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
     failed: bool = False  # any error, ever
@@ -169,7 +195,17 @@ class Series:
 
     def _take(self, *, ending: bool) -> RoundsSent:
         state = self._state
-        sent = RoundsSent(state.rounds, state.error, unsettled=ending and state.outstanding > 0)
+        next_due = None
+        if ending and state.relative and state.chained:
+            # The round after the last one made: from when the next was thought due at the
+            # last queueing, an interval per round made since, and certainly after now (it
+            # was not made) and no more than an interval away (the last one was).
+            now = time.monotonic()
+            guess = state.due_then + (state.made - state.made_then) * self.interval
+            next_due = min(max(guess, now), now + self.interval)
+        sent = RoundsSent(
+            state.rounds, state.error, unsettled=ending and state.outstanding > 0, next_due=next_due
+        )
         state.rounds = 0
         state.error = None
         return sent
@@ -272,17 +308,29 @@ class TimedSends:
         first: float,
         interval: float,
         rounds: int,
+        relative: bool = False,
     ) -> Series | None:
-        """Queue ``rounds`` rounds of ``messages`` on socket ``fd``, at ``first`` and every
-        ``interval`` after; None if the key has a series running or the kernel refused."""
+        """Queue ``rounds`` rounds of ``messages`` on socket ``fd``, the first at ``first``,
+        the next every ``interval`` on from it, or ``interval`` after the previous one went
+        out if ``relative``; None if the key has a series running or the kernel refused."""
         if self._closed or not messages or interval <= 0 or key in self._keys:
             return None
-        if 1 + len(messages) > self._sq_entries:
+        if 1 + len(messages) + 2 * relative > self._sq_entries:
             return None
+        eventfd = -1
+        if relative:
+            try:
+                eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            except OSError as exc:
+                logger.warning("io_uring: no eventfd for a series (%s)", exc)
+                return None
         buffers: list[ctypes.Array[ctypes.c_char]] = []
         msghdrs = [_msghdr(message, buffers) for message in messages]
+        if relative:
+            # Where the turn's value is read into, and the value a chain's end writes.
+            buffers += (ctypes.create_string_buffer(8), ctypes.create_string_buffer(b"\1", 8))
         self._serial += 1
-        state = _State(self._serial, fd, msghdrs, buffers)
+        state = _State(self._serial, fd, msghdrs, buffers, relative, eventfd)
         series = Series(self, key, state, interval)
         self._keys[key] = series
         self._by_serial[state.serial] = state
@@ -298,6 +346,8 @@ class TimedSends:
         state = series._state
         if self._closed or state.ended or rounds < 1:
             return False
+        if state.relative:
+            return self._queue_chains(series, first, rounds)
         per_round = 1 + len(state.msghdrs)
         tag = state.serial << 8
         specs = ctypes.addressof(self._specs)
@@ -311,6 +361,7 @@ class TimedSends:
         last = len(state.msghdrs) - 1
         tail = self._load(self._sq_tail)
         pending = 0
+        state.queued += rounds
         for number in range(rounds):
             if pending + per_round > self._sq_entries:
                 if not self._submit(tail, pending, per_round, state):
@@ -346,6 +397,68 @@ class TimedSends:
             series.next_deadline = (base_ns + (number + 1) * step_ns) / 1e9
         return not pending or self._submit(tail, pending, per_round, state)
 
+    def _queue_chains(self, series: Series, first: float, rounds: int) -> bool:
+        """Queue ``rounds`` rounds timed from the previous advert, in chains that each fit in
+        the ring and take their turn (see the module's docstring)."""
+        state = series._state
+        tag = state.serial << 8
+        per_round = 1 + len(state.msghdrs)
+        most = (self._sq_entries - 2) // per_round  # rounds in a chain, with its wait and signal
+        turn, signal = (ctypes.addressof(buffer) for buffer in state.buffers[-2:])
+        interval_ns = round(series.interval * 1e9)
+        specs = ctypes.addressof(self._specs)
+        starting = not state.chained
+        while rounds > 0:
+            count = min(rounds, most)
+            tail = self._load(self._sq_tail)
+            start = tail
+            if state.chained:
+                self._put(
+                    tail, _OP_READ, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, state.eventfd, turn,
+                    8, 0, tag | _WAIT, _CURRENT_POSITION,
+                )  # fmt: skip
+                tail += 1
+            for number in range(count):
+                slot = tail & (self._sq_entries - 1)
+                if state.chained or number:
+                    flags, when_ns = _TIMEOUT_ETIME_SUCCESS, interval_ns
+                else:
+                    # The series' first advert, at its deadline (keyed, as on the grid).
+                    flags = _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS
+                    when_ns = round(first * 1e9) + (series.key & 0xFF) * _ORDER_NS
+                _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, *divmod(when_ns, 10**9))
+                self._put(
+                    tail, _OP_TIMEOUT, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, -1,
+                    specs + slot * _TIMESPEC.size, 1, flags, tag | _TIMEOUT,
+                )  # fmt: skip
+                for index, msghdr in enumerate(state.msghdrs):
+                    kind = _LAST_SEND if index == per_round - 2 else _SEND
+                    self._put(
+                        tail + 1 + index, _OP_SENDMSG, _IOSQE_IO_HARDLINK, state.fd, msghdr, 1,
+                        _MSG_DONTWAIT, tag | kind,
+                    )  # fmt: skip
+                tail += per_round
+            self._put(tail, _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL,
+                      _CURRENT_POSITION)  # fmt: skip
+            tail += 1
+            state.chained = True
+            state.queued += count
+            rounds -= count
+            taken = self._hand_over(tail, tail - start)
+            if taken:
+                state.outstanding += 1  # a chain settles once: its signal, or what failed
+            if taken < tail - start:
+                state.failed = True
+                logger.warning("io_uring took %d of %d entries", taken, tail - start)
+                return False
+        now = time.monotonic()
+        # The next round is due at the series' first deadline, or (the kernel does not say
+        # when it sent the last one) half an interval from now, on average.
+        state.due_then = max(first, now) if starting else now + series.interval / 2
+        state.made_then = state.made
+        series.next_deadline = state.due_then + (state.queued - state.made) * series.interval
+        return True
+
     def _put(
         self,
         tail: int,
@@ -356,11 +469,13 @@ class TimedSends:
         length: int,
         op_flags: int,
         data: int,
+        offset: int = 0,
     ) -> None:
-        offset = (tail & (self._sq_entries - 1)) * _SQE.size
+        position = (tail & (self._sq_entries - 1)) * _SQE.size
         _SQE.pack_into(
-            self._sqes, offset, op, flags, 0, fd, 0, addr, length, op_flags, data, 0, 0, 0, 0, 0
-        )
+            self._sqes, position, op, flags, 0, fd, offset, addr, length, op_flags, data,
+            0, 0, 0, 0, 0,
+        )  # fmt: skip
 
     def _submit(self, tail: int, count: int, per_round: int, state: _State) -> bool:
         """Hand the kernel ``count`` entries (whole rounds) ending at ``tail``."""
@@ -408,7 +523,7 @@ class TimedSends:
             count = 0
             if now - cancelled >= _CANCEL_EVERY:
                 cancelled = now
-                for kind in (_TIMEOUT, _SEND, _LAST_SEND):
+                for kind in (_TIMEOUT, _SEND, _LAST_SEND, _WAIT)[: 3 + state.relative]:
                     # A timeout not run out yet takes its round with it; a send already issued
                     # is cancelled by its own user_data.
                     self._put(
@@ -424,10 +539,14 @@ class TimedSends:
                     count += 1
             self._hand_over(tail + count, count, wait=1, timeout_ns=_SETTLE_WAIT_NS)
             self.reap()
+        if state.eventfd >= 0:
+            os.close(state.eventfd)  # entries still queued hold the file itself
+            state.eventfd = -1
         if state.outstanding > 0:
             # Kept (buffers included) until it settles: the kernel may still read them.
+            unit = "chains" if state.relative else "rounds"
             logger.error(
-                "io_uring: %d rounds of key %d did not settle", state.outstanding, series.key
+                "io_uring: %d %s of key %d did not settle", state.outstanding, unit, series.key
             )
         else:
             self._by_serial.pop(state.serial, None)
@@ -446,14 +565,18 @@ class TimedSends:
             head = (head + 1) & 0xFFFFFFFF
             state = by_serial.get(user_data >> 8)
             kind = user_data & 0xFF
-            if state is None or kind > _LAST_SEND:
+            if state is None or kind > _SIGNAL:
                 continue
-            if kind != _SEND:  # the round is over: made (its last send) or not (its timeout)
+            if kind == _LAST_SEND:
+                state.rounds += 1
+                state.made += 1
+            if kind in (_TIMEOUT, _WAIT, _SIGNAL) or (kind == _LAST_SEND and not state.relative):
+                # Over: on a grid, the round (made: its last send; or not: its timeout); timed
+                # from the previous advert, the chain (its signal, or the timeout or wait that
+                # failed: the entries behind a failed entry that skips success post nothing).
                 state.outstanding -= 1
-                if kind == _LAST_SEND:
-                    state.rounds += 1
-            # A timeout completes visibly only if it did not run out (it skips success):
-            # cancelled, or refused (a kernel that does not know its flags).
+            # A timeout or wait completes visibly only if it did not run out (it skips
+            # success): cancelled, or refused (a kernel that does not know its flags).
             if result < 0 and result != -errno.ECANCELED:
                 state.failed = True
                 if state.error is None:
