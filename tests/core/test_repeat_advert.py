@@ -57,6 +57,31 @@ def test_the_router_sends_the_advert_after_the_repeats_on_their_schedule() -> No
     assert router.next_deadline() == pytest.approx(due + repeated.interval)
 
 
+def test_repeats_timed_each_from_the_one_before_move_the_next_advert_to_when_it_is_due() -> None:
+    # A sender that timed each repeat from the previous one drifts from the grid: it says
+    # when the next one was due, and the router's own next advert follows on from there.
+    sim = pair()
+    router = sim["a"].router
+    repeated = router.repeat_advert()
+    assert repeated is not None
+    sent = router.counters.advert_sent
+    next_due = repeated.due + 3 * repeated.interval + 0.25
+    router.adverts_repeated(3, next_due)
+    assert router.counters.advert_sent == sent + 3
+    assert router.next_deadline() == next_due
+
+
+def test_no_repeats_yet_but_a_next_due_moves_the_next_advert() -> None:
+    sim = pair()
+    router = sim["a"].router
+    repeated = router.repeat_advert()
+    assert repeated is not None
+    sent = router.counters.advert_sent
+    router.adverts_repeated(0, repeated.due + 0.1)
+    assert router.counters.advert_sent == sent
+    assert router.next_deadline() == repeated.due + 0.1
+
+
 def test_no_repeats_change_nothing() -> None:
     sim = pair()
     router = sim["a"].router

@@ -268,15 +268,20 @@ class Router:
             return None
         return RepeatedAdvert(self._advert(self._effective), deadline, self.config.interval)
 
-    def adverts_repeated(self, count: int) -> None:
-        """Take ``count`` repeats of :meth:`repeat_advert`'s advert as sent on its deadlines."""
+    def adverts_repeated(self, count: int, next_due: float | None = None) -> None:
+        """Take ``count`` repeats of :meth:`repeat_advert`'s advert as sent on its deadlines;
+        or, given ``next_due``, as sent an interval apart with the next one due then (a
+        sender that timed each from the one before, as :meth:`handle_timer` does)."""
         deadline = self._protocol_deadline
-        if count <= 0:
+        if count <= 0 and next_due is None:
             return
         if self._state is not State.MASTER or deadline is None:
             raise RouterError(f"{self.name}: adverts_repeated() while {self._state}")
-        self._counters.advert_sent += count
-        self._protocol_deadline = deadline + count * self.config.interval
+        self._counters.advert_sent += max(0, count)
+        if next_due is not None:
+            self._protocol_deadline = next_due
+        else:
+            self._protocol_deadline = deadline + count * self.config.interval
 
     def take_actions(self) -> list[Action]:
         """Drain actions queued for this router by its sync group on another member's input."""

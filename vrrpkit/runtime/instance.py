@@ -108,7 +108,7 @@ _Effect: TypeAlias = Action | _RetryVips | _ForGroup | _VipsAdded
 # RawAdvertSocket.watch_silence(vrid, deadline, interval, wake) -> whether it times the silence.
 _SilenceWatch: TypeAlias = Callable[[int, float | None, float | None, Callable[[], None]], bool]
 _RepeatSender: TypeAlias = Callable[
-    [int, Sequence[tuple[bytes, Address]], float, float, int], Series | None
+    [int, Sequence[tuple[bytes, Address]], float, float, int, bool], Series | None
 ]
 
 #: The most adverts a MASTER queues on the kernel's timers at a time (see ``send_ahead``),
@@ -748,7 +748,12 @@ class Instance(StateCallbacks, Hosted):
                 # does (measured with 255 instances at 1 s).
                 return None
             packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
-            series = send(self._router.config.vrid, packets, repeated.due, interval, rounds)
+            # The router's own schedule: on its grid with align_adverts, else each advert an
+            # interval after the previous one (RFC 5798 §6.4.3, keepalived).
+            relative = not self._router.config.align_adverts
+            series = send(
+                self._router.config.vrid, packets, repeated.due, interval, rounds, relative
+            )
             if series is None:
                 return None
             self._repeat = series
@@ -802,9 +807,9 @@ class Instance(StateCallbacks, Hosted):
                 self._repeat_held_until = self._now() + max(self._send_ahead, 1.0)
 
     def _count_sent(self, sent: RoundsSent) -> None:
-        if sent.rounds:
+        if sent.rounds or sent.next_due is not None:
             try:
-                self._router.adverts_repeated(sent.rounds)
+                self._router.adverts_repeated(sent.rounds, sent.next_due)
             except RouterError:
                 logger.exception(
                     "%s: %d adverts sent by the kernel not counted", self.name, sent.rounds
