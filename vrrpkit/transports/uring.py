@@ -151,6 +151,7 @@ class _State:
     # relative: when round ``made_then + 1`` was thought due, at the last queueing
     due_then: float = 0.0
     made_then: int = 0
+    template: bytes | None = None  # relative: the entries of a round after the first
     outstanding: int = 0  # rounds (on a grid) or chains (relative) not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
@@ -327,8 +328,16 @@ class TimedSends:
         buffers: list[ctypes.Array[ctypes.c_char]] = []
         msghdrs = [_msghdr(message, buffers) for message in messages]
         if relative:
-            # Where the turn's value is read into, and the value a chain's end writes.
-            buffers += (ctypes.create_string_buffer(8), ctypes.create_string_buffer(b"\1", 8))
+            # The interval of every timeout but the first (the kernel copies it when it takes
+            # the entry), where the turn's value is read into, and the value a chain's end
+            # writes: the three last buffers.
+            interval_ns = round(interval * 1e9)
+            spec = _TIMESPEC.pack(*divmod(interval_ns, 1_000_000_000))
+            buffers += (
+                ctypes.create_string_buffer(spec, len(spec)),
+                ctypes.create_string_buffer(8),
+                ctypes.create_string_buffer(b"\1", 8),
+            )
         self._serial += 1
         state = _State(self._serial, fd, msghdrs, buffers, relative, eventfd)
         series = Series(self, key, state, interval)
@@ -404,9 +413,7 @@ class TimedSends:
         tag = state.serial << 8
         per_round = 1 + len(state.msghdrs)
         most = (self._sq_entries - 2) // per_round  # rounds in a chain, with its wait and signal
-        turn, signal = (ctypes.addressof(buffer) for buffer in state.buffers[-2:])
-        interval_ns = round(series.interval * 1e9)
-        specs = ctypes.addressof(self._specs)
+        spec, turn, signal = (ctypes.addressof(buffer) for buffer in state.buffers[-3:])
         starting = not state.chained
         while rounds > 0:
             count = min(rounds, most)
@@ -418,26 +425,23 @@ class TimedSends:
                     8, 0, tag | _WAIT, _CURRENT_POSITION,
                 )  # fmt: skip
                 tail += 1
-            for number in range(count):
+            else:
+                # The series' first advert, at its deadline (keyed, as on the grid).
+                first_ns = round(first * 1e9) + (series.key & 0xFF) * _ORDER_NS
                 slot = tail & (self._sq_entries - 1)
-                if state.chained or number:
-                    flags, when_ns = _TIMEOUT_ETIME_SUCCESS, interval_ns
-                else:
-                    # The series' first advert, at its deadline (keyed, as on the grid).
-                    flags = _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS
-                    when_ns = round(first * 1e9) + (series.key & 0xFF) * _ORDER_NS
-                _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, *divmod(when_ns, 10**9))
-                self._put(
-                    tail, _OP_TIMEOUT, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, -1,
-                    specs + slot * _TIMESPEC.size, 1, flags, tag | _TIMEOUT,
-                )  # fmt: skip
-                for index, msghdr in enumerate(state.msghdrs):
-                    kind = _LAST_SEND if index == per_round - 2 else _SEND
-                    self._put(
-                        tail + 1 + index, _OP_SENDMSG, _IOSQE_IO_HARDLINK, state.fd, msghdr, 1,
-                        _MSG_DONTWAIT, tag | kind,
-                    )  # fmt: skip
+                _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, *divmod(first_ns, 10**9))
+                first_spec = ctypes.addressof(self._specs) + slot * _TIMESPEC.size
+                self._put_round(tail, state, first_spec, _TIMEOUT_ABS)
                 tail += per_round
+                count -= 1
+                rounds -= 1
+                state.queued += 1
+            # Every other round's entries are the same bytes: written once, copied.
+            if state.template is None:
+                self._put_round(tail, state, spec, 0)
+                state.template = self._read_entries(tail, per_round)
+            self._write_entries(tail, state.template * count)
+            tail += count * per_round
             self._put(tail, _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL,
                       _CURRENT_POSITION)  # fmt: skip
             tail += 1
@@ -458,6 +462,37 @@ class TimedSends:
         state.made_then = state.made
         series.next_deadline = state.due_then + (state.queued - state.made) * series.interval
         return True
+
+    def _put_round(self, tail: int, state: _State, spec: int, flags: int) -> None:
+        """A round timed from the previous one: its timeout (``spec``), then its sends."""
+        tag = state.serial << 8
+        self._put(
+            tail, _OP_TIMEOUT, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, -1, spec, 1,
+            flags | _TIMEOUT_ETIME_SUCCESS, tag | _TIMEOUT,
+        )  # fmt: skip
+        last = len(state.msghdrs) - 1
+        for index, msghdr in enumerate(state.msghdrs):
+            kind = _LAST_SEND if index == last else _SEND
+            self._put(
+                tail + 1 + index, _OP_SENDMSG, _IOSQE_IO_HARDLINK, state.fd, msghdr, 1,
+                _MSG_DONTWAIT, tag | kind,
+            )  # fmt: skip
+
+    def _read_entries(self, tail: int, count: int) -> bytes:
+        return b"".join(self._entry(tail + index) for index in range(count))
+
+    def _entry(self, tail: int) -> bytes:
+        position = (tail & (self._sq_entries - 1)) * _SQE.size
+        return self._sqes[position : position + _SQE.size]
+
+    def _write_entries(self, tail: int, data: bytes) -> None:
+        """Write whole entries from ``tail`` on, wrapping around the ring's end."""
+        position = (tail & (self._sq_entries - 1)) * _SQE.size
+        size = self._sq_entries * _SQE.size
+        head = min(len(data), size - position)
+        self._sqes[position : position + head] = data[:head]
+        if head < len(data):
+            self._sqes[0 : len(data) - head] = data[head:]
 
     def _put(
         self,
