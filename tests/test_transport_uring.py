@@ -372,3 +372,26 @@ async def test_ending_a_series_on_a_grid_leaves_the_next_deadline_to_the_grid(la
         series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 4)
         assert series is not None
         assert series.end().next_due is None
+
+
+# -- the lag a timeout timed from the previous advert starts after ----------------------------
+
+
+def test_no_lag_is_taken_off_before_enough_rounds_went() -> None:
+    assert uring.lag_per_round(1.0, uring._LAG_ROUNDS - 1, 0.5, 0.01) == 0.0
+
+
+def test_the_lag_taken_off_is_what_each_round_took_beyond_its_timeout_at_least() -> None:
+    # 100 rounds of 10 ms timeouts took 1.04 s after the first, the last one went at most
+    # two intervals before: each took at least (1.04 - 0.02 - 1.0) / 100 = 0.2 ms more.
+    assert uring.lag_per_round(1.04, 100, 1.0, 0.01) == pytest.approx(0.0002)
+
+
+def test_rounds_that_went_no_later_than_their_timeouts_have_no_lag_taken_off() -> None:
+    assert uring.lag_per_round(1.0, 100, 1.0, 0.01) == 0.0
+
+
+def test_the_lag_taken_off_is_at_most_a_tenth_of_the_interval_and_2_ms() -> None:
+    # A process stopped for a second meanwhile is no lag of the kernel's.
+    assert uring.lag_per_round(3.0, 100, 1.0, 0.01) == 0.001
+    assert uring.lag_per_round(300.0, 100, 10.0, 0.1) == 0.002

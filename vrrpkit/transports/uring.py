@@ -91,6 +91,12 @@ _SETTLE_BUDGET = 0.1
 _SETTLE_WAIT_NS = 2_000_000
 _CANCEL_EVERY = 0.01
 _ORDER_NS = 100  # nanoseconds between series due at the same time, by key
+# Timed from the previous advert, the next timeout starts only once the kernel has woken the
+# thread and made the round's sends (and those of every other series due then): a lag of
+# 0.05-0.4 ms per round on the VM of docs/benchmarks.md. It is measured over the rounds made
+# (at least this many) and taken off the timeouts, a tenth of the interval or 2 ms at most.
+_LAG_ROUNDS = 64
+_LAG_MOST = 0.002
 
 
 class _Params(ctypes.Structure):
@@ -152,6 +158,9 @@ class _State:
     due_then: float = 0.0
     made_then: int = 0
     template: bytes | None = None  # relative: the entries of a round after the first
+    first_at: float = 0.0  # relative: when the first round went (on its deadline)
+    timeout_ns: int = 0  # relative: the timeout of the rounds queued next
+    timeouts: list[list[int]] = attrs.Factory(list)  # relative: [rounds, timeout_ns], in order
     outstanding: int = 0  # rounds (on a grid) or chains (relative) not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
@@ -241,6 +250,8 @@ class TimedSends:
         # The kernel copies a timeout's time when it takes the entry: one buffer serves all.
         self._specs = ctypes.create_string_buffer(params.sq_entries * _TIMESPEC.size)
         self._keys: dict[int, Series] = {}
+        # What a key's last series timed from the previous advert took off its timeouts.
+        self._lags: dict[int, int] = {}
         self._by_serial: dict[int, _State] = {}
         self._serial = 0
         self._closed = False
@@ -332,6 +343,7 @@ class TimedSends:
             # the entry), where the turn's value is read into, and the value a chain's end
             # writes: the three last buffers.
             interval_ns = round(interval * 1e9)
+            interval_ns -= min(self._lags.get(key, 0), interval_ns // 10)
             spec = _TIMESPEC.pack(*divmod(interval_ns, 1_000_000_000))
             buffers += (
                 ctypes.create_string_buffer(spec, len(spec)),
@@ -340,6 +352,8 @@ class TimedSends:
             )
         self._serial += 1
         state = _State(self._serial, fd, msghdrs, buffers, relative, eventfd)
+        if relative:
+            state.timeout_ns = interval_ns
         series = Series(self, key, state, interval)
         self._keys[key] = series
         self._by_serial[state.serial] = state
@@ -415,6 +429,10 @@ class TimedSends:
         most = (self._sq_entries - 2) // per_round  # rounds in a chain, with its wait and signal
         spec, turn, signal = (ctypes.addressof(buffer) for buffer in state.buffers[-3:])
         starting = not state.chained
+        if starting:
+            state.first_at = max(first, time.monotonic())
+        else:
+            self._take_off_lag(series)
         while rounds > 0:
             count = min(rounds, most)
             tail = self._load(self._sq_tail)
@@ -441,6 +459,7 @@ class TimedSends:
                 self._put_round(tail, state, spec, 0)
                 state.template = self._read_entries(tail, per_round)
             self._write_entries(tail, state.template * count)
+            state.timeouts.append([count, state.timeout_ns])
             tail += count * per_round
             self._put(tail, _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL,
                       _CURRENT_POSITION)  # fmt: skip
@@ -462,6 +481,30 @@ class TimedSends:
         state.made_then = state.made
         series.next_deadline = state.due_then + (state.queued - state.made) * series.interval
         return True
+
+    def _take_off_lag(self, series: Series) -> None:
+        """Shorten the timeouts of the chains queued next by the lag measured so far."""
+        state = series._state
+        after_first = state.made - 1
+        if after_first < _LAG_ROUNDS:
+            return
+        timed_ns = 0
+        left = after_first
+        for count, timeout_ns in state.timeouts:
+            timed_ns += min(count, left) * timeout_ns
+            left -= min(count, left)
+            if not left:
+                break
+        lag = lag_per_round(
+            time.monotonic() - state.first_at, after_first, timed_ns / 1e9, series.interval
+        )
+        state.timeout_ns = round(series.interval * 1e9) - round(lag * 1e9)
+        self._lags[series.key] = round(lag * 1e9)
+        ctypes.memmove(
+            state.buffers[-3],
+            _TIMESPEC.pack(*divmod(state.timeout_ns, 1_000_000_000)),
+            _TIMESPEC.size,
+        )
 
     def _put_round(self, tail: int, state: _State, spec: int, flags: int) -> None:
         """A round timed from the previous one: its timeout (``spec``), then its sends."""
@@ -658,6 +701,21 @@ class TimedSends:
         self._ring.close()
         self._sqes.close()
         os.close(self._fd)
+
+
+def lag_per_round(elapsed: float, rounds: int, timed: float, interval: float) -> float:
+    """What to take off a timeout that starts once the previous round was made, so that the
+    rounds come ``interval`` apart: the seconds each round took beyond its timeout, at least.
+
+    ``rounds`` rounds made after the first, ``elapsed`` seconds after it went (the next round
+    not made yet, so the last one went less than about two intervals ago), ``timed`` of them
+    the timeouts. A lower bound (no round is made early), at most a tenth of the interval
+    and 2 ms; 0 with less than :data:`_LAG_ROUNDS` rounds to go by.
+    """
+    if rounds < _LAG_ROUNDS:
+        return 0.0
+    lag = (elapsed - 2 * interval - timed) / rounds
+    return min(max(lag, 0.0), interval / 10, _LAG_MOST)
 
 
 def _msghdr(message: TimedMessage, buffers: list[ctypes.Array[ctypes.c_char]]) -> int:
