@@ -6,7 +6,7 @@ them and keep its schedule as if it had sent each itself.
 
 import pytest
 
-from vrrpkit.core.router import RouterError
+from vrrpkit.core.router import RepeatedAdvert, Router, RouterError
 from vrrpkit.testing import Simulation
 
 
@@ -19,11 +19,16 @@ def pair() -> Simulation:
     return sim
 
 
-def test_a_master_repeats_its_current_advert_from_its_next_deadline() -> None:
-    sim = pair()
-    router = sim["a"].router
+def master_and_its_repeat() -> tuple[Router, RepeatedAdvert]:
+    """The pair's master and the advert it would have repeated."""
+    router = pair()["a"].router
     repeated = router.repeat_advert()
     assert repeated is not None
+    return router, repeated
+
+
+def test_a_master_repeats_its_current_advert_from_its_next_deadline() -> None:
+    router, repeated = master_and_its_repeat()
     assert repeated.due == router.next_deadline()
     assert repeated.interval == 1.0
     assert repeated.action.advertisement.priority == 150
@@ -35,10 +40,7 @@ def test_a_backup_has_no_advert_to_repeat() -> None:
 
 
 def test_repeats_sent_elsewhere_are_counted_and_move_the_next_advert_on() -> None:
-    sim = pair()
-    router = sim["a"].router
-    repeated = router.repeat_advert()
-    assert repeated is not None
+    router, repeated = master_and_its_repeat()
     sent = router.counters.advert_sent
     router.adverts_repeated(3)
     assert router.counters.advert_sent == sent + 3
@@ -46,10 +48,7 @@ def test_repeats_sent_elsewhere_are_counted_and_move_the_next_advert_on() -> Non
 
 
 def test_the_router_sends_the_advert_after_the_repeats_on_their_schedule() -> None:
-    sim = pair()
-    router = sim["a"].router
-    repeated = router.repeat_advert()
-    assert repeated is not None
+    router, repeated = master_and_its_repeat()
     router.adverts_repeated(2)
     due = repeated.due + 2 * repeated.interval
     actions = router.handle_timer(due)
@@ -60,10 +59,7 @@ def test_the_router_sends_the_advert_after_the_repeats_on_their_schedule() -> No
 def test_repeats_timed_each_from_the_one_before_move_the_next_advert_to_when_it_is_due() -> None:
     # A sender that timed each repeat from the previous one drifts from the grid: it says
     # when the next one was due, and the router's own next advert follows on from there.
-    sim = pair()
-    router = sim["a"].router
-    repeated = router.repeat_advert()
-    assert repeated is not None
+    router, repeated = master_and_its_repeat()
     sent = router.counters.advert_sent
     next_due = repeated.due + 3 * repeated.interval + 0.25
     router.adverts_repeated(3, next_due)
@@ -72,10 +68,7 @@ def test_repeats_timed_each_from_the_one_before_move_the_next_advert_to_when_it_
 
 
 def test_no_repeats_yet_but_a_next_due_moves_the_next_advert() -> None:
-    sim = pair()
-    router = sim["a"].router
-    repeated = router.repeat_advert()
-    assert repeated is not None
+    router, repeated = master_and_its_repeat()
     sent = router.counters.advert_sent
     router.adverts_repeated(0, repeated.due + 0.1)
     assert router.counters.advert_sent == sent

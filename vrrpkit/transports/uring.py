@@ -25,6 +25,7 @@ own timer.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import logging
@@ -160,7 +161,11 @@ class _State:
     template: bytes | None = None  # relative: the entries of a round after the first
     first_at: float = 0.0  # relative: when the first round went (on its deadline)
     timeout_ns: int = 0  # relative: the timeout of the rounds queued next
-    timeouts: list[list[int]] = attrs.Factory(list)  # relative: [rounds, timeout_ns], in order
+    # relative: (rounds, timeout_ns) of each chain not wholly made yet, in order; and the
+    # rounds and timeout nanoseconds of those that were
+    timeouts: collections.deque[tuple[int, int]] = attrs.Factory(collections.deque)
+    timed_rounds: int = 0
+    timed_ns: int = 0
     outstanding: int = 0  # rounds (on a grid) or chains (relative) not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
@@ -459,7 +464,7 @@ class TimedSends:
                 self._put_round(tail, state, spec, 0)
                 state.template = self._read_entries(tail, per_round)
             self._write_entries(tail, state.template * count)
-            state.timeouts.append([count, state.timeout_ns])
+            state.timeouts.append((count, state.timeout_ns))
             tail += count * per_round
             self._put(tail, _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL,
                       _CURRENT_POSITION)  # fmt: skip
@@ -488,13 +493,16 @@ class TimedSends:
         after_first = state.made - 1
         if after_first < _LAG_ROUNDS:
             return
-        timed_ns = 0
-        left = after_first
-        for count, timeout_ns in state.timeouts:
-            timed_ns += min(count, left) * timeout_ns
-            left -= min(count, left)
-            if not left:
-                break
+        # The timeouts of the rounds made after the first: those of the chains made in full
+        # are folded into a sum (a long-lived series would otherwise keep one per refill).
+        timeouts = state.timeouts
+        while timeouts and state.timed_rounds + timeouts[0][0] <= after_first:
+            count, timeout_ns = timeouts.popleft()
+            state.timed_rounds += count
+            state.timed_ns += count * timeout_ns
+        timed_ns = state.timed_ns
+        if timeouts:
+            timed_ns += (after_first - state.timed_rounds) * timeouts[0][1]
         lag = lag_per_round(
             time.monotonic() - state.first_at, after_first, timed_ns / 1e9, series.interval
         )
