@@ -304,7 +304,7 @@ class TimedSends:
     def _cancels_all(self) -> bool:
         # IORING_ASYNC_CANCEL_ALL (Linux 5.19): a kernel without it refuses the flag.
         tail = self._load(self._sq_tail)
-        self._put(tail, _OP_ASYNC_CANCEL, 0, -1, _PROBE, 0, _CANCEL_ALL, _PROBE)
+        self._write_entries(tail, _entry(_OP_ASYNC_CANCEL, 0, -1, _PROBE, 0, _CANCEL_ALL, _PROBE))
         _U32.pack_into(self._ring, self._sq_tail, (tail + 1) & 0xFFFFFFFF)
         if self._enter(1, 1, _IORING_ENTER_GETEVENTS) != 1:
             return False
@@ -377,7 +377,6 @@ class TimedSends:
         if state.relative:
             return self._queue_chains(series, first, rounds)
         per_round = 1 + len(state.msghdrs)
-        tag = state.serial << 8
         specs = ctypes.addressof(self._specs)
         # In whole nanoseconds: series due in step (aligned adverts) stay exactly in step.
         base_ns, step_ns = round(first * 1e9), round(series.interval * 1e9)
@@ -386,7 +385,6 @@ class TimedSends:
         # round to the next, and each advert's gap would jitter by up to the burst's
         # length. Keyed offsets of 100 ns keep one order: the key's.
         first_ns = base_ns + (series.key & 0xFF) * _ORDER_NS
-        last = len(state.msghdrs) - 1
         tail = self._load(self._sq_tail)
         pending = 0
         state.queued += rounds
@@ -398,28 +396,8 @@ class TimedSends:
             seconds, nanoseconds = divmod(first_ns + number * step_ns, 1_000_000_000)
             slot = tail & (self._sq_entries - 1)
             _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, seconds, nanoseconds)
-            self._put(
-                tail,
-                _OP_TIMEOUT,
-                _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS,
-                -1,
-                specs + slot * _TIMESPEC.size,
-                1,
-                _TIMEOUT_ABS | _TIMEOUT_ETIME_SUCCESS,
-                tag | _TIMEOUT,
-            )
-            for index, msghdr in enumerate(state.msghdrs):
-                kind, link = (_LAST_SEND, 0) if index == last else (_SEND, _IOSQE_IO_HARDLINK)
-                self._put(
-                    tail + 1 + index,
-                    _OP_SENDMSG,
-                    link,
-                    state.fd,
-                    msghdr,
-                    1,
-                    _MSG_DONTWAIT,
-                    tag | kind,
-                )
+            spec = specs + slot * _TIMESPEC.size
+            self._write_entries(tail, self._round(state, spec, _TIMEOUT_ABS, last_link=0))
             tail += per_round
             pending += per_round
             series.next_deadline = (base_ns + (number + 1) * step_ns) / 1e9
@@ -443,10 +421,11 @@ class TimedSends:
             tail = self._load(self._sq_tail)
             start = tail
             if state.chained:
-                self._put(
-                    tail, _OP_READ, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, state.eventfd, turn,
-                    8, 0, tag | _WAIT, _CURRENT_POSITION,
+                wait = _entry(
+                    _OP_READ, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, state.eventfd, turn, 8,
+                    0, tag | _WAIT, _CURRENT_POSITION,
                 )  # fmt: skip
+                self._write_entries(tail, wait)
                 tail += 1
             else:
                 # The series' first advert, at its deadline (keyed, as on the grid).
@@ -454,20 +433,21 @@ class TimedSends:
                 slot = tail & (self._sq_entries - 1)
                 _TIMESPEC.pack_into(self._specs, slot * _TIMESPEC.size, *divmod(first_ns, 10**9))
                 first_spec = ctypes.addressof(self._specs) + slot * _TIMESPEC.size
-                self._put_round(tail, state, first_spec, _TIMEOUT_ABS)
+                self._write_entries(tail, self._round(state, first_spec, _TIMEOUT_ABS))
                 tail += per_round
                 count -= 1
                 rounds -= 1
                 state.queued += 1
-            # Every other round's entries are the same bytes: written once, copied.
+            # Every other round's entries are the same bytes.
             if state.template is None:
-                self._put_round(tail, state, spec, 0)
-                state.template = self._read_entries(tail, per_round)
+                state.template = self._round(state, spec, 0)
             self._write_entries(tail, state.template * count)
             state.timeouts.append((count, state.timeout_ns))
             tail += count * per_round
-            self._put(tail, _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL,
-                      _CURRENT_POSITION)  # fmt: skip
+            signalled = _entry(
+                _OP_WRITE, 0, state.eventfd, signal, 8, 0, tag | _SIGNAL, _CURRENT_POSITION
+            )
+            self._write_entries(tail, signalled)
             tail += 1
             state.chained = True
             state.queued += count
@@ -514,27 +494,24 @@ class TimedSends:
             _TIMESPEC.size,
         )
 
-    def _put_round(self, tail: int, state: _State, spec: int, flags: int) -> None:
-        """A round timed from the previous one: its timeout (``spec``), then its sends."""
+    @staticmethod
+    def _round(state: _State, spec: int, flags: int, last_link: int = _IOSQE_IO_HARDLINK) -> bytes:
+        """A round's entries: its timeout (``spec``, ``flags``), then its sends, the last one
+        linked to what follows by ``last_link`` (a chain goes on after a refused send)."""
         tag = state.serial << 8
-        self._put(
-            tail, _OP_TIMEOUT, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, -1, spec, 1,
-            flags | _TIMEOUT_ETIME_SUCCESS, tag | _TIMEOUT,
-        )  # fmt: skip
+        entries = [
+            _entry(
+                _OP_TIMEOUT, _IOSQE_IO_LINK | _IOSQE_CQE_SKIP_SUCCESS, -1, spec, 1,
+                flags | _TIMEOUT_ETIME_SUCCESS, tag | _TIMEOUT,
+            )
+        ]  # fmt: skip
         last = len(state.msghdrs) - 1
         for index, msghdr in enumerate(state.msghdrs):
-            kind = _LAST_SEND if index == last else _SEND
-            self._put(
-                tail + 1 + index, _OP_SENDMSG, _IOSQE_IO_HARDLINK, state.fd, msghdr, 1,
-                _MSG_DONTWAIT, tag | kind,
-            )  # fmt: skip
-
-    def _read_entries(self, tail: int, count: int) -> bytes:
-        return b"".join(self._entry(tail + index) for index in range(count))
-
-    def _entry(self, tail: int) -> bytes:
-        position = (tail & (self._sq_entries - 1)) * _SQE.size
-        return self._sqes[position : position + _SQE.size]
+            kind, link = (_LAST_SEND, last_link) if index == last else (_SEND, _IOSQE_IO_HARDLINK)
+            entries.append(
+                _entry(_OP_SENDMSG, link, state.fd, msghdr, 1, _MSG_DONTWAIT, tag | kind)
+            )
+        return b"".join(entries)
 
     def _write_entries(self, tail: int, data: bytes) -> None:
         """Write whole entries from ``tail`` on, wrapping around the ring's end."""
@@ -544,24 +521,6 @@ class TimedSends:
         self._sqes[position : position + head] = data[:head]
         if head < len(data):
             self._sqes[0 : len(data) - head] = data[head:]
-
-    def _put(
-        self,
-        tail: int,
-        op: int,
-        flags: int,
-        fd: int,
-        addr: int,
-        length: int,
-        op_flags: int,
-        data: int,
-        offset: int = 0,
-    ) -> None:
-        position = (tail & (self._sq_entries - 1)) * _SQE.size
-        _SQE.pack_into(
-            self._sqes, position, op, flags, 0, fd, offset, addr, length, op_flags, data,
-            0, 0, 0, 0, 0,
-        )  # fmt: skip
 
     def _submit(self, tail: int, count: int, per_round: int, state: _State) -> bool:
         """Hand the kernel ``count`` entries (whole rounds) ending at ``tail``."""
@@ -612,15 +571,17 @@ class TimedSends:
                 for kind in (_TIMEOUT, _SEND, _LAST_SEND, _WAIT)[: 3 + state.relative]:
                     # A timeout not run out yet takes its round with it; a send already issued
                     # is cancelled by its own user_data.
-                    self._put(
+                    self._write_entries(
                         tail + count,
-                        _OP_ASYNC_CANCEL,
-                        0,
-                        -1,
-                        tag | kind,
-                        0,
-                        _CANCEL_ALL,
-                        tag | _CANCEL,
+                        _entry(
+                            _OP_ASYNC_CANCEL,
+                            0,
+                            -1,
+                            tag | kind,
+                            0,
+                            _CANCEL_ALL,
+                            tag | _CANCEL,
+                        ),
                     )
                     count += 1
             self._hand_over(tail + count, count, wait=1, timeout_ns=_SETTLE_WAIT_NS)
@@ -709,6 +670,20 @@ class TimedSends:
         self._ring.close()
         self._sqes.close()
         os.close(self._fd)
+
+
+def _entry(
+    op: int,
+    flags: int,
+    fd: int,
+    addr: int,
+    length: int,
+    op_flags: int,
+    data: int,
+    offset: int = 0,
+) -> bytes:
+    """One submission queue entry."""
+    return _SQE.pack(op, flags, 0, fd, offset, addr, length, op_flags, data, 0, 0, 0, 0, 0)
 
 
 def lag_per_round(elapsed: float, rounds: int, timed: float, interval: float) -> float:
