@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import itertools
+import select
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
+import types
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -167,6 +170,62 @@ async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab, relat
         sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4, relative=relative)
         is None
     )
+
+
+def voluntary_switches() -> int:
+    """How many times the calling thread has gone to sleep (``voluntary_ctxt_switches``)."""
+    for line in Path("/proc/thread-self/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc/thread-self/status")
+
+
+def sleep_in_select(seconds: float) -> int:
+    """Block this thread in ``select()`` (which returns EINTR to Python when interrupted, as an
+    event loop's wait does) for ``seconds``; how many times it was woken meanwhile."""
+    before = voluntary_switches()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        select.select([], [], [], left)
+    return voluntary_switches() - before
+
+
+async def test_rounds_timed_from_the_previous_advert_do_not_wake_the_thread_that_queued_them(
+    lab: Lab,
+) -> None:
+    # The kernel's work after each timeout runs in the ring's own submitting thread.
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 10, relative=True
+        )
+        assert series is not None
+        woken = sleep_in_select(0.4)
+        packets = await received_within(receiver, 0.1)
+        assert series.end().rounds == 10
+    assert len(packets) == 10
+    assert woken <= 2
+
+
+async def test_without_a_submitting_thread_the_event_loop_submits(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unstartable(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    # Only the ring's module: opening a socket in a namespace starts a thread too.
+    threads = types.SimpleNamespace(Thread=Unstartable, Lock=threading.Lock)
+    monkeypatch.setattr(uring, "threading", threads)
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 5, relative=True
+        )
+        assert series is not None
+        packets = await received_within(receiver, 0.3)
+        assert series.end().rounds == 5
+    assert len(packets) == 5
 
 
 async def test_without_io_uring_nothing_is_queued(

@@ -13,8 +13,10 @@ Two schedules, as the router's own timer has (``RouterConfig.align_adverts``):
   starting when the round before it was sent. A late advert then delays the next ones
   instead of being followed by a short gap. A series' chains run one after another: each
   ends by writing an eventfd that the next one starts by reading.
-No liburing: the ring is set up and filled through ``ctypes``, and everything happens in
-system calls the caller makes (nothing waits on the ring asynchronously).
+No liburing: the ring is set up and filled through ``ctypes``. Rounds timed from the previous
+advert are handed to the kernel by a thread of the ring's own, which the kernel's work for
+them then interrupts instead of the event loop (see :class:`_Submitter`); nothing waits on
+the ring for completions, which are read whenever a series is collected.
 
 Where io_uring is missing, refused (``kernel.io_uring_disabled``, seccomp filters of container
 runtimes) or too old for what is used here (Linux 5.19: skipped completions, timed waits,
@@ -33,8 +35,9 @@ import math
 import mmap
 import os
 import struct
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -98,6 +101,7 @@ _ORDER_NS = 100  # nanoseconds between series due at the same time, by key
 # (at least this many) and taken off the timeouts, a tenth of the interval or 2 ms at most.
 _LAG_ROUNDS = 64
 _LAG_MOST = 0.002
+_SUBMIT_TIMEOUT = 1.0  # seconds the submitting thread has to answer (it answers in micro-)
 
 
 class _Params(ctypes.Structure):
@@ -260,6 +264,9 @@ class TimedSends:
         self._by_serial: dict[int, _State] = {}
         self._serial = 0
         self._closed = False
+        # Made on the first series timed from the previous advert (see _hand_over).
+        self._submitter: _Submitter | None = None
+        self._submitter_tried = False
 
     @classmethod
     def create(cls, entries: int = 256, completions: int = 4096) -> TimedSends | None:
@@ -452,7 +459,7 @@ class TimedSends:
             state.chained = True
             state.queued += count
             rounds -= count
-            taken = self._hand_over(tail, tail - start)
+            taken = self._hand_over(tail, tail - start, relative=True)
             if taken:
                 state.outstanding += 1  # a chain settles once: its signal, or what failed
             if taken < tail - start:
@@ -536,11 +543,27 @@ class TimedSends:
             return False
         return True
 
-    def _hand_over(self, tail: int, count: int, wait: int = 0, timeout_ns: int = 0) -> int:
-        """Submit the ``count`` entries ending at ``tail``; how many the kernel took."""
+    def _hand_over(
+        self, tail: int, count: int, wait: int = 0, timeout_ns: int = 0, *, relative: bool = False
+    ) -> int:
+        """Submit the ``count`` entries ending at ``tail``; how many the kernel took.
+
+        Rounds timed from the previous advert are submitted by the ring's own thread (see
+        :class:`_Submitter`). Not on a grid: the kernel arms a timeout on the CPU that
+        submits it, and series due at the same time keep their key order only if their
+        timeouts run out on one CPU; the event loop's thread seldom moves, a thread woken
+        for each submission often does. (Cancels complete at once: they need neither.)
+        """
         _U32.pack_into(self._ring, self._sq_tail, tail & 0xFFFFFFFF)
         flags = _IORING_ENTER_GETEVENTS if wait else 0
-        taken = max(self._enter(count, wait, flags, timeout_ns), 0)
+        submitter = self._submitter
+        if relative and submitter is None and not self._submitter_tried:
+            self._submitter_tried = True
+            submitter = self._submitter = _Submitter.create(self._enter)
+        if relative and submitter is not None:
+            taken = max(submitter.enter(count, 0, flags), 0)
+        else:
+            taken = max(self._enter(count, wait, flags, timeout_ns), 0)
         if taken < count:
             # The entries not taken stay in the ring: take them back, unsent.
             _U32.pack_into(self._ring, self._sq_tail, (tail - count + taken) & 0xFFFFFFFF)
@@ -667,9 +690,84 @@ class TimedSends:
         for series in list(self._keys.values()):
             self.settle(series)
         self._closed = True
+        if self._submitter is not None:
+            self._submitter.close()
         self._ring.close()
         self._sqes.close()
         os.close(self._fd)
+
+
+class _Submitter:
+    """The thread that hands a ring its entries, and so runs the kernel's work for them.
+
+    io_uring finishes a timeout that ran out, and issues the ``sendmsg`` linked to it, in the
+    thread that submitted them (``task_work``), interrupting what that thread waits in. An
+    event loop waits in ``epoll_wait``, which then returns ``EINTR`` to Python: the GIL, a
+    signal check and a new wait, for every advert. This thread waits in a blocking ``read()``
+    of an eventfd instead, which the kernel restarts by itself after that work: no Python
+    runs, and the event loop's thread is not woken at all.
+
+    :meth:`enter` is a call from the event loop's thread: it hands the arguments over and
+    waits for the result (refills are rare: a few per hundred adverts).
+    """
+
+    def __init__(self, enter: Callable[[int, int, int, int], int]) -> None:
+        self._enter = enter
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC)
+        self._request: tuple[int, int, int, int] | None = None
+        self._result = 0
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._broken = False
+        self._thread = threading.Thread(target=self._serve, name="vrrpkit-uring", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:
+            os.close(self._wake)
+            raise
+
+    @classmethod
+    def create(cls, enter: Callable[[int, int, int, int], int]) -> _Submitter | None:
+        """A submitter calling ``enter``, or None if no thread can be started."""
+        try:
+            return cls(enter)
+        except (OSError, RuntimeError) as exc:
+            logger.info("io_uring: no submitting thread (%s): the event loop submits", exc)
+            return None
+
+    def enter(self, submit: int, wait: int, flags: int, timeout_ns: int = 0) -> int:
+        """``io_uring_enter`` made by the thread; negative if it could not be."""
+        if self._broken:
+            return -1
+        self._request = (submit, wait, flags, timeout_ns)
+        os.eventfd_write(self._wake, 1)
+        if self._done.acquire(timeout=_SUBMIT_TIMEOUT):
+            return self._result
+        # It may still answer later; a late answer must not pass for the next call's.
+        self._broken = True
+        logger.error("io_uring: the submitting thread did not answer")
+        return -1
+
+    def _serve(self) -> None:
+        while True:
+            os.eventfd_read(self._wake)
+            request = self._request
+            if request is None:
+                return
+            try:
+                self._result = self._enter(*request)
+            except Exception:  # a ctypes failure: reported as a refusal, never a hang
+                logger.exception("io_uring: the submitting thread failed")
+                self._result = -1
+            self._done.release()
+
+    def close(self) -> None:
+        """Stop the thread (an exiting thread's entries still in the kernel are cancelled)."""
+        self._request = None
+        os.eventfd_write(self._wake, 1)
+        self._thread.join(timeout=_SUBMIT_TIMEOUT)
+        if not self._thread.is_alive():
+            os.close(self._wake)
 
 
 def _entry(
