@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -553,6 +556,50 @@ async def test_with_kernel_timers_a_lazy_socket_hands_over_at_once_what_is_not_a
         [(100, 1, False)],
         [(100, 1, False), (101, 1, False)],
     ]
+
+
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_with_kernel_timers_every_resignation_wakes_a_lazy_socket_at_once(
+    lab: Lab, ip_version: int
+) -> None:
+    # A priority-0 advert is never armed: the one repeating it is not absorbed either.
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    async with lazy_receiver(lab, ip_version) as (sender, _, batches):
+        for count, priority in enumerate((100, 0, 0), start=1):
+            await sender.send(advert(vip, priority=priority), group)
+            await until(lambda: len(batches) == count)  # noqa: B023 (awaited at once)
+    assert [shape(batch) for batch in batches] == [
+        [(100, 1, False)],
+        [(0, 1, False)],
+        [(0, 1, False)],
+    ]
+
+
+def open_sockets() -> int:
+    """How many sockets this process has open."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+async def test_with_kernel_timers_resignations_need_no_second_socket(lab: Lab) -> None:
+    # The resignation comes through the socket itself: each advert is delivered once.
+    _, h2 = lab.hosts
+    before = open_sockets()
+    async with opened(h2, 4) as receiver:
+        assert receiver.set_lazy(True)
+        assert open_sockets() - before == 1
+
+
+@pytest.mark.usefixtures("no_kernel_timers")
+async def test_without_kernel_timers_a_second_socket_wakes_for_resignations(lab: Lab) -> None:
+    _, h2 = lab.hosts
+    before = open_sockets()
+    async with opened(h2, 4) as receiver:
+        assert receiver.set_lazy(True)
+        assert open_sockets() - before == 2
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])

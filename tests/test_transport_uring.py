@@ -21,7 +21,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from netns import Lab, opened
+from netns import Lab, next_frame, open_capture, opened
 
 from vrrpkit.transports import VRRP_GROUP_V4, VRRP_GROUP_V6, RawAdvertSocket, ReceivedPacket, uring
 
@@ -170,6 +170,40 @@ async def test_what_went_out_is_reported_after_the_socket_closed(lab: Lab, relat
         sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], 0.0, 1.0, 4, relative=relative)
         is None
     )
+
+
+@pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
+async def test_an_ipv4_round_the_kernel_sends_is_the_packet_the_socket_sends(
+    lab: Lab, unicast: bool
+) -> None:
+    # The kernel-sent ones carry a header written here (IP_HDRINCL, as keepalived's); only
+    # the identification and checksum the kernel fills in may differ.
+    h1, h2 = lab.hosts
+    dst = h2.ipv4 if unicast else VRRP_GROUP_V4
+    capture = open_capture(h2)
+    try:
+        async with opened(h1, 4) as sender:
+            await sender.send(advert(), dst)
+            series = sender.send_repeatedly(51, [(advert(), dst)], time.monotonic(), 0.02, 1)
+            assert series is not None
+            frames = []
+            with anyio.fail_after(GUARD):
+                while len(frames) < 2:
+                    frames.append(await next_frame(capture, is_vrrp_over_ipv4))
+            assert series.end().rounds == 1
+    finally:
+        capture.close()
+    sent, kernel_sent = (frame[14:] for frame in frames)
+
+    def compared(packet: bytes) -> bytes:
+        return packet[:4] + packet[6:10] + packet[12:]  # not the identification and checksum
+
+    assert compared(kernel_sent) == compared(sent)
+
+
+def is_vrrp_over_ipv4(frame: bytes) -> bool:
+    """Whether an Ethernet frame carries an IPv4 packet of protocol 112."""
+    return frame[12:14] == b"\x08\x00" and frame[14 + 9] == 112
 
 
 def voluntary_switches() -> int:

@@ -25,7 +25,8 @@ kernel receive time, so handling it late changes no timer. Where the process may
 programs, a lazy socket's master adverts that repeat the last one read do not even wait
 there: the kernel counts them (:mod:`vrrpkit.transports.absorber`) and :meth:`poll` hands
 them over rebuilt. Where it also has eBPF timers, the kernel can time a master's silence
-(:meth:`RawAdvertSocket.watch_silence`): the backup then needs no alarm of its own.
+(:meth:`RawAdvertSocket.watch_silence`): the backup then needs no alarm of its own, and no
+second socket either (what is not a repeat, a resignation included, is read as it comes).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from vrrpkit.transports.absorber import RepeatAbsorber
 from vrrpkit.transports.base import IPAddress, PacketHandler, ReceivedPacket, TransportError
 from vrrpkit.transports.bpf import attach_filter, priority_zero_filter
 from vrrpkit.transports.netlink import interface_addresses_blocking
-from vrrpkit.transports.netns import call_in_netns
+from vrrpkit.transports.netns import call_in_netns, run_in_netns
 from vrrpkit.transports.readiness import ReadableWatch
 from vrrpkit.transports.sockio import close_socket, interface_index, send_nonblocking
 from vrrpkit.transports.uring import Series, TimedMessage, TimedSends
@@ -77,6 +78,10 @@ _IPV6_MULTICAST_ALL = 29
 _SIOCGIFINDEX = 0x8933
 _TOS = 0xC0
 _MULTICAST_TTL = 255
+# version and header length, TOS, total length, identification, flags and fragment offset,
+# TTL, protocol, checksum, source, destination
+_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_DONT_FRAGMENT = 0x4000  # as the kernel sets it on the main socket's (path MTU discovery)
 _MAX_PACKET = 65535
 _MAX_BATCH = 256
 _IPV6_CHECKSUM_OFFSET = 6
@@ -185,8 +190,15 @@ class RawAdvertSocket(AsyncResource):
         local_address: IPAddress,
         urgent: socket.socket | None = None,
         absorber: RepeatAbsorber | None = None,
+        netns: str | None = None,
+        unicast_ttl: int = 255,
     ) -> None:
         self._sock = sock
+        self._netns = netns
+        self._unicast_ttl = unicast_ttl
+        # IPv4: the send-only socket of the adverts the kernel sends (see _header_socket).
+        self._headed: socket.socket | None = None
+        self._headed_tried = not isinstance(local_address, IPv4Address)
         self._urgent = urgent
         self._absorber = absorber
         # Per VRID, the packet the absorber is armed with: its repeats are rebuilt from it.
@@ -276,8 +288,14 @@ class RawAdvertSocket(AsyncResource):
             except BaseException:
                 sock.close()
                 raise
-            urgent = _open_urgent(family, ifname, ifindex, ip_version, group if multicast else None)
-            absorber = _absorber_for(sock, ip_version) if urgent is not None else None
+            absorber = _absorber_for(sock, ip_version)
+            urgent = None
+            if absorber is None or not absorber.watches:
+                # With the kernel's watchdog a lazy socket is still read as packets come (only
+                # repeats wait), and a resignation is never a repeat (see _arm): a second
+                # socket would only cost each advert a second delivery.
+                group_joined = group if multicast else None
+                urgent = _open_urgent(family, ifname, ifindex, ip_version, group_joined)
             return cls(
                 sock,
                 ifname=ifname,
@@ -285,6 +303,8 @@ class RawAdvertSocket(AsyncResource):
                 local_address=local,
                 urgent=urgent,
                 absorber=absorber,
+                netns=netns,
+                unicast_ttl=unicast_ttl,
             )
 
         return await call_in_netns(netns, setup)
@@ -422,26 +442,26 @@ class RawAdvertSocket(AsyncResource):
         self._watch = ReadableWatch(self._sock.fileno(), self._readable, name=self._ifname)
         if self._lazy and not self._watchdog:
             self._watch.pause()
+        if self._urgent is not None:
+            self._urgent_watch = ReadableWatch(
+                self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
+            )
+        expiries = None if self._absorber is None else self._absorber.expiry_fd
+        if expiries is not None:
+            self._expiry_watch = ReadableWatch(
+                expiries, self._silence_reported, name=f"{self._ifname} silence"
+            )
+        others = [watch for watch in (self._urgent_watch, self._expiry_watch) if watch is not None]
         try:
-            if self._urgent is None:
+            if not others:
                 await self._watch.run()
             else:
-                self._urgent_watch = ReadableWatch(
-                    self._urgent.fileno(), self._urgent_readable, name=f"{self._ifname} urgent"
-                )
-                expiries = None if self._absorber is None else self._absorber.expiry_fd
-                if expiries is not None:
-                    self._expiry_watch = ReadableWatch(
-                        expiries, self._silence_reported, name=f"{self._ifname} silence"
-                    )
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._urgent_watch.run)
-                    if self._expiry_watch is not None:
-                        tg.start_soon(self._expiry_watch.run)
+                    for watch in others:
+                        tg.start_soon(watch.run)
                     await self._watch.run()
-                    self._urgent_watch.stop()
-                    if self._expiry_watch is not None:
-                        self._expiry_watch.stop()
+                    for watch in others:
+                        watch.stop()
         finally:
             self._watch = self._urgent_watch = self._expiry_watch = None
             self._handler = None
@@ -523,7 +543,13 @@ class RawAdvertSocket(AsyncResource):
     def _arm(self, packets: builtins.list[ReceivedPacket]) -> None:
         """Let the kernel absorb the repeats of the last advert read of each VRID."""
         assert self._absorber is not None
-        latest = {packet.data[1]: packet for packet in packets if len(packet.data) >= 8}
+        # Never with a resignation (priority 0): each is read as it comes, which is what wakes
+        # a lazy socket with the kernel's watchdog (it has no second socket).
+        latest = {
+            packet.data[1]: packet
+            for packet in packets
+            if len(packet.data) >= 8 and packet.data[2] != 0
+        }
         arm, templates = self._absorber.arm, self._templates
         arrivals = self._last_arrival
         for vrid, packet in latest.items():
@@ -621,9 +647,9 @@ class RawAdvertSocket(AsyncResource):
         backup polls when its timer is due: every packet has its receive time), except with
         the kernel's watchdog (see :meth:`watch_silence`): then only repeats wait, counted,
         and any other packet is handed over as it comes. Returns whether the socket is now
-        lazy: False if it cannot filter (no second socket).
+        lazy: False if it cannot filter (no second socket and no kernel watchdog).
         """
-        lazy = lazy and self._urgent is not None
+        lazy = lazy and (self._urgent is not None or self._watchdog)
         if lazy != self._lazy:
             self._lazy = lazy
             if not lazy and self._absorber is not None:
@@ -752,11 +778,61 @@ class RawAdvertSocket(AsyncResource):
             timed = self._timed = TimedSends.create()
             if timed is None:
                 return None
+        headed = self._header_socket()
         try:
-            messages = [self._timed_message(data, dst) for data, dst in packets]
+            if headed is not None:
+                messages = [self._headed_message(data, dst) for data, dst in packets]
+            else:
+                messages = [self._timed_message(data, dst) for data, dst in packets]
         except TransportError:
             return None
-        return timed.start(key, self._sock.fileno(), messages, first, interval, rounds, relative)
+        fd = (headed or self._sock).fileno()
+        return timed.start(key, fd, messages, first, interval, rounds, relative)
+
+    def _header_socket(self) -> socket.socket | None:
+        """IPv4: a send-only socket (``IPPROTO_RAW``) whose packets carry the IP header they
+        are given, or None (IPv6, or refused).
+
+        keepalived writes its adverts' IPv4 header too (``IP_HDRINCL``). The kernel then
+        neither builds one per packet nor parses ``IP_PKTINFO``: a few per cent of what an
+        advert costs. Opened on the first series (in the socket's namespace): a backup never
+        needs it.
+        """
+        if self._headed_tried:
+            return self._headed
+        self._headed_tried = True
+        try:
+            self._headed = run_in_netns(self._netns, self._open_header_socket)
+        except OSError as exc:
+            logger.info("%s: IPv4 headers left to the kernel: %s", self._ifname, exc)
+        return self._headed
+
+    def _open_header_socket(self) -> socket.socket:
+        sock = socket.socket(
+            socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+            socket.IPPROTO_RAW,
+        )  # fmt: skip
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self._ifname.encode())
+            ip = socket.IPPROTO_IP
+            sock.setsockopt(ip, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(ip, socket.IP_MULTICAST_IF, _mreqn(self._ifindex))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _headed_message(self, data: bytes, dst: IPAddress) -> TimedMessage:
+        """``data`` to ``dst`` behind the IPv4 header the main socket's sends get from the
+        kernel (the kernel fills in the length, the identification and the checksum)."""
+        if dst.version != 4:
+            raise TransportError(f"cannot send to {dst} from {self._local}", errno=errno.EINVAL)
+        ttl = _MULTICAST_TTL if dst.is_multicast else self._unicast_ttl
+        header = _IPV4_HEADER.pack(
+            0x45, _TOS, 0, 0, _DONT_FRAGMENT, ttl, VRRP_PROTOCOL, 0, self._local.packed, dst.packed
+        )
+        name = struct.pack("=HH4s8x", socket.AF_INET, 0, dst.packed)
+        return TimedMessage(header + data, name)
 
     def _timed_message(self, data: bytes, dst: IPAddress) -> TimedMessage:
         target, control = self._targets.get(dst) or self._target(dst)
@@ -811,6 +887,8 @@ class RawAdvertSocket(AsyncResource):
             self._expiry_watch.stop()
         if self._urgent is not None:
             self._urgent.close()
+        if self._headed is not None:
+            self._headed.close()
         if self._absorber is not None:
             self._absorber.close()
             self._absorber = None  # watch_silence() from a late closer does nothing
@@ -851,6 +929,11 @@ def _absorber_for(sock: socket.socket, ip_version: int) -> RepeatAbsorber | None
             absorber.close()
             return None
     return absorber
+
+
+def _mreqn(ifindex: int) -> bytes:
+    """``struct ip_mreqn`` naming interface ``ifindex`` only (for ``IP_MULTICAST_IF``)."""
+    return struct.pack("4s4si", bytes(4), bytes(4), ifindex)
 
 
 def _open_urgent(
@@ -896,9 +979,7 @@ def _configure(
         sock.setsockopt(ip, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(ip, socket.IP_MULTICAST_TTL, _MULTICAST_TTL)
         sock.setsockopt(ip, socket.IP_TOS, _TOS)
-        sock.setsockopt(
-            ip, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex)
-        )
+        sock.setsockopt(ip, socket.IP_MULTICAST_IF, _mreqn(ifindex))
         if group is not None:
             mreqn = struct.pack("4s4si", group.packed, bytes(4), ifindex)
             sock.setsockopt(ip, socket.IP_ADD_MEMBERSHIP, mreqn)
