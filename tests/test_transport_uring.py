@@ -23,7 +23,14 @@ import anyio
 import pytest
 from netns import Lab, next_frame, open_capture, opened
 
-from vrrpkit.transports import VRRP_GROUP_V4, VRRP_GROUP_V6, RawAdvertSocket, ReceivedPacket, uring
+from vrrpkit.transports import (
+    VRRP_GROUP_V4,
+    VRRP_GROUP_V6,
+    RawAdvertSocket,
+    ReceivedPacket,
+    TransportError,
+    uring,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -182,7 +189,7 @@ async def test_an_ipv4_round_the_kernel_sends_is_the_packet_the_socket_sends(
     dst = h2.ipv4 if unicast else VRRP_GROUP_V4
     capture = open_capture(h2)
     try:
-        async with opened(h1, 4) as sender:
+        async with opened(h1, 4, unicast_ttl=64) as sender:
             await sender.send(advert(), dst)
             series = sender.send_repeatedly(51, [(advert(), dst)], time.monotonic(), 0.02, 1)
             assert series is not None
@@ -199,6 +206,24 @@ async def test_an_ipv4_round_the_kernel_sends_is_the_packet_the_socket_sends(
         return packet[:4] + packet[6:10] + packet[12:]  # not the identification and checksum
 
     assert compared(kernel_sent) == compared(sent)
+    assert kernel_sent[8] == (64 if unicast else 255)  # the socket's unicast TTL
+
+
+@pytest.mark.parametrize("refusal", [OSError(errno.EPERM, "refused"), TransportError("gone")])
+async def test_where_no_header_socket_opens_the_socket_itself_sends_the_rounds(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
+    def refuse(self: RawAdvertSocket) -> None:
+        raise refusal
+
+    monkeypatch.setattr(RawAdvertSocket, "_open_header_socket", refuse)
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3)
+        assert series is not None
+        packets = await received_within(receiver, 0.3)
+        assert series.end() == uring.RoundsSent(3)
+    assert [(p.src, p.ttl) for p in packets] == [(sender.local_address, 255)] * 3
 
 
 def is_vrrp_over_ipv4(frame: bytes) -> bool:
@@ -239,6 +264,25 @@ async def test_rounds_timed_from_the_previous_advert_do_not_wake_the_thread_that
         assert series.end().rounds == 10
     assert len(packets) == 10
     assert woken <= 2
+
+
+def submitting_threads() -> int:
+    """How many io_uring submitting threads this process runs."""
+    return sum(thread.name == "vrrpkit-uring" for thread in threading.enumerate())
+
+
+async def test_the_rings_of_a_process_share_one_submitting_thread_until_the_last_closes(
+    lab: Lab,
+) -> None:
+    h1, _ = lab.hosts
+    first = time.monotonic() + 60
+    async with opened(h1, 4) as one:
+        async with opened(h1, 6) as other:
+            for sock, group in ((one, VRRP_GROUP_V4), (other, VRRP_GROUP_V6)):
+                assert sock.send_repeatedly(51, [(advert(), group)], first, 1.0, 4, relative=True)
+            assert submitting_threads() == 1
+        assert submitting_threads() == 1
+    assert submitting_threads() == 0
 
 
 async def test_without_a_submitting_thread_the_event_loop_submits(

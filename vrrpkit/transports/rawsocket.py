@@ -803,7 +803,7 @@ class RawAdvertSocket(AsyncResource):
         self._headed_tried = True
         try:
             self._headed = run_in_netns(self._netns, self._open_header_socket)
-        except OSError as exc:
+        except (OSError, TransportError, RuntimeError) as exc:  # RuntimeError: no thread
             logger.info("%s: IPv4 headers left to the kernel: %s", self._ifname, exc)
         return self._headed
 

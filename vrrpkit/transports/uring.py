@@ -559,9 +559,9 @@ class TimedSends:
         submitter = self._submitter
         if relative and submitter is None and not self._submitter_tried:
             self._submitter_tried = True
-            submitter = self._submitter = _Submitter.create(self._enter)
+            submitter = self._submitter = _Submitter.acquire()
         if relative and submitter is not None:
-            taken = max(submitter.enter(count, 0, flags), 0)
+            taken = max(submitter.enter(self._enter, count, 0, flags), 0)
         else:
             taken = max(self._enter(count, wait, flags, timeout_ns), 0)
         if taken < count:
@@ -691,14 +691,15 @@ class TimedSends:
             self.settle(series)
         self._closed = True
         if self._submitter is not None:
-            self._submitter.close()
+            self._submitter.release()
+            self._submitter = None
         self._ring.close()
         self._sqes.close()
         os.close(self._fd)
 
 
 class _Submitter:
-    """The thread that hands a ring its entries, and so runs the kernel's work for them.
+    """The thread that hands rings their entries, and so runs the kernel's work for them.
 
     io_uring finishes a timeout that ran out, and issues the ``sendmsg`` linked to it, in the
     thread that submitted them (``task_work``), interrupting what that thread waits in. An
@@ -707,14 +708,21 @@ class _Submitter:
     of an eventfd instead, which the kernel restarts by itself after that work: no Python
     runs, and the event loop's thread is not woken at all.
 
-    :meth:`enter` is a call from the event loop's thread: it hands the arguments over and
-    waits for the result (refills are rare: a few per hundred adverts).
+    One thread serves every ring of the process (:meth:`acquire`, :meth:`release`): the
+    kernel's work for adverts due together, whatever their sockets, is then done in one
+    wake-up, as it was in the event loop's thread. :meth:`enter` is a call from a ring's
+    thread: it hands the arguments over and waits for the result (refills are rare: a few
+    per hundred adverts).
     """
 
-    def __init__(self, enter: Callable[[int, int, int, int], int]) -> None:
-        self._enter = enter
+    _sharing = threading.Lock()  # guards the two below
+    _shared: _Submitter | None = None
+    _users = 0
+
+    def __init__(self) -> None:
         self._wake = os.eventfd(0, os.EFD_CLOEXEC)
-        self._request: tuple[int, int, int, int] | None = None
+        self._calling = threading.Lock()  # one call at a time, whichever thread makes it
+        self._request: tuple[Callable[[int, int, int, int], int], tuple[int, ...]] | None = None
         self._result = 0
         self._done = threading.Lock()
         self._done.acquire()
@@ -727,24 +735,59 @@ class _Submitter:
             raise
 
     @classmethod
-    def create(cls, enter: Callable[[int, int, int, int], int]) -> _Submitter | None:
-        """A submitter calling ``enter``, or None if no thread can be started."""
-        try:
-            return cls(enter)
-        except (OSError, RuntimeError) as exc:
-            logger.info("io_uring: no submitting thread (%s): the event loop submits", exc)
-            return None
+    def acquire(cls) -> _Submitter | None:
+        """The process's submitter (started if none runs), or None if no thread can be
+        started. Each call is matched by a :meth:`release`."""
+        with cls._sharing:
+            shared = cls._shared
+            if shared is None or shared._broken:
+                try:
+                    shared = cls()
+                except (OSError, RuntimeError) as exc:
+                    logger.info("io_uring: no submitting thread (%s): the event loop submits", exc)
+                    return None
+                if cls._shared is not None:
+                    cls._shared._abandon()  # broken: its users get refusals, new ones this
+                cls._shared, cls._users = shared, 0
+            cls._users += 1
+            return shared
 
-    def enter(self, submit: int, wait: int, flags: int, timeout_ns: int = 0) -> int:
-        """``io_uring_enter`` made by the thread; negative if it could not be."""
-        if self._broken:
-            return -1
-        self._request = (submit, wait, flags, timeout_ns)
+    def release(self) -> None:
+        """One user fewer; the thread stops with the last (its entries must have settled:
+        the kernel cancels those of a thread that exits)."""
+        with _Submitter._sharing:
+            if _Submitter._shared is not self:
+                return  # broken and replaced: stopped already
+            _Submitter._users -= 1
+            if _Submitter._users > 0:
+                return
+            _Submitter._shared = None
+        self._stop()
+
+    def _abandon(self) -> None:
+        # A broken thread does not answer; stopping it is only asked.
+        self._request = None
         os.eventfd_write(self._wake, 1)
-        if self._done.acquire(timeout=_SUBMIT_TIMEOUT):
-            return self._result
-        # It may still answer later; a late answer must not pass for the next call's.
-        self._broken = True
+
+    def enter(
+        self,
+        enter: Callable[[int, int, int, int], int],
+        submit: int,
+        wait: int,
+        flags: int,
+        timeout_ns: int = 0,
+    ) -> int:
+        """``enter(submit, wait, flags, timeout_ns)`` (a ring's ``io_uring_enter``) made by
+        the thread; negative if it could not be."""
+        with self._calling:
+            if self._broken:
+                return -1
+            self._request = (enter, (submit, wait, flags, timeout_ns))
+            os.eventfd_write(self._wake, 1)
+            if self._done.acquire(timeout=_SUBMIT_TIMEOUT):
+                return self._result
+            # It may still answer later; a late answer must not pass for the next call's.
+            self._broken = True
         logger.error("io_uring: the submitting thread did not answer")
         return -1
 
@@ -754,15 +797,15 @@ class _Submitter:
             request = self._request
             if request is None:
                 return
+            enter, arguments = request
             try:
-                self._result = self._enter(*request)
+                self._result = enter(*arguments)
             except Exception:  # a ctypes failure: reported as a refusal, never a hang
                 logger.exception("io_uring: the submitting thread failed")
                 self._result = -1
             self._done.release()
 
-    def close(self) -> None:
-        """Stop the thread (an exiting thread's entries still in the kernel are cancelled)."""
+    def _stop(self) -> None:
         self._request = None
         os.eventfd_write(self._wake, 1)
         self._thread.join(timeout=_SUBMIT_TIMEOUT)
