@@ -285,6 +285,39 @@ async def test_the_rings_of_a_process_share_one_submitting_thread_until_the_last
     assert submitting_threads() == 0
 
 
+def waiting_in() -> int:
+    """The system call the submitting thread waits in, once it waits (its number)."""
+    (thread,) = [thread for thread in threading.enumerate() if thread.name == "vrrpkit-uring"]
+    status = Path(f"/proc/self/task/{thread.native_id}/syscall")
+    deadline = time.monotonic() + GUARD
+    while (fields := status.read_text().split())[0] == "running" or len(fields) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    return int(fields[0])
+
+
+IO_URING_ENTER, READ = 426, 0  # x86_64
+
+
+@pytest.mark.parametrize("wait_ring", [True, False], ids=["in-a-ring", "in-a-read"])
+async def test_the_submitting_thread_waits_in_a_ring_of_its_own_or_else_in_a_read(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, wait_ring: bool
+) -> None:
+    # In a ring, the kernel's work for each advert runs inside the wait; a read is restarted.
+    if not wait_ring:
+        monkeypatch.setattr(uring._WaitRing, "create", classmethod(lambda cls, eventfd: None))
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 5, relative=True
+        )
+        assert series is not None
+        assert waiting_in() == (IO_URING_ENTER if wait_ring else READ)
+        packets = await received_within(receiver, 0.3)
+        assert series.end().rounds == 5
+    assert len(packets) == 5
+
+
 async def test_without_a_submitting_thread_the_event_loop_submits(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:

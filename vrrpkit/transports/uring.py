@@ -247,15 +247,7 @@ class TimedSends:
         self._cq_head, self._cq_tail, self._cqes = cq[0], cq[1], cq[5]
         self._sq_entries = params.sq_entries
         self._cq_entries = params.cq_entries
-        size = max(sq[6] + params.sq_entries * 4, cq[5] + params.cq_entries * _CQE.size)
-        flags = mmap.MAP_SHARED | _MAP_POPULATE
-        prot = mmap.PROT_READ | mmap.PROT_WRITE
-        self._ring = mmap.mmap(fd, size, flags, prot, offset=0)
-        self._sqes = mmap.mmap(
-            fd, params.sq_entries * _SQE.size, flags, prot, offset=_IORING_OFF_SQES
-        )
-        for index in range(params.sq_entries):
-            _U32.pack_into(self._ring, sq[6] + 4 * index, index)
+        self._ring, self._sqes = _map_ring(fd, params)
         # The kernel copies a timeout's time when it takes the entry: one buffer serves all.
         self._specs = ctypes.create_string_buffer(params.sq_entries * _TIMESPEC.size)
         self._keys: dict[int, Series] = {}
@@ -727,6 +719,7 @@ class _Submitter:
         self._done = threading.Lock()
         self._done.acquire()
         self._broken = False
+        self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="vrrpkit-uring", daemon=True)
         try:
             self._thread.start()
@@ -766,7 +759,7 @@ class _Submitter:
 
     def _abandon(self) -> None:
         # A broken thread does not answer; stopping it is only asked.
-        self._request = None
+        self._stopping = True
         os.eventfd_write(self._wake, 1)
 
     def enter(
@@ -792,25 +785,142 @@ class _Submitter:
         return -1
 
     def _serve(self) -> None:
-        while True:
-            os.eventfd_read(self._wake)
-            request = self._request
-            if request is None:
-                return
-            enter, arguments = request
+        ring = _WaitRing.create(self._wake)
+        try:
+            while not self._stopping:
+                ring = self._wait(ring)
+                request, self._request = self._request, None
+                if request is None:
+                    continue  # asked to stop, or the eventfd written twice for one request
+                enter, arguments = request
+                try:
+                    self._result = enter(*arguments)
+                except Exception:  # a ctypes failure: reported as a refusal, never a hang
+                    logger.exception("io_uring: the submitting thread failed")
+                    self._result = -1
+                self._done.release()
+        finally:
+            if ring is not None:
+                ring.close()
+
+    def _wait(self, ring: _WaitRing | None) -> _WaitRing | None:
+        """Until the eventfd is written; the ring to wait in next time."""
+        if ring is not None:
             try:
-                self._result = enter(*arguments)
-            except Exception:  # a ctypes failure: reported as a refusal, never a hang
-                logger.exception("io_uring: the submitting thread failed")
-                self._result = -1
-            self._done.release()
+                ring.wait()
+                return ring
+            except OSError as exc:
+                logger.warning("io_uring: waiting in a read instead of a ring (%s)", exc)
+                ring.close()
+        os.eventfd_read(self._wake)
+        return None
 
     def _stop(self) -> None:
-        self._request = None
+        self._stopping = True
         os.eventfd_write(self._wake, 1)
         self._thread.join(timeout=_SUBMIT_TIMEOUT)
         if not self._thread.is_alive():
             os.close(self._wake)
+
+
+class _WaitRing:
+    """A ring of the submitting thread's own, in which it waits for its eventfd to be written.
+
+    A thread waiting in ``io_uring_enter`` runs the kernel's work for its entries in other
+    rings (``task_work``: a send behind a timeout that ran out) inside that wait, and goes on
+    waiting. A blocking ``read()`` is restarted after it instead: a return to user space and
+    a new system call per advert. (The thread cannot wait in a ring of timed sends: a wait
+    there ends whenever one of that ring's timeouts runs out.)
+    """
+
+    def __init__(self, fd: int, params: _Params, libc: ctypes.CDLL, eventfd: int) -> None:
+        self._fd = fd
+        self._libc = libc
+        self._eventfd = eventfd
+        sq, cq = list(params.sq_off), list(params.cq_off)
+        self._sq_tail, self._cq_head, self._cq_tail, self._cqes = sq[1], cq[0], cq[1], cq[5]
+        self._mask, self._cq_mask = params.sq_entries - 1, params.cq_entries - 1
+        self._ring, self._sqes = _map_ring(fd, params)
+        self._count = ctypes.create_string_buffer(8)  # what the read takes from the eventfd
+        self._reading = False
+
+    @classmethod
+    def create(cls, eventfd: int) -> _WaitRing | None:
+        """A wait ring for ``eventfd``, or None where io_uring refuses one."""
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+        except (OSError, AttributeError):
+            return None
+        params = _Params()
+        fd = libc.syscall(ctypes.c_long(_NR_IO_URING_SETUP), ctypes.c_uint(2), ctypes.byref(params))
+        if fd < 0:
+            return None
+        try:
+            return cls(fd, params, libc, eventfd)
+        except (OSError, ValueError):
+            os.close(fd)
+            return None
+
+    def wait(self) -> None:
+        """Until the eventfd is written (its count is then read); OSError if the kernel
+        refuses the wait."""
+        submit = 0
+        if not self._reading:
+            tail: int = _U32.unpack_from(self._ring, self._sq_tail)[0]
+            position = (tail & self._mask) * _SQE.size
+            self._sqes[position : position + _SQE.size] = _entry(
+                _OP_READ, 0, self._eventfd, ctypes.addressof(self._count), 8, 0, 0,
+                _CURRENT_POSITION,
+            )  # fmt: skip
+            _U32.pack_into(self._ring, self._sq_tail, (tail + 1) & 0xFFFFFFFF)
+            self._reading = True
+            submit = 1
+        while True:
+            done = self._libc.syscall(
+                ctypes.c_long(_NR_IO_URING_ENTER), ctypes.c_uint(self._fd),
+                ctypes.c_uint(submit), ctypes.c_uint(1), ctypes.c_uint(_IORING_ENTER_GETEVENTS),
+                None, ctypes.c_size_t(0),
+            )  # fmt: skip
+            if done < 0:
+                code = ctypes.get_errno()
+                if code != errno.EINTR:
+                    raise OSError(code, os.strerror(code))
+            elif submit:
+                submit = 0  # taken, whether or not the wait was interrupted
+            head: int = _U32.unpack_from(self._ring, self._cq_head)[0]
+            if head != _U32.unpack_from(self._ring, self._cq_tail)[0]:
+                position = self._cqes + (head & self._cq_mask) * _CQE.size
+                _, result, _ = _CQE.unpack_from(self._ring, position)
+                _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
+                self._reading = False
+                if result < 0:  # a read that failed would fail again: no busy loop
+                    raise OSError(-result, os.strerror(-result))
+                return
+
+    def close(self) -> None:
+        """Release the ring (a read still queued is cancelled with it)."""
+        self._ring.close()
+        self._sqes.close()
+        os.close(self._fd)
+
+
+def _map_ring(fd: int, params: _Params) -> tuple[mmap.mmap, mmap.mmap]:
+    """Ring ``fd``'s queues (one mapping for both: ``IORING_FEAT_SINGLE_MMAP``, Linux 5.4) and
+    its submission entries, each slot of the submission queue naming its own entry."""
+    sq, cq = list(params.sq_off), list(params.cq_off)
+    size = max(sq[6] + params.sq_entries * 4, cq[5] + params.cq_entries * _CQE.size)
+    flags = mmap.MAP_SHARED | _MAP_POPULATE
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    ring = mmap.mmap(fd, size, flags, prot, offset=0)
+    try:
+        sqes = mmap.mmap(fd, params.sq_entries * _SQE.size, flags, prot, offset=_IORING_OFF_SQES)
+    except BaseException:
+        ring.close()
+        raise
+    for index in range(params.sq_entries):
+        _U32.pack_into(ring, sq[6] + 4 * index, index)
+    return ring, sqes
 
 
 def _entry(
