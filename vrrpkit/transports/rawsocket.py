@@ -831,8 +831,7 @@ class RawAdvertSocket(AsyncResource):
         header = _IPV4_HEADER.pack(
             0x45, _TOS, 0, 0, _DONT_FRAGMENT, ttl, VRRP_PROTOCOL, 0, self._local.packed, dst.packed
         )
-        name = struct.pack("=HH4s8x", socket.AF_INET, 0, dst.packed)
-        return TimedMessage(header + data, name)
+        return TimedMessage(header + data, _sockaddr_in(dst))
 
     def _timed_message(self, data: bytes, dst: IPAddress) -> TimedMessage:
         target, control = self._targets.get(dst) or self._target(dst)
@@ -840,7 +839,7 @@ class RawAdvertSocket(AsyncResource):
             assert isinstance(target, tuple)
             name = struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, dst.packed, target[3])
         else:
-            name = struct.pack("=HH4s8x", socket.AF_INET, 0, dst.packed)
+            name = _sockaddr_in(dst)
         raw = b"".join(
             struct.pack("=Qii", socket.CMSG_LEN(len(body)), level, kind)
             + body.ljust(socket.CMSG_SPACE(len(body)) - socket.CMSG_LEN(0), b"\0")
@@ -929,6 +928,11 @@ def _absorber_for(sock: socket.socket, ip_version: int) -> RepeatAbsorber | None
             absorber.close()
             return None
     return absorber
+
+
+def _sockaddr_in(dst: IPAddress) -> bytes:
+    """``struct sockaddr_in`` of IPv4 address ``dst`` (port 0), as ``sendmsg`` takes it."""
+    return struct.pack("=HH4s8x", socket.AF_INET, 0, dst.packed)
 
 
 def _mreqn(ifindex: int) -> bytes:

@@ -14,9 +14,9 @@ Two schedules, as the router's own timer has (``RouterConfig.align_adverts``):
   instead of being followed by a short gap. A series' chains run one after another: each
   ends by writing an eventfd that the next one starts by reading.
 No liburing: the ring is set up and filled through ``ctypes``. Rounds timed from the previous
-advert are handed to the kernel by a thread of the ring's own, which the kernel's work for
-them then interrupts instead of the event loop (see :class:`_Submitter`); nothing waits on
-the ring for completions, which are read whenever a series is collected.
+advert are handed to the kernel by the process's submitting thread, in which the kernel's
+work for them then runs instead of in the event loop's (see :class:`_Submitter`); nothing
+waits on the ring for completions, which are read whenever a series is collected.
 
 Where io_uring is missing, refused (``kernel.io_uring_disabled``, seccomp filters of container
 runtimes) or too old for what is used here (Linux 5.19: skipped completions, timed waits,
@@ -540,8 +540,8 @@ class TimedSends:
     ) -> int:
         """Submit the ``count`` entries ending at ``tail``; how many the kernel took.
 
-        Rounds timed from the previous advert are submitted by the ring's own thread (see
-        :class:`_Submitter`). Not on a grid: the kernel arms a timeout on the CPU that
+        Rounds timed from the previous advert are submitted by the process's submitting
+        thread (see :class:`_Submitter`). Not on a grid: the kernel arms a timeout on the CPU that
         submits it, and series due at the same time keep their key order only if their
         timeouts run out on one CPU; the event loop's thread seldom moves, a thread woken
         for each submission often does. (Cancels complete at once: they need neither.)
