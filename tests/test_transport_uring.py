@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import types
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -56,6 +58,21 @@ async def received_within(sock: RawAdvertSocket, seconds: float) -> list[Receive
         while True:
             packets += await sock.receive_batch()
     return packets
+
+
+@asynccontextmanager
+async def queued(
+    lab: Lab, rounds: int, *, relative: bool = False
+) -> AsyncIterator[tuple[RawAdvertSocket, RawAdvertSocket, uring.Series]]:
+    """A sender on h1 with ``rounds`` rounds of an advert to the IPv4 group queued from now
+    on, 0.02 s apart, and a receiver on h2."""
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, rounds, relative=relative
+        )
+        assert series is not None
+        yield sender, receiver, series
 
 
 @pytest.mark.parametrize("ip_version", [4, 6])
@@ -217,10 +234,7 @@ async def test_where_no_header_socket_opens_the_socket_itself_sends_the_rounds(
         raise refusal
 
     monkeypatch.setattr(RawAdvertSocket, "_open_header_socket", refuse)
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3)
-        assert series is not None
+    async with queued(lab, 3) as (sender, receiver, series):
         packets = await received_within(receiver, 0.3)
         assert series.end() == uring.RoundsSent(3)
     assert [(p.src, p.ttl) for p in packets] == [(sender.local_address, 255)] * 3
@@ -252,13 +266,8 @@ def sleep_in_select(seconds: float) -> int:
 async def test_rounds_timed_from_the_previous_advert_do_not_wake_the_thread_that_queued_them(
     lab: Lab,
 ) -> None:
-    # The kernel's work after each timeout runs in the ring's own submitting thread.
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 10, relative=True
-        )
-        assert series is not None
+    # The kernel's work after each timeout runs in the process's submitting thread.
+    async with queued(lab, 10, relative=True) as (_, receiver, series):
         woken = sleep_in_select(0.4)
         packets = await received_within(receiver, 0.1)
         assert series.end().rounds == 10
@@ -306,12 +315,7 @@ async def test_the_submitting_thread_waits_in_a_ring_of_its_own_or_else_in_a_rea
     # In a ring, the kernel's work for each advert runs inside the wait; a read is restarted.
     if not wait_ring:
         monkeypatch.setattr(uring._WaitRing, "create", classmethod(lambda cls, eventfd: None))
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 5, relative=True
-        )
-        assert series is not None
+    async with queued(lab, 5, relative=True) as (_, receiver, series):
         assert waiting_in() == (IO_URING_ENTER if wait_ring else READ)
         packets = await received_within(receiver, 0.3)
         assert series.end().rounds == 5
@@ -328,12 +332,7 @@ async def test_without_a_submitting_thread_the_event_loop_submits(
     # Only the ring's module: opening a socket in a namespace starts a thread too.
     threads = types.SimpleNamespace(Thread=Unstartable, Lock=threading.Lock)
     monkeypatch.setattr(uring, "threading", threads)
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 5, relative=True
-        )
-        assert series is not None
+    async with queued(lab, 5, relative=True) as (_, receiver, series):
         packets = await received_within(receiver, 0.3)
         assert series.end().rounds == 5
     assert len(packets) == 5
