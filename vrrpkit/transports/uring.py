@@ -696,9 +696,10 @@ class _Submitter:
     io_uring finishes a timeout that ran out, and issues the ``sendmsg`` linked to it, in the
     thread that submitted them (``task_work``), interrupting what that thread waits in. An
     event loop waits in ``epoll_wait``, which then returns ``EINTR`` to Python: the GIL, a
-    signal check and a new wait, for every advert. This thread waits in a blocking ``read()``
-    of an eventfd instead, which the kernel restarts by itself after that work: no Python
-    runs, and the event loop's thread is not woken at all.
+    signal check and a new wait, for every advert. This thread waits for its next request
+    in a ring of its own (:class:`_WaitRing`), inside which the kernel does that work, or in
+    a blocking ``read()`` of an eventfd, which the kernel restarts after it: no Python runs,
+    and the event loop's thread is not woken at all.
 
     One thread serves every ring of the process (:meth:`acquire`, :meth:`release`): the
     kernel's work for adverts due together, whatever their sockets, is then done in one
