@@ -771,7 +771,7 @@ class Instance(StateCallbacks, Hosted):
         # (a busy event loop) still finds adverts queued, and the next ones follow the last.
         # Each refill costs a wake-up and some 0.4 ms: fewer of them is most of what one
         # master's adverts cost beyond the kernel's. (A stopped process sends nothing: the
-        # kernel completes the timeouts in its thread.)
+        # kernel completes the timeouts in one of its threads, stopped with the rest.)
         left = max(2, rounds // 4)
         self._repeat_refill = series.next_deadline - left * series.interval
 

@@ -236,7 +236,8 @@ class TimedSends:
     Each key (a VRID on one socket) has at most one :class:`Series` at a time. A round is
     one timeout linked to a ``sendmsg`` per datagram. Completions are read
     whenever a series is collected, extended or ended. Not thread-safe: one thread (the
-    event loop's) uses a ring.
+    event loop's) uses a ring; the process's submitting thread only makes the ring's
+    ``io_uring_enter`` calls it is handed, while that thread waits for them.
     """
 
     def __init__(self, fd: int, params: _Params, libc: ctypes.CDLL) -> None:
