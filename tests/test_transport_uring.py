@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 import select
 import signal
 import struct
@@ -320,6 +321,29 @@ async def test_the_submitting_thread_waits_in_a_ring_of_its_own_or_else_in_a_rea
         packets = await received_within(receiver, 0.3)
         assert series.end().rounds == 5
     assert len(packets) == 5
+
+
+def test_a_forked_child_starts_a_submitting_thread_of_its_own() -> None:
+    # The parent's thread is not in the child: waiting for it would take a second a call.
+    parents = uring._Submitter.acquire()
+    assert parents is not None
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 1
+            try:
+                childs = uring._Submitter.acquire()
+                started = time.monotonic()
+                answered = childs is not None and childs.enter(lambda *_: 7, 0, 0, 0) == 7
+                refused = parents.enter(lambda *_: 7, 0, 0, 0) == -1
+                if answered and refused and time.monotonic() - started < uring._SUBMIT_TIMEOUT:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        parents.release()
 
 
 async def test_without_a_submitting_thread_the_event_loop_submits(

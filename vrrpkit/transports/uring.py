@@ -824,6 +824,20 @@ class _Submitter:
         if not self._thread.is_alive():
             os.close(self._wake)
 
+    @classmethod
+    def _forget_after_fork(cls) -> None:
+        # A forked child has none of its parent's threads. Without this its first refill
+        # would wait _SUBMIT_TIMEOUT for an answer that never comes, and a lock another
+        # thread held at the fork would stay held for good.
+        cls._sharing = threading.Lock()
+        if cls._shared is not None:
+            cls._shared._broken = True  # the parent's rings in the child: refused at once
+        cls._shared, cls._users = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Submitter._forget_after_fork)
+
 
 class _WaitRing:
     """A ring of the submitting thread's own, in which it waits for its eventfd to be written.
