@@ -100,3 +100,19 @@ def test_a_backups_deadline_besides_adverts_is_its_down_timer() -> None:
     sim = pair()
     router = sim["b"].router
     assert router.next_deadline(adverts=False) == router.next_deadline()
+
+
+def test_a_masters_other_timers_run_without_its_advert_when_adverts_are_left_out() -> None:
+    # A runtime whose repeats go out on their own runs a gratuitous ARP round without
+    # taking them back: the router sends nothing and keeps its advert schedule.
+    sim = Simulation()
+    sim.add_router("a", vrid=1, priority=150, address="192.0.2.1", vips=["192.0.2.100"])
+    sim.run_for(3.5)  # MASTER at about 3 s; its second ARP round is due 5 s later
+    router = sim["a"].router
+    due = router.next_deadline()
+    garp = router.next_deadline(adverts=False)
+    assert due is not None and garp is not None and garp > due
+    actions = router.handle_timer(garp, adverts=False)
+    assert [type(a).__name__ for a in actions] == ["AnnounceVips"]
+    assert router.next_deadline() == due
+    assert router.next_deadline(adverts=False) is None

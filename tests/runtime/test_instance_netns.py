@@ -19,6 +19,7 @@ import pytest
 from netns import Host, Lab, next_frame, open_capture
 
 from vrrpkit import Instance, ScriptTracker, State, StateChanged
+from vrrpkit.transports import RawAdvertSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -560,6 +561,30 @@ async def test_a_steady_master_has_the_kernel_send_its_adverts(lab: Lab) -> None
         assert b.counters.advert_rcvd >= received + 25
         assert b.state is State.BACKUP and b.counters.become_master == 0
         assert b.status()["send_mode"] == "timer"
+
+
+async def test_a_kernel_sending_masters_gratuitous_arp_rounds_leave_its_adverts_queued(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Taking the queue back for a round would restart it from a guess of the next deadline.
+    queued: list[object] = []
+    send_repeatedly = RawAdvertSocket.send_repeatedly
+
+    def counted(self: RawAdvertSocket, *args: Any, **kwargs: Any) -> Any:
+        queued.append(series := send_repeatedly(self, *args, **kwargs))
+        return series
+
+    monkeypatch.setattr(RawAdvertSocket, "send_repeatedly", counted)
+    h1, h2 = lab.hosts
+    with contextlib.closing(open_capture(h2, 0x0806)) as capture:
+        a = node(h1, "a", 200, garp_delay=FAST * 5, garp_refresh=FAST * 3)
+        async with cluster(a):
+            await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+            before = len(queued)
+            frames = await capture_for(capture, FAST * 20)
+            assert a.status()["send_mode"] == "kernel-timed"
+        assert len(queued) == before
+        assert sum(f[12:14] == b"\x08\x06" for f in frames) >= 3
 
 
 async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(

@@ -574,9 +574,16 @@ class Router:
 
     # -- timers ----------------------------------------------------------------------------
 
-    def handle_timer(self, now: float) -> list[Action]:
-        """Run every timer whose deadline is at or before ``now``."""
+    def handle_timer(self, now: float, *, adverts: bool = True) -> list[Action]:
+        """Run every timer whose deadline is at or before ``now``.
+
+        ``adverts=False`` leaves a MASTER's next advert out, as :meth:`next_deadline` does:
+        a runtime whose repeats of :meth:`repeat_advert` go out on their own runs the other
+        timers (gratuitous ARP rounds) without taking those repeats back first.
+        """
         deadline = self._protocol_deadline
+        if not adverts and self._state is State.MASTER:
+            deadline = None
         if deadline is not None and deadline <= now:
             if self._state is State.MASTER:
                 self._send_advert(now)

@@ -775,15 +775,41 @@ class Instance(StateCallbacks, Hosted):
         left = max(2, rounds // 4)
         self._repeat_refill = series.next_deadline - left * series.interval
 
-    def _extend_repeats(self) -> bool:
-        """At the refill alarm: count what the kernel sent and queue the next adverts behind
-        the last; False if something else is due or the series failed (take it back)."""
+    def _go_on_repeating(self) -> bool:
+        """At an alarm while the kernel sends: run the router's other timers and top the
+        queue up, leaving the queued adverts where they are; False if the queue must be
+        taken back first (it failed or ran dry, or an input took it)."""
         series = self._repeat
         assert series is not None
         now = self._now()
-        other = self._router.next_deadline(adverts=False)
-        if (other is not None and other <= now) or series.next_deadline <= now:
-            return False  # something else is due, or the queue ran dry: start afresh
+        if series.next_deadline <= now:
+            return False  # the queue ran dry: start afresh
+        router = self._router
+        other = router.next_deadline(adverts=False)
+        if other is not None and other <= now:
+            # A MASTER's other timers are its gratuitous ARP rounds, which change no advert.
+            # Taking the queue back for them would restart it from a guess of when the next
+            # advert was due (RoundsSent.next_due): an early or late advert at each round.
+            self._count_sent(series.collect())
+            if series.failed or self._repeat is not series:
+                return False
+            self._perform_now(router.handle_timer(now, adverts=False))
+            if self._repeat is not series or now < self._repeat_refill:
+                return self._rearmed(series)
+        if not self._extend_repeats(series, now):
+            return False
+        return self._rearmed(series)
+
+    def _rearmed(self, series: Series) -> bool:
+        # What was performed may have taken the queue back (then the caller starts afresh).
+        if self._repeat is not series:
+            return False
+        self._rearm()
+        return True
+
+    def _extend_repeats(self, series: Series, now: float) -> bool:
+        """Count what the kernel sent and queue the next adverts behind the last; False if
+        the series failed."""
         self._count_sent(series.collect())
         interval = series.interval
         rounds = self._repeat_rounds(interval)
@@ -792,7 +818,6 @@ class Instance(StateCallbacks, Hosted):
         if series.failed or rounds < MIN_SENT_AHEAD or not series.extend(max(1, rounds - left)):
             return False
         self._set_refill(series, rounds)
-        self._rearm()
         return True
 
     def _take_back(self) -> None:
@@ -922,7 +947,7 @@ class Instance(StateCallbacks, Hosted):
 
     def _on_alarm(self) -> None:
         self._armed = None
-        if self._repeat is not None and self._extend_repeats():
+        if self._repeat is not None and self._go_on_repeating():
             return
         self._take_back()
         self._catch_up()
