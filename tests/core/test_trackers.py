@@ -150,3 +150,35 @@ def test_priority_change_is_not_advertised_until_the_next_advert() -> None:
     sent = sim["a"].counters.advert_sent
     sim.tracker_result("a", "chk", False)
     assert sim["a"].counters.advert_sent == sent
+
+
+def falling_twice() -> Simulation:
+    """Router "a", MASTER, with a tracker that is up and falls after two failures."""
+    sim = Simulation()
+    sim.add_router(
+        "a",
+        vrid=1,
+        priority=150,
+        address="192.0.2.1",
+        trackers=[Tracker("chk", weight=-60, fall=2, rise=2)],
+    )
+    sim.tracker_result("a", "chk", True)
+    sim.run_for(5)
+    return sim
+
+
+def test_a_result_that_only_moves_the_count_would_flip_nothing() -> None:
+    router = falling_twice()["a"].router
+    assert not router.tracker_would_flip("chk", True)
+    assert not router.tracker_would_flip("chk", False)  # the first of two failures
+
+
+def test_the_result_that_reaches_fall_would_flip_the_tracker() -> None:
+    sim = falling_twice()
+    sim.tracker_result("a", "chk", False)
+    assert sim["a"].router.tracker_would_flip("chk", False)
+    assert not sim["a"].router.tracker_would_flip("chk", True)
+
+
+def test_an_unknown_tracker_would_flip_so_that_its_result_is_refused() -> None:
+    assert falling_twice()["a"].router.tracker_would_flip("nope", True)

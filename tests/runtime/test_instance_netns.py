@@ -18,7 +18,7 @@ import anyio
 import pytest
 from netns import Host, Lab, next_frame, open_capture
 
-from vrrpkit import Instance, ScriptTracker, State, StateChanged
+from vrrpkit import CheckTracker, Instance, ScriptTracker, State, StateChanged
 from vrrpkit.transports import RawAdvertSocket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
@@ -563,10 +563,9 @@ async def test_a_steady_master_has_the_kernel_send_its_adverts(lab: Lab) -> None
         assert b.status()["send_mode"] == "timer"
 
 
-async def test_a_kernel_sending_masters_gratuitous_arp_rounds_leave_its_adverts_queued(
-    lab: Lab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Taking the queue back for a round would restart it from a guess of the next deadline.
+@pytest.fixture
+def series_queued(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every series of adverts queued in the kernel from now on (topping one up is not one)."""
     queued: list[object] = []
     send_repeatedly = RawAdvertSocket.send_repeatedly
 
@@ -575,16 +574,47 @@ async def test_a_kernel_sending_masters_gratuitous_arp_rounds_leave_its_adverts_
         return series
 
     monkeypatch.setattr(RawAdvertSocket, "send_repeatedly", counted)
+    return queued
+
+
+# Taking a queue back restarts it from a guess of when the next advert was due: inputs that
+# change no advert leave it in the kernel.
+
+
+async def test_a_kernel_sending_masters_gratuitous_arp_rounds_leave_its_adverts_queued(
+    lab: Lab, series_queued: list[object]
+) -> None:
     h1, h2 = lab.hosts
     with contextlib.closing(open_capture(h2, 0x0806)) as capture:
         a = node(h1, "a", 200, garp_delay=FAST * 5, garp_refresh=FAST * 3)
         async with cluster(a):
             await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
-            before = len(queued)
+            before = len(series_queued)
             frames = await capture_for(capture, FAST * 20)
             assert a.status()["send_mode"] == "kernel-timed"
-        assert len(queued) == before
+        assert len(series_queued) == before
         assert sum(f[12:14] == b"\x08\x06" for f in frames) >= 3
+
+
+async def test_a_kernel_sending_masters_passing_checks_leave_its_adverts_queued(
+    lab: Lab, series_queued: list[object]
+) -> None:
+    h1, _ = lab.hosts
+    checks: list[bool] = []
+
+    def check() -> bool:
+        checks.append(True)
+        return True
+
+    tracker = CheckTracker("app", check, interval=FAST, weight=-50)
+    a = node(h1, "a", 200, trackers=[tracker])
+    async with cluster(a):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        before, ran = len(series_queued), len(checks)
+        await anyio.sleep(FAST * 15)
+        assert a.status()["send_mode"] == "kernel-timed"
+        assert len(checks) >= ran + 5
+    assert len(series_queued) == before
 
 
 async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(

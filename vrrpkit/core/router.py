@@ -605,6 +605,16 @@ class Router:
 
     # -- trackers and interface ------------------------------------------------------------
 
+    def tracker_would_flip(self, name: str, ok: bool) -> bool:
+        """Whether this result of tracker ``name`` would turn it up or down, the only thing
+        :meth:`tracker_result` acts on; otherwise it only moves the tracker's fall/rise count.
+
+        True for an unknown name (:meth:`tracker_result` raises for it). A runtime whose
+        adverts go out on their own need not take them back for a result that flips nothing.
+        """
+        counter = self._tracks.get(name)
+        return counter is None or counter.record(bool(ok)).up is not counter.up
+
     def tracker_result(self, name: str, ok: bool, now: float) -> list[Action]:
         """Feed one result of tracker ``name`` (a timeout is a failure: pass False)."""
         try:

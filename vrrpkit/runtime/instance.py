@@ -424,7 +424,7 @@ class Instance(StateCallbacks, Hosted):
 
     async def tracker_result(self, name: str, ok: bool) -> None:
         """Feed one result of tracker ``name`` (for plain :class:`vrrpkit.Tracker` values)."""
-        self._step(lambda now: self._router.tracker_result(name, ok, now))
+        self._track(name, ok)
         await anyio.lowlevel.checkpoint()
 
     def stop(self) -> None:
@@ -864,6 +864,22 @@ class Instance(StateCallbacks, Hosted):
         self._perform_now(step(self._now()))
         self._rearm()
 
+    def _track(self, name: str, ok: bool) -> None:
+        """Feed one tracker result to the router."""
+        router = self._router
+        if self._repeat is not None and not router.tracker_would_flip(name, ok):
+            # Only a fall/rise count moves: the router decides nothing, so the adverts queued
+            # in the kernel stay. Taking them back would restart them from a guess of when
+            # the next was due (RoundsSent.next_due): an advert early or late per check.
+            actions = router.tracker_result(name, ok, self._now())
+            if not actions:
+                return
+            self._take_back()
+            self._perform_now(actions)
+            self._rearm()
+            return
+        self._step(functools.partial(router.tracker_result, name, ok))
+
     def _catch_up(self) -> None:
         """Hand the router the packets a lazily read socket holds, before anything newer."""
         poll = self._poll
@@ -1037,7 +1053,7 @@ class Instance(StateCallbacks, Hosted):
                 self._retry_later("links", self._reread_links)
             self._step(functools.partial(self._router.interface_changed, up))
         if ifname in self._tracked_links:
-            self._step(functools.partial(self._router.tracker_result, ifname, up))
+            self._track(ifname, up)
 
     async def _reread_links(self) -> None:
         assert self._links is not None
@@ -1072,7 +1088,7 @@ class Instance(StateCallbacks, Hosted):
             await clock.sleep_until(next_run)
             started = clock.now()
             ok = await self._run_check(spec)
-            self._step(functools.partial(self._router.tracker_result, spec.name, ok))
+            self._track(spec.name, ok)
             # keepalived starts the next run an interval after the previous start; a run that
             # overran the interval makes it skip the missed slots ("expect idle").
             next_run = started + spec.interval
