@@ -34,6 +34,7 @@ from vrrpkit.transports import (
     TransportError,
     uring,
 )
+from vrrpkit.transports.scheduling import SHORT_SLICE, request_short_slice
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -321,6 +322,26 @@ async def test_the_submitting_thread_waits_in_a_ring_of_its_own_or_else_in_a_rea
         packets = await received_within(receiver, 0.3)
         assert series.end().rounds == 5
     assert len(packets) == 5
+
+
+def grants_short_slices() -> bool:
+    """Whether the kernel gives a thread that asks a short slice (a probe thread's answer)."""
+    granted: list[bool] = []
+    probe = threading.Thread(target=lambda: granted.append(request_short_slice()))
+    probe.start()
+    probe.join()
+    return granted[0]
+
+
+async def test_the_submitting_thread_asks_for_a_short_slice(lab: Lab) -> None:
+    # Its wake-ups preempt what runs on their CPU (scheduling.request_short_slice).
+    async with queued(lab, 5, relative=True):
+        (thread,) = [t for t in threading.enumerate() if t.name == "vrrpkit-uring"]
+        sched = Path(f"/proc/self/task/{thread.native_id}/sched").read_text()
+    if not grants_short_slices() or "se.slice" not in sched:
+        pytest.skip("no custom slices (Linux 6.12+) or no slice reported")
+    (line,) = [line for line in sched.splitlines() if line.startswith("se.slice")]
+    assert int(line.split(":")[1]) == round(SHORT_SLICE * 1e9)
 
 
 def test_a_forked_child_starts_a_submitting_thread_of_its_own() -> None:

@@ -41,6 +41,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from vrrpkit.transports.scheduling import request_short_slice
+
 __all__ = ["RoundsSent", "Series", "TimedMessage", "TimedSends"]
 
 logger = logging.getLogger(__name__)
@@ -787,6 +789,9 @@ class _Submitter:
         return -1
 
     def _serve(self) -> None:
+        # Woken for every advert on whatever CPU the kernel picks: a short slice lets it
+        # preempt a task running there instead of waiting out that task's slice.
+        request_short_slice()
         ring = _WaitRing.create(self._wake)
         try:
             while not self._stopping:
