@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import select
 import signal
@@ -454,6 +455,35 @@ async def test_a_timeout_the_kernel_refuses_fails_the_series_and_sends_nothing(
         assert series.failed and not series.extend(3)
         assert series.end() == uring.RoundsSent(0)
     assert packets == []
+
+
+async def test_a_round_the_kernel_takes_only_in_part_fails_the_series_and_sends_nothing(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, relative: bool
+) -> None:
+    # The kernel may take fewer entries than handed (out of memory): the round's timeout
+    # without its sends. The rest are taken back unsent, and the timeout is cancelled.
+    enter = uring.TimedSends._enter
+    cut: list[int] = []
+
+    def takes_one(self: uring.TimedSends, submit: int, *args: int) -> int:
+        if submit > 1 and not cut:
+            cut.append(submit)
+            submit = 1
+        return enter(self, submit, *args)
+
+    monkeypatch.setattr(uring.TimedSends, "_enter", takes_one)
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        first = time.monotonic() + 0.05
+        assert (
+            sender.send_repeatedly(
+                51, [(advert(), VRRP_GROUP_V4)], first, 0.02, 3, relative=relative
+            )
+            is None
+        )
+        packets = await received_within(receiver, 0.2)
+    assert cut and packets == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_a_ring_without_a_needed_feature_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
