@@ -99,7 +99,9 @@ def test_fall_and_rise_must_be_positive(field: str) -> None:
         Tracker("t", **{field: 0})  # type: ignore[arg-type]
 
 
-def test_failing_weighted_tracker_moves_the_vip_to_the_backup() -> None:
+def tracked() -> Simulation:
+    """Router "a" (priority 150, VIP 192.0.2.100) whose tracker "chk" (weight -60) is up
+    and falls after two failures."""
     sim = Simulation()
     sim.add_router(
         "a",
@@ -109,8 +111,13 @@ def test_failing_weighted_tracker_moves_the_vip_to_the_backup() -> None:
         vips=["192.0.2.100"],
         trackers=[Tracker("chk", weight=-60, fall=2, rise=2)],
     )
-    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2", vips=["192.0.2.100"])
     sim.tracker_result("a", "chk", True)
+    return sim
+
+
+def test_failing_weighted_tracker_moves_the_vip_to_the_backup() -> None:
+    sim = tracked()
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2", vips=["192.0.2.100"])
     sim.run_for(10)
     assert sim.masters() == ["a"]
     sim.tracker_result("a", "chk", False)
@@ -153,16 +160,8 @@ def test_priority_change_is_not_advertised_until_the_next_advert() -> None:
 
 
 def falling_twice() -> Simulation:
-    """Router "a", MASTER, with a tracker that is up and falls after two failures."""
-    sim = Simulation()
-    sim.add_router(
-        "a",
-        vrid=1,
-        priority=150,
-        address="192.0.2.1",
-        trackers=[Tracker("chk", weight=-60, fall=2, rise=2)],
-    )
-    sim.tracker_result("a", "chk", True)
+    """:func:`tracked`'s router "a", MASTER."""
+    sim = tracked()
     sim.run_for(5)
     return sim
 
