@@ -404,6 +404,13 @@ class VrrpkitNode(Node):
             self.proc.kill()
         self.proc.wait()
 
+    def output(self) -> list[str]:
+        """The lines the node printed after ``started`` (read once it has exited)."""
+        assert self.proc.stdout is not None
+        if self.proc.poll() is None:
+            return []
+        return self.proc.stdout.read().decode(errors="replace").splitlines()
+
     def log(self) -> str:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
@@ -567,6 +574,11 @@ class AddressEvent:
     added: bool
 
 
+#: The real-time priority of an observer that asks for one (any will do: it has only to come
+#: before the ordinary threads of the processes measured).
+OBSERVER_PRIORITY = 10
+
+
 class Observer:
     """A thread recording the adverts a watching host sees and the hosts' address changes.
 
@@ -574,10 +586,24 @@ class Observer:
     times a second instead of once per advert (the adverts keep their kernel receive times;
     the address changes, stamped when read, would not: use it without ``hosts``). The
     measurement then takes less of the CPU the measured processes run on.
+
+    ``realtime``: the thread runs under ``SCHED_FIFO``. Netlink has no receive timestamp, so
+    an address change is stamped when the thread reads it; an ordinary thread woken behind
+    a process that keeps the CPU busy (a new master's gratuitous ARPs and callbacks) would
+    stamp it late. ``realtime_refused`` says why the kernel refused, if it did.
     """
 
-    def __init__(self, watcher: Host, hosts: Sequence[Host], *, batch_every: float = 0.0) -> None:
+    def __init__(
+        self,
+        watcher: Host,
+        hosts: Sequence[Host],
+        *,
+        batch_every: float = 0.0,
+        realtime: bool = False,
+    ) -> None:
         self._batch_every = batch_every
+        self._realtime = realtime
+        self.realtime_refused: str | None = None
         self.adverts: list[Advert] = []
         self.addresses: list[AddressEvent] = []
         self._capture = run_in_netns(watcher.netns, lambda: _open_capture(watcher.ifname))
@@ -588,8 +614,10 @@ class Observer:
             self._netlink[sock.fileno()] = host.netns
             self._sockets.append(sock)
         self._stop_r, self._stop_w = os.pipe()
+        self._scheduled = threading.Event()
         self._thread = threading.Thread(target=self._run, name="observer", daemon=True)
         self._thread.start()
+        self._scheduled.wait(5)
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")
@@ -617,6 +645,13 @@ class Observer:
         return int(struct.unpack("II", stats)[1])
 
     def _run(self) -> None:
+        if self._realtime:
+            try:
+                # 0: the calling thread (Linux schedules threads, not processes).
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(OBSERVER_PRIORITY))
+            except OSError as exc:
+                self.realtime_refused = f"observer not real-time: {exc}"
+        self._scheduled.set()
         poller = select.poll()
         poller.register(self._capture.fileno(), select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)

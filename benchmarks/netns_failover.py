@@ -8,12 +8,15 @@ silent, then fails it one way or another and times, from kernel receive timestam
   advert (theory: Master_Down_Interval = 3 x interval + skew) and to the VIP appearing on h2;
 - ``term``: SIGTERM (a graceful stop); from the priority-0 advert (theory: skew);
 - ``raise``: the application raises inside ``async with Instance(...)`` (vrrpkit only); from
-  the moment the fault is injected (theory: skew);
+  the raise, as the node stamped it (theory: skew); the signal that asks the node to raise
+  takes its own time to arrive, reported apart;
 - ``check``: a weight-0 health check starts failing (vrrpkit ``CheckTracker``, keepalived
   ``vrrp_script`` testing a file); from the moment it starts failing (theory: up to one check
   interval, then skew).
 
 The backup keeps running across the runs of one lab; the master is restarted for each run.
+The observer on h3 runs under ``SCHED_FIFO``: it stamps the VIP's netlink message when it reads
+it, and an ordinary thread would read it only once the new master's process let go of the CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Sample:
     vip: float | None = None
     #: For ``term``: signal -> priority-0 advert. For ``raise``/``check``: fault -> advert.
     extra: float | None = None
+    #: For ``raise``: the benchmark's signal -> the node's raise.
+    delivered: float | None = None
     note: str = ""
 
 
@@ -53,13 +58,14 @@ class Series:
 
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None
+    remarks: list[str] = field(default_factory=list)
 
     def values(self, attr: str) -> list[float]:
         found = [getattr(s, attr) for s in self.samples]
         return [v for v in found if v is not None]
 
     def notes(self) -> list[str]:
-        return [s.note for s in self.samples if s.note]
+        return self.remarks + [s.note for s in self.samples if s.note]
 
 
 def theory(version: int, interval: float, mode: str) -> float:
@@ -213,12 +219,19 @@ class Cluster:
                 sample.note = "term: no priority-0 advert"
         else:
             ref = trigger
-            if zero is not None:
-                sample.extra = zero.time - trigger
+        self._finish(mode)
+        if mode == "raise":
+            raised = _raised_at(master)
+            if raised is None:
+                sample.note = "raise: the node did not say when it raised"
+            else:
+                sample.delivered = raised - trigger
+            ref = raised
+        if mode in ("raise", "check") and ref is not None and zero is not None:
+            sample.extra = zero.time - ref
         if ref is not None:
             sample.advert = None if took is None else took - ref
             sample.vip = None if vip is None else vip - ref
-        self._finish(mode)
         return sample
 
     def _finish(self, mode: str) -> None:
@@ -232,6 +245,18 @@ class Cluster:
         self.h1.remove_address(VIP, VIP_PREFIX)
         # Let the backup settle as MASTER before the next master starts.
         time.sleep(2 * self.interval)
+
+
+def _raised_at(node: L.Node) -> float | None:
+    """When a vrrpkit node's application code raised (``time.time()``), from its output."""
+    if not isinstance(node, L.VrrpkitNode):
+        return None
+    for line in node.output():
+        kind, _, value = line.partition(" ")
+        if kind == "raised":
+            with contextlib.suppress(ValueError):
+                return float(value)
+    return None
 
 
 def measure(
@@ -249,7 +274,10 @@ def measure(
     try:
         with L.lab(3) as lab:
             h1, h2, h3 = lab.hosts
-            with L.Observer(h3, [h1, h2]) as observer:
+            with L.Observer(h3, [h1, h2], realtime=True) as observer:
+                if observer.realtime_refused:
+                    for series in results.values():
+                        series.remarks.append(observer.realtime_refused)
                 cluster = Cluster(
                     impl,
                     lab,
@@ -439,6 +467,16 @@ def fault_rows(
             (
                 f"v3 {interval:g}s app raises -> priority-0 advert",
                 ms(raised.values("extra")),
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+        rows.append(
+            (
+                "  the benchmark's signal -> the app's raise",
+                ms(raised.values("delivered")),
                 "-",
                 "-",
                 "-",

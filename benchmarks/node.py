@@ -7,6 +7,8 @@ instance (all in this one process; with ``"hub": true`` they share the transport
 
 - SIGTERM: leaves the ``async with`` blocks normally (graceful stop: priority-0 adverts);
 - SIGUSR1: the application fails: an exception is raised inside the ``async with`` blocks;
+  once they are left, the process prints ``raised TIME`` (``time.time()`` at the raise) and
+  exits with status 3;
 - SIGUSR2: the in-process health check starts failing: a ``CheckTracker`` added to every
   instance when ``check`` is set (``{"interval": s, "weight": w, "fall": n, "rise": n}``).
 """
@@ -18,6 +20,7 @@ import gc
 import json
 import signal
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -26,7 +29,12 @@ from vrrpkit import CheckTracker, Instance
 
 
 class ApplicationFault(RuntimeError):
-    """The failure the benchmark injects into the application code."""
+    """The failure the benchmark injects into the application code, raised at ``raised_at``
+    (``time.time()``)."""
+
+    def __init__(self, raised_at: float) -> None:
+        super().__init__(f"injected by the benchmark at {raised_at:.6f}")
+        self.raised_at = raised_at
 
 
 async def main(spec: dict[str, Any]) -> None:
@@ -62,7 +70,7 @@ async def main(spec: dict[str, Any]) -> None:
                 if signum == signal.SIGTERM:
                     break
                 if signum == signal.SIGUSR1:
-                    raise ApplicationFault("injected by the benchmark")
+                    raise ApplicationFault(time.time())
                 if signum == signal.SIGUSR2:
                     healthy = False
 
@@ -70,5 +78,7 @@ async def main(spec: dict[str, Any]) -> None:
 if __name__ == "__main__":
     try:
         anyio.run(main, json.loads(sys.argv[1]))
-    except ApplicationFault:
+    except ApplicationFault as fault:
+        # When the application's code failed: the benchmark's signal only asked it to.
+        print(f"raised {fault.raised_at!r}", flush=True)
         sys.exit(3)
