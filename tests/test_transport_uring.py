@@ -561,6 +561,94 @@ async def test_ending_cancels_the_chains_still_waiting_their_turn(lab: Lab) -> N
     assert len(packets) == sent.rounds
 
 
+# -- halting: cancelling without waiting for the kernel to settle -----------------------------
+
+
+async def test_a_halt_between_rounds_vouches_that_no_round_goes_any_more(
+    lab: Lab, relative: bool
+) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100, relative=relative
+        )
+        assert series is not None
+        await anyio.sleep(0.12)  # halfway between the third round and the fourth
+        assert series.halt()
+        made = series.collect()
+        packets = await received_within(receiver, 0.3)
+        late = series.end()
+    assert 1 <= made.rounds < 100 and made.error is None
+    assert late.rounds == 0 and not late.unsettled
+    assert len(packets) == made.rounds
+
+
+async def test_a_halt_catches_the_chains_waiting_their_turn_too(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 3, relative=True
+        )
+        assert series is not None and series.extend(3) and series.extend(3)
+        await anyio.sleep(0.07)
+        assert series.halt()
+        made = series.collect().rounds
+        packets = await received_within(receiver, 0.4)
+        assert series.end() == uring.RoundsSent(0)
+    assert len(packets) == made
+
+
+async def test_a_halt_does_not_vouch_for_a_round_it_did_not_find_waiting(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
+    # Rounds that went out after the last reading of the completions are not found by the
+    # cancels: the halt cannot tell them from rounds on their way out.
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 2, relative=relative
+        )
+        assert series is not None
+        await anyio.sleep(0.1)  # both rounds went; their completions are not read yet
+        reap = uring.TimedSends.reap
+        skipped: list[bool] = []
+
+        def late_reader(self: uring.TimedSends) -> None:
+            if not skipped:
+                skipped.append(True)
+                return
+            reap(self)
+
+        monkeypatch.setattr(uring.TimedSends, "reap", late_reader)
+        assert not series.halt()
+        assert series.end().rounds == 2
+
+
+async def test_a_failed_series_is_not_halted(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
+    monkeypatch.setattr(uring, "_TIMEOUT_ETIME_SUCCESS", 1 << 20)  # every timeout refused
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        series = sender.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3, relative=relative
+        )
+        assert series is not None
+        await anyio.sleep(0.05)
+        series.collect()
+        assert not series.halt()
+        series.end()
+
+
+async def test_an_ended_series_is_not_halted(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sender:
+        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 4)
+        assert series is not None
+        series.end()
+        assert not series.halt()
+
+
 _STOPPED_SENDER = """
 import sys, time, anyio
 from vrrpkit.transports import VRRP_GROUP_V4, RawAdvertSocket

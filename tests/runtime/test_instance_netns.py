@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from netns import Host, Lab, next_frame, open_capture
 
 from vrrpkit import CheckTracker, Instance, ScriptTracker, State, StateChanged
-from vrrpkit.transports import RawAdvertSocket
+from vrrpkit.transports import RawAdvertSocket, uring
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -630,6 +631,70 @@ async def test_a_stopping_master_sends_no_queued_advert_after_its_priority_zero(
         priorities = advert_priorities(frames, h1.ipv4.packed)
         assert 0 in priorities
         assert priorities[priorities.index(0) :] == [0]
+
+
+@pytest.fixture
+def stop_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What a stopping master does with its queue, in order: ``priority 0`` sent, ``settled``
+    (the queue's end waited for)."""
+    steps: list[str] = []
+    send_nowait, end = RawAdvertSocket.send_nowait, uring.Series.end
+
+    def sending(self: RawAdvertSocket, data: bytes, *args: Any) -> Any:
+        if data[2] == 0:  # the advert's priority
+            steps.append("priority 0")
+        return send_nowait(self, data, *args)
+
+    def ending(self: uring.Series) -> uring.RoundsSent:
+        steps.append("settled")
+        return end(self)
+
+    monkeypatch.setattr(RawAdvertSocket, "send_nowait", sending)
+    monkeypatch.setattr(uring.Series, "end", ending)
+    return steps
+
+
+async def test_a_stopping_master_sends_priority_zero_before_its_queue_settles(
+    lab: Lab, stop_steps: list[str]
+) -> None:
+    # The cancelled adverts settle once the submitting thread has woken: priority 0 need not
+    # wait for that when the cancels found every one of them waiting for its time.
+    h1, _ = lab.hosts
+    a = node(h1, "a", 200)
+    async with cluster(a):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        a.stop()
+    assert stop_steps == ["priority 0", "settled"]
+
+
+async def test_a_stopping_master_settles_a_queue_that_may_still_send_before_priority_zero(
+    lab: Lab, stop_steps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uring.Series, "halt", lambda self: False)
+    h1, _ = lab.hosts
+    a = node(h1, "a", 200)
+    async with cluster(a):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        a.stop()
+    assert stop_steps == ["settled", "priority 0"]
+
+
+async def test_an_advert_that_went_out_as_the_master_stopped_is_followed_by_priority_zero_again(
+    lab: Lab, stop_steps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A timeout running out while the cancel looked for it counts as found: its advert may
+    # then follow priority 0, and the backup would wait a whole Master_Down_Interval.
+    end = uring.Series.end
+    monkeypatch.setattr(uring.Series, "end", lambda self: attrs.evolve(end(self), rounds=1))
+    h1, h2 = lab.hosts
+    with contextlib.closing(open_capture(h2, 0x0800)) as capture:
+        a = node(h1, "a", 200)
+        async with cluster(a):
+            await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+            a.stop()
+            frames = await capture_for(capture, FAST * 5)
+    assert stop_steps == ["priority 0", "settled", "priority 0"]
+    assert advert_priorities(frames, h1.ipv4.packed)[-2:] == [0, 0]
 
 
 async def test_a_kernel_sending_master_steps_down_for_a_better_router(lab: Lab) -> None:

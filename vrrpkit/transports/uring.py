@@ -82,6 +82,8 @@ _MSG_DONTWAIT = 0x40
 # none). Timed from the previous advert, a chain is [read eventfd ->] timeout -> sendmsg =>
 # ... => timeout -> sendmsg => ... => write eventfd: a failed timeout or read ends it.
 _TIMEOUT, _SEND, _LAST_SEND, _WAIT, _SIGNAL, _CANCEL, _PROBE = 1, 2, 3, 4, 5, 6, 7
+# A halt's cancels (Series.halt) say what they found: _CANCEL plus the kind cancelled, shifted.
+_CANCEL_OF = 4
 _CURRENT_POSITION = 2**64 - 1  # an offset of -1: the file's own (an eventfd has none)
 
 _SQE = struct.Struct("=BBHiQQIIQHHiQQ")
@@ -172,6 +174,9 @@ class _State:
     timeouts: collections.deque[tuple[int, int]] = attrs.Factory(collections.deque)
     timed_rounds: int = 0
     timed_ns: int = 0
+    # A halt's cancels: what each found (by the kind it cancelled), and when they went.
+    found: dict[int, int] = attrs.Factory(dict)
+    cancelled_at: float = -math.inf
     outstanding: int = 0  # rounds (on a grid) or chains (relative) not settled
     rounds: int = 0  # rounds made since the last collect
     error: int | None = None  # first error since the last collect
@@ -213,6 +218,17 @@ class Series:
         return what was made since the last collect."""
         self._sends.settle(self)
         return self._take(ending=True)
+
+    def halt(self) -> bool:
+        """Cancel the rounds not made yet without waiting for the kernel to settle them.
+
+        True if each round (or chain) not made was found waiting for its time, its timeout
+        or its turn cancelled: none of them goes out, and what :meth:`collect` says now is
+        all that was made. (A timeout that runs out while the cancel looks for it is counted
+        as found too: the kernel does not tell the two apart. Its advert may still go; the
+        rounds :meth:`end` reports then say so.) :meth:`end` must follow.
+        """
+        return self._sends.halt(self)
 
     def _take(self, *, ending: bool) -> RoundsSent:
         state = self._state
@@ -566,6 +582,40 @@ class TimedSends:
 
     # -- settling ------------------------------------------------------------------------
 
+    def _cancels(self, state: _State, tail: int, halting: bool = False) -> int:
+        """Write the cancels of everything ``state`` may have in the kernel from ``tail`` on;
+        how many. A timeout not run out yet takes its round with it; a send already issued
+        is cancelled by its own user_data."""
+        tag = state.serial << 8
+        kinds = (_TIMEOUT, _SEND, _LAST_SEND, _WAIT)[: 3 + state.relative]
+        for count, kind in enumerate(kinds):
+            user_data = tag | _CANCEL | ((kind << _CANCEL_OF) if halting else 0)
+            self._write_entries(
+                tail + count,
+                _entry(_OP_ASYNC_CANCEL, 0, -1, tag | kind, 0, _CANCEL_ALL, user_data),
+            )
+        return len(kinds)
+
+    def halt(self, series: Series) -> bool:
+        """See :meth:`Series.halt`."""
+        state = series._state
+        if state.ended or state.failed or self._closed:
+            return False
+        self.reap()
+        unsettled = state.outstanding
+        state.found.clear()
+        tail = self._load(self._sq_tail)
+        count = self._cancels(state, tail, halting=True)
+        # Submitted from this thread, cancels complete within the call (no wait needed).
+        taken = self._hand_over(tail + count, count)
+        state.cancelled_at = time.monotonic()
+        self.reap()
+        if taken < count or len(state.found) < count:
+            return False
+        waiting = max(state.found[_TIMEOUT], 0) + max(state.found.get(_WAIT, 0), 0)
+        issued = state.found[_SEND] > 0 or state.found[_LAST_SEND] > 0
+        return waiting == unsettled and not issued
+
     def settle(self, series: Series) -> None:
         """Cancel ``series``' rounds not made yet and wait until every one has settled."""
         state = series._state
@@ -575,9 +625,8 @@ class TimedSends:
         if self._keys.get(series.key) is series:
             del self._keys[series.key]
         self.reap()
-        tag = state.serial << 8
         started = time.monotonic()
-        cancelled = -math.inf
+        cancelled = state.cancelled_at  # a halt's cancels count as the first ones
         while state.outstanding > 0 and not self._closed:
             now = time.monotonic()
             if now - started > _SETTLE_BUDGET:
@@ -586,22 +635,7 @@ class TimedSends:
             count = 0
             if now - cancelled >= _CANCEL_EVERY:
                 cancelled = now
-                for kind in (_TIMEOUT, _SEND, _LAST_SEND, _WAIT)[: 3 + state.relative]:
-                    # A timeout not run out yet takes its round with it; a send already issued
-                    # is cancelled by its own user_data.
-                    self._write_entries(
-                        tail + count,
-                        _entry(
-                            _OP_ASYNC_CANCEL,
-                            0,
-                            -1,
-                            tag | kind,
-                            0,
-                            _CANCEL_ALL,
-                            tag | _CANCEL,
-                        ),
-                    )
-                    count += 1
+                count = self._cancels(state, tail)
             self._hand_over(tail + count, count, wait=1, timeout_ns=_SETTLE_WAIT_NS)
             self.reap()
         if state.eventfd >= 0:
@@ -631,6 +665,8 @@ class TimedSends:
             state = by_serial.get(user_data >> 8)
             kind = user_data & 0xFF
             if state is None or kind > _SIGNAL:
+                if state is not None and kind >> _CANCEL_OF:
+                    state.found[kind >> _CANCEL_OF] = result
                 continue
             if kind == _LAST_SEND:
                 state.rounds += 1
