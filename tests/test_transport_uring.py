@@ -65,14 +65,14 @@ async def received_within(sock: RawAdvertSocket, seconds: float) -> list[Receive
 
 @asynccontextmanager
 async def queued(
-    lab: Lab, rounds: int, *, relative: bool = False
+    lab: Lab, rounds: int, *, relative: bool = False, interval: float = 0.02
 ) -> AsyncIterator[tuple[RawAdvertSocket, RawAdvertSocket, uring.Series]]:
     """A sender on h1 with ``rounds`` rounds of an advert to the IPv4 group queued from now
-    on, 0.02 s apart, and a receiver on h2."""
+    on, ``interval`` apart, and a receiver on h2."""
     h1, h2 = lab.hosts
     async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
         series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, rounds, relative=relative
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), interval, rounds, relative=relative
         )
         assert series is not None
         yield sender, receiver, series
@@ -567,12 +567,7 @@ async def test_ending_cancels_the_chains_still_waiting_their_turn(lab: Lab) -> N
 async def test_a_halt_between_rounds_vouches_that_no_round_goes_any_more(
     lab: Lab, relative: bool
 ) -> None:
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 100, relative=relative
-        )
-        assert series is not None
+    async with queued(lab, 100, relative=relative, interval=0.05) as (_, receiver, series):
         await anyio.sleep(0.12)  # halfway between the third round and the fourth
         assert series.halt()
         made = series.collect()
@@ -584,12 +579,8 @@ async def test_a_halt_between_rounds_vouches_that_no_round_goes_any_more(
 
 
 async def test_a_halt_catches_the_chains_waiting_their_turn_too(lab: Lab) -> None:
-    h1, h2 = lab.hosts
-    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 3, relative=True
-        )
-        assert series is not None and series.extend(3) and series.extend(3)
+    async with queued(lab, 3, relative=True, interval=0.05) as (_, receiver, series):
+        assert series.extend(3) and series.extend(3)
         await anyio.sleep(0.07)
         assert series.halt()
         made = series.collect().rounds
@@ -603,12 +594,7 @@ async def test_a_halt_does_not_vouch_for_a_round_it_did_not_find_waiting(
 ) -> None:
     # Rounds that went out after the last reading of the completions are not found by the
     # cancels: the halt cannot tell them from rounds on their way out.
-    h1, _ = lab.hosts
-    async with opened(h1, 4) as sender:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 2, relative=relative
-        )
-        assert series is not None
+    async with queued(lab, 2, relative=relative) as (_, _, series):
         await anyio.sleep(0.1)  # both rounds went; their completions are not read yet
         reap = uring.TimedSends.reap
         skipped: list[bool] = []
@@ -628,12 +614,7 @@ async def test_a_failed_series_is_not_halted(
     lab: Lab, monkeypatch: pytest.MonkeyPatch, relative: bool
 ) -> None:
     monkeypatch.setattr(uring, "_TIMEOUT_ETIME_SUCCESS", 1 << 20)  # every timeout refused
-    h1, _ = lab.hosts
-    async with opened(h1, 4) as sender:
-        series = sender.send_repeatedly(
-            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.02, 3, relative=relative
-        )
-        assert series is not None
+    async with queued(lab, 3, relative=relative) as (_, _, series):
         await anyio.sleep(0.05)
         series.collect()
         assert not series.halt()
@@ -641,10 +622,7 @@ async def test_a_failed_series_is_not_halted(
 
 
 async def test_an_ended_series_is_not_halted(lab: Lab) -> None:
-    h1, _ = lab.hosts
-    async with opened(h1, 4) as sender:
-        series = sender.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 4)
-        assert series is not None
+    async with queued(lab, 4) as (_, _, series):
         series.end()
         assert not series.halt()
 

@@ -1180,7 +1180,7 @@ class Instance(StateCallbacks, Hosted):
         if series is None or self._router.state is not State.MASTER or not series.halt():
             return False
         # Settling waits for the submitting thread to wake and complete the cancelled entries
-        # (about 0.3 ms on the VM of docs/benchmarks.md): the backup's skew timer need not.
+        # (0.2-0.5 ms on the VM of docs/benchmarks.md): the backup's skew timer need not.
         self._repeat = None
         self._count_sent(series.collect())
         actions = self._router.shutdown(self._now())
