@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +22,7 @@ import pytest
 from netns import Host, Lab, next_frame, open_capture
 
 from vrrpkit import CheckTracker, Instance, ScriptTracker, State, StateChanged
-from vrrpkit.transports import RawAdvertSocket, uring
+from vrrpkit.transports import RawAdvertSocket, netns, uring
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -69,6 +71,45 @@ async def test_election_puts_the_vip_on_the_master_only(lab: Lab) -> None:
         assert str(a.config.address) == "192.0.2.1"
         await eventually(lambda: b.counters.advert_rcvd >= 3)
         assert b.router.master_address == h1.ipv4
+
+
+def open_sockets() -> set[str]:
+    """The sockets this process holds (``socket:[inode]``)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed by now
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:"):
+                found.add(link)
+    return found
+
+
+async def test_an_instance_cancelled_while_it_opens_its_sockets_leaves_none_open(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A socket of another namespace is made on a thread of its own, which a cancel cannot
+    # stop: the run must close what the thread hands back after the cancel.
+    h1, _ = lab.hosts
+    opening, go_on = threading.Event(), threading.Event()
+    run_in_netns = netns.run_in_netns
+
+    def held(name: str | None, fn: Callable[[], Any]) -> Any:
+        def after_go_on() -> Any:
+            opening.set()
+            go_on.wait(10)
+            return fn()
+
+        return run_in_netns(name, after_go_on)
+
+    monkeypatch.setattr(netns, "run_in_netns", held)
+    before = open_sockets()
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(node(h1, "a", 200).run))
+            await anyio.to_thread.run_sync(opening.wait, 10)
+            scope.cancel()
+            go_on.set()
+    assert open_sockets() == before
 
 
 async def test_graceful_stop_moves_the_vip_to_the_backup(lab: Lab) -> None:
