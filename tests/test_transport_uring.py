@@ -567,8 +567,8 @@ async def test_ending_cancels_the_chains_still_waiting_their_turn(lab: Lab) -> N
 async def test_a_halt_between_rounds_vouches_that_no_round_goes_any_more(
     lab: Lab, relative: bool
 ) -> None:
-    async with queued(lab, 100, relative=relative, interval=0.05) as (_, receiver, series):
-        await anyio.sleep(0.12)  # halfway between the third round and the fourth
+    async with queued(lab, 100, relative=relative, interval=0.2) as (_, receiver, series):
+        await anyio.sleep(0.3)  # halfway between the second round and the third
         assert series.halt()
         made = series.collect()
         packets = await received_within(receiver, 0.3)
@@ -579,9 +579,9 @@ async def test_a_halt_between_rounds_vouches_that_no_round_goes_any_more(
 
 
 async def test_a_halt_catches_the_chains_waiting_their_turn_too(lab: Lab) -> None:
-    async with queued(lab, 3, relative=True, interval=0.05) as (_, receiver, series):
+    async with queued(lab, 3, relative=True, interval=0.2) as (_, receiver, series):
         assert series.extend(3) and series.extend(3)
-        await anyio.sleep(0.07)
+        await anyio.sleep(0.3)  # halfway between the second round and the third
         assert series.halt()
         made = series.collect().rounds
         packets = await received_within(receiver, 0.4)

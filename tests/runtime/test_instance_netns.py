@@ -695,12 +695,20 @@ def stop_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return steps
 
 
-async def stop_a_kernel_sending_master(host: Host) -> None:
-    """Start a master on ``host``, wait until the kernel sends its adverts, and stop it."""
-    a = node(host, "a", 200)
-    async with cluster(a):
-        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
-        a.stop()
+async def stop_a_kernel_sending_master(host: Host, watcher: Host) -> list[bytes]:
+    """Start a master on ``host`` and, once the kernel sends its adverts, stop it right after
+    one went out (the next is an interval away: none is on its way out at the stop). The
+    IPv4 frames ``watcher`` saw from then on."""
+    with contextlib.closing(open_capture(watcher, 0x0800)) as capture:
+        a = node(host, "a", 200)
+        async with cluster(a):
+            await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    capture.recv(65535)  # what went before: the event loop's own timer
+            await next_frame(capture, lambda f: f[23] == 112 and f[26:30] == host.ipv4.packed)
+            a.stop()
+        return await capture_for(capture, FAST * 2)
 
 
 async def test_a_stopping_master_sends_priority_zero_before_its_queue_settles(
@@ -708,7 +716,7 @@ async def test_a_stopping_master_sends_priority_zero_before_its_queue_settles(
 ) -> None:
     # The cancelled adverts settle once the submitting thread has woken: priority 0 need not
     # wait for that when the cancels found every one of them waiting for its time.
-    await stop_a_kernel_sending_master(lab.hosts[0])
+    await stop_a_kernel_sending_master(*lab.hosts)
     assert stop_steps == ["priority 0", "settled"]
 
 
@@ -716,7 +724,7 @@ async def test_a_stopping_master_settles_a_queue_that_may_still_send_before_prio
     lab: Lab, stop_steps: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(uring.Series, "halt", lambda self: False)
-    await stop_a_kernel_sending_master(lab.hosts[0])
+    await stop_a_kernel_sending_master(*lab.hosts)
     assert stop_steps == ["settled", "priority 0"]
 
 
@@ -728,9 +736,7 @@ async def test_an_advert_that_went_out_as_the_master_stopped_is_followed_by_prio
     end = uring.Series.end
     monkeypatch.setattr(uring.Series, "end", lambda self: attrs.evolve(end(self), rounds=1))
     h1, h2 = lab.hosts
-    with contextlib.closing(open_capture(h2, 0x0800)) as capture:
-        await stop_a_kernel_sending_master(h1)
-        frames = await capture_for(capture, FAST * 2)  # what the capture holds by now
+    frames = await stop_a_kernel_sending_master(h1, h2)
     assert stop_steps == ["priority 0", "settled", "priority 0"]
     assert advert_priorities(frames, h1.ipv4.packed)[-2:] == [0, 0]
 
