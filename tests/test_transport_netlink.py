@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+import socket
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address
 
 import anyio
 import pytest
@@ -15,6 +16,8 @@ from vrrpkit.transports import (
     NetlinkLinkMonitor,
     TransportError,
 )
+from vrrpkit.transports.netlink import added_addresses, open_address_watch
+from vrrpkit.transports.netns import call_in_netns
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
 
@@ -121,6 +124,33 @@ async def test_adding_without_waiting_on_a_missing_interface_is_left_to_add(lab:
         assert manager.add_nowait("nosuch0", IPv4Address("192.0.2.102")) is None
         with pytest.raises(TransportError):
             await manager.add("nosuch0", IPv4Address("192.0.2.102"))
+
+
+async def received_within(sock: socket.socket, seconds: float) -> bytes:
+    """Every datagram ``sock`` receives within ``seconds``, joined."""
+    data = b""
+    with anyio.move_on_after(seconds):
+        while True:
+            await anyio.wait_readable(sock)
+            data += sock.recv(65536)
+    return data
+
+
+@pytest.mark.parametrize("vip", ["192.0.2.100", "2001:db8::100"])
+async def test_an_address_watch_is_told_of_additions_not_of_removals(lab: Lab, vip: str) -> None:
+    host = lab.hosts[0]
+    watch = await call_in_netns(host.netns, open_address_watch)
+    try:
+        async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+            ifindex = await manager.ifindex(host.ifname)
+            await manager.add(host.ifname, ip_address(vip))
+            added = added_addresses(await received_within(watch, 0.2))
+            await manager.remove(host.ifname, ip_address(vip))
+            removed = added_addresses(await received_within(watch, 0.2))
+    finally:
+        watch.close()
+    assert [(record.ifindex, str(record.interface.ip)) for record in added] == [(ifindex, vip)]
+    assert removed == []
 
 
 async def test_missing_interface_and_namespace(lab: Lab) -> None:

@@ -53,6 +53,8 @@ from pyroute2.netlink.rtnl import (
     RTM_GETLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import (
@@ -72,7 +74,9 @@ __all__ = [
     "NetlinkAddressManager",
     "NetlinkError",
     "NetlinkLinkMonitor",
+    "added_addresses",
     "interface_addresses_blocking",
+    "open_address_watch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -444,6 +448,19 @@ def interface_addresses_blocking(ifindex: int | None = None) -> builtins.list[Ad
         if not interrupted:
             return records
     raise TransportError("netlink dump kept being interrupted by concurrent changes")
+
+
+def open_address_watch() -> socket.socket:
+    """A non-blocking netlink socket told of every address added or removed in the calling
+    thread's namespace (call it through :func:`~vrrpkit.transports.netns.call_in_netns`);
+    :func:`added_addresses` reads what it receives."""
+    return _Channel.create_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+
+
+def added_addresses(data: bytes) -> builtins.list[AddressRecord]:
+    """The addresses a datagram of an :func:`open_address_watch` socket reports added."""
+    records = (_parse_address(part) for part in _RouteMarshal().parse(data))
+    return [record for record in records if record is not None]
 
 
 class NetlinkAddressManager(AsyncResource):
