@@ -696,9 +696,9 @@ def stop_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def stop_a_kernel_sending_master(host: Host, watcher: Host) -> list[bytes]:
-    """Start a master on ``host`` and, once the kernel sends its adverts, stop it right after
-    one went out (the next is an interval away: none is on its way out at the stop). The
-    IPv4 frames ``watcher`` saw from then on."""
+    """Start a master on ``host`` and, once the kernel sends its adverts, stop it halfway
+    between two of them (none is on its way out at the stop). The IPv4 frames ``watcher``
+    saw from then on."""
     with contextlib.closing(open_capture(watcher, 0x0800)) as capture:
         a = node(host, "a", 200)
         async with cluster(a):
@@ -707,6 +707,9 @@ async def stop_a_kernel_sending_master(host: Host, watcher: Host) -> list[bytes]
                 while True:
                     capture.recv(65535)  # what went before: the event loop's own timer
             await next_frame(capture, lambda f: f[23] == 112 and f[26:30] == host.ipv4.packed)
+            # The capture sees an advert while the kernel is still sending it: the next one's
+            # timeout starts only once that send is done.
+            await anyio.sleep(FAST / 2)
             a.stop()
         return await capture_for(capture, FAST * 2)
 
