@@ -68,7 +68,7 @@ class Group(StateCallbacks, Hosted):
         self.members = tuple(members)
         if not self.members:
             raise ConfigError(f"group {name!r} needs at least one member")
-        credentials = {(m._script_user, m._script_group) for m in self.members}
+        credentials = {m._script_credentials for m in self.members}
         if len(credentials) > 1:
             raise ConfigError(
                 f"group {name!r}: members run scripts as different users "
@@ -78,16 +78,10 @@ class Group(StateCallbacks, Hosted):
         self._sync = SyncGroup(name, [m.router for m in self.members])
         self._by_name = {m.name: m for m in self.members}
         for member in self.members:
-            if member._group_hook is not None:
+            if member._in_group:
                 raise ConfigError(f"instance {member.name!r} is already in a group")
         for member in self.members:
-            member._group_hook = self._after_member_actions
-            # The group changes members' routers from each other's inputs, which adverts
-            # queued in the kernel would overtake: a running member takes its back, and
-            # times its adverts itself from now on.
-            member._take_back()
-            if member._started:
-                member._rearm()
+            member._join_group(self._after_member_actions)
         self._notify = NotifyScripts(
             notify=notify,
             master=notify_master,
@@ -158,11 +152,11 @@ class Group(StateCallbacks, Hosted):
                         )
                         self._queue(action)
                     else:
-                        self._by_name[action.instance]._perform_now([action])
+                        self._by_name[action.instance]._perform_forced([action])
         finally:
             self._in_hook = False
         for other in self.members:
-            other._rearm()
+            other._group_step_done()
 
     def _queue(self, change: GroupStateChanged) -> None:
         """Hold ``change`` until every running member has performed what it queued before it.
@@ -173,9 +167,8 @@ class Group(StateCallbacks, Hosted):
         entry = _Pending(change)
         self._pending.append(entry)
         for member in self.members:
-            if not member._effects.closed:  # a closed mailbox drops the marker
+            if member._after_own_effects(_ForGroup(functools.partial(self._passed, entry))):
                 entry.waiting += 1
-                member._effects.put(_ForGroup(functools.partial(self._passed, entry)))
         self._wake()
 
     def _passed(self, entry: _Pending) -> None:
@@ -199,7 +192,7 @@ class Group(StateCallbacks, Hosted):
     async def _deliver(self, change: GroupStateChanged) -> None:
         await anyio.lowlevel.checkpoint()
         await self._callbacks.deliver(change, change.new)
-        runner = self.members[0]._runner
+        runner = self.members[0]._script_runner
         if not self._notify or runner is None:
             return
         for argv in self._notify.commands("GROUP", self.name, change.new, 0):

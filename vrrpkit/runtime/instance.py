@@ -1197,6 +1197,51 @@ class Instance(StateCallbacks, Hosted):
         self._count_sent(attrs.evolve(late, rounds=0, next_due=None))
         return True
 
+    # -- membership of a sync group ----------------------------------------------------------
+    # The whole interface vrrpkit.Group uses. A group changes a member's router from another
+    # member's input, in that input's step (keepalived's vrrp_sync_group).
+
+    @property
+    def _in_group(self) -> bool:
+        return self._group_hook is not None
+
+    @property
+    def _script_credentials(self) -> tuple[str | None, str | None]:
+        """The user and group this instance's programs run as."""
+        return self._script_user, self._script_group
+
+    @property
+    def _script_runner(self) -> ProcessRunner | None:
+        """The runner of this instance's programs (None until ``run`` has opened one)."""
+        return self._runner
+
+    def _join_group(self, hook: Callable[[Instance, list[Action]], None]) -> None:
+        """Call ``hook(self, actions)`` after performing each step's actions.
+
+        Adverts queued in the kernel would overtake what the group forces on this member: a
+        running member takes its queue back, and times its adverts itself from now on.
+        """
+        self._group_hook = hook
+        self._take_back()
+        if self._started:
+            self._rearm()
+
+    def _perform_forced(self, actions: list[Action]) -> None:
+        """Perform what the group forced on this member, through its own transports."""
+        self._perform_now(actions)
+
+    def _group_step_done(self) -> None:
+        """The group's step is over: set the alarm for whatever the router now awaits."""
+        self._rearm()
+
+    def _after_own_effects(self, marker: _ForGroup) -> bool:
+        """Queue ``marker`` behind this member's effects; False if they have ended (a
+        stopped member's mailbox is closed and would drop it)."""
+        if self._effects.closed:
+            return False
+        self._effects.put(marker)
+        return True
+
     # -- performing actions ------------------------------------------------------------------
 
     def _perform_now(self, actions: list[Action]) -> None:
