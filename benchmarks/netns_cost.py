@@ -246,6 +246,10 @@ class CostCase:
     hub: bool
     #: ... and, when set, a second time without one (a socket per instance).
     also_without_hub: bool = False
+    #: The window, in windows of the section: longer where few adverts go out in one.
+    windows: float = 1.0
+    #: Whether to add the memory and socket rows (once per instance count is enough).
+    memory_rows: bool = True
 
 
 COST_CASES = (
@@ -254,6 +258,10 @@ COST_CASES = (
     CostCase(50, COST_INTERVAL, hub=True, also_without_hub=True),
     # A Python process cannot send 255 x 20 adverts/s (see the notes): 1 s for 255.
     CostCase(255, 1.0, hub=True),
+    # keepalived's default interval, where a few instances wake Python for every advert
+    # (send_ahead holds too few of them to be worth queueing in the kernel).
+    CostCase(1, 1.0, hub=False, windows=3.0, memory_rows=False),
+    CostCase(10, 1.0, hub=True, windows=3.0, memory_rows=False),
 )
 
 
@@ -266,8 +274,10 @@ def cost_rows(
     rows: list[Row] = []
     notes: list[str] = []
     have_keepalived = L.keepalived_path() is not None
+    base_window = window
     for case in cases:
         count, interval = case.count, case.interval
+        window = base_window * case.windows
         impl = "vrrpkit-hub" if case.hub else "vrrpkit"
         progress(f"cost: {impl}, {count} instances at {interval:g} s")
         ours = measure_cost(impl, count, interval, window=window)
@@ -284,6 +294,8 @@ def cost_rows(
             if cost is not None:
                 notes += _cost_notes(label, cost, window)
         tag = f"{count} inst @{interval:g}s" + (" (hub)" if case.hub else "")
+        if window != base_window:
+            tag += f", {window:g} s window"
         rows += [
             (
                 f"{tag}: CPU/advert sent (master)",
@@ -317,6 +329,10 @@ def cost_rows(
                 "-",
                 "-",
             ),
+        ]
+        if not case.memory_rows:
+            continue
+        rows += [
             (
                 f"{count} inst: master RSS (PSS)" + (" (hub)" if case.hub else ""),
                 "n/a" if ours.error else _mb(ours.master_rss, ours.master_pss),
