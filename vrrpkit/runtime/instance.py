@@ -733,6 +733,14 @@ class Instance(StateCallbacks, Hosted):
         (which takes them back first: _take_back).
         """
         if self._repeat is None:
+            # A master advertises its configured interval (RFC 5798 §6.4.3). Checked first:
+            # at 1 s, with the default send_ahead, this is what every advert stops at.
+            interval = self._router.config.interval
+            rounds = self._repeat_rounds(interval)
+            if rounds < MIN_SENT_AHEAD:
+                # Topping up a queue of two or three adverts costs about what timing them
+                # does (measured with 255 instances at 1 s).
+                return None
             send = self._send_repeatedly
             repeated = self._router.repeat_advert()
             # A sync group's members are left out: the group changes a member's router from
@@ -740,12 +748,6 @@ class Instance(StateCallbacks, Hosted):
             if send is None or repeated is None or self._group_hook is not None:
                 return None
             if self._now() < self._repeat_held_until:
-                return None
-            interval = repeated.interval
-            rounds = self._repeat_rounds(interval)
-            if rounds < MIN_SENT_AHEAD:
-                # Topping up a queue of two or three adverts costs about what timing them
-                # does (measured with 255 instances at 1 s).
                 return None
             packets = [(data, dst) for dst, data in self._wire_packets(repeated.action)]
             # The router's own schedule: on its grid with align_adverts, else each advert an
