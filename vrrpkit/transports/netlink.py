@@ -82,7 +82,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # The kernel fills dump datagrams up to 32 KiB (netlink's max_recvmsg_len cap) and sends
-# notifications one message each; anything longer is reported as truncated, never misread.
+# notifications one message each. (A channel reads each datagram at its own size instead.)
 _RECV_BUFFER = 64 * 1024
 _DUMP_RETRIES = 5
 # struct nlmsghdr after its length: type, flags, sequence number.
@@ -147,7 +147,10 @@ class _Channel:
         self._marshal = _RouteMarshal()
         self._seq = itertools.count(1)
         self._lock = anyio.Lock()
-        self._buffer = bytearray(_RECV_BUFFER)
+        # Datagrams are peeked at for their size, then read whole: a channel keeps no receive
+        # buffer (each would be 64 KiB resident, and netlink traffic is rare: replies to
+        # address changes and link events).
+        self._probe = bytearray(1)
         self.closed = False
         # Requests sent by send_nowait() whose replies nobody has collected yet, and the
         # replies that another request's reading came across meanwhile.
@@ -175,17 +178,14 @@ class _Channel:
 
     def receive_nowait(self) -> builtins.list[Any]:
         """Parse one queued datagram; raises BlockingIOError if none is queued."""
-        size = self._sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
-        if size > len(self._buffer):
-            # The kernel dropped the tail; treat it like lost notifications.
-            raise OSError(errno.ENOBUFS, f"netlink message of {size} bytes truncated")
-        return list(self._marshal.parse(bytes(self._buffer[:size])))
+        size = self._sock.recv_into(self._probe, 0, socket.MSG_PEEK | socket.MSG_TRUNC)
+        return list(self._marshal.parse(self._sock.recv(max(size, 1))))
 
     def discard_queued(self) -> None:
         """Drop every datagram already queued on the socket."""
         while True:
             try:
-                self._sock.recv_into(self._buffer, 0, socket.MSG_TRUNC)
+                self._sock.recv_into(self._probe, 0, socket.MSG_TRUNC)
             except OSError as exc:
                 # Anything but a repeated overrun ends the drain; receive() reports it.
                 if exc.errno != errno.ENOBUFS:
