@@ -34,3 +34,53 @@ async def test_a_monitor_failure_reaches_every_view_and_the_hub_listens_again() 
             for view in views:
                 assert await next_item(view) == LinkEvent("eth0", False)
             tg.cancel_scope.cancel()
+
+
+async def test_an_attached_view_is_handed_the_events_queued_before_then_each_as_it_comes() -> None:
+    view = _LinkView(_SharedLinks(FakeLinkMonitor()))
+    view.deliver(LinkEvent("eth0", False))  # before the instance attached: queued
+    handed: list[LinkEvent | TransportError] = []
+    assert view.attach(handed.append)
+    view.deliver(LinkEvent("eth0", True))
+    assert handed == [LinkEvent("eth0", False), LinkEvent("eth0", True)]
+
+
+async def test_a_handler_that_raises_keeps_no_event_from_the_other_views() -> None:
+    monitor = FakeLinkMonitor()
+    shared = _SharedLinks(monitor)
+    broken, working = _LinkView(shared), _LinkView(shared)
+    handed: list[LinkEvent | TransportError] = []
+
+    def fail(item: LinkEvent | TransportError) -> None:
+        raise RuntimeError("a bug in one subscriber")
+
+    broken.attach(fail)
+    working.attach(handed.append)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(shared.read)
+            monitor.set("eth0", False)
+            monitor.set("eth0", True)
+            while len(handed) < 2:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert handed == [LinkEvent("eth0", False), LinkEvent("eth0", True)]
+
+
+async def test_a_closed_view_is_handed_nothing_more() -> None:
+    monitor = FakeLinkMonitor()
+    shared = _SharedLinks(monitor)
+    view, other = _LinkView(shared), _LinkView(shared)
+    handed: list[LinkEvent | TransportError] = []
+    seen: list[LinkEvent | TransportError] = []
+    view.attach(handed.append)
+    other.attach(seen.append)
+    await view.aclose()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(shared.read)
+            monitor.set("eth0", False)
+            while not seen:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    assert handed == []

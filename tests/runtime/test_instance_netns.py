@@ -178,12 +178,19 @@ async def test_unicast_peers_elect_without_multicast(lab: Lab) -> None:
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
 
 
-async def test_interface_down_puts_the_master_in_fault_and_removes_the_vip(lab: Lab) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-transports", "hub"])
+async def test_interface_down_puts_the_master_in_fault_and_removes_the_vip(
+    lab: Lab, shared: bool
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
     h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    stack = contextlib.AsyncExitStack()
+    hub = await stack.enter_async_context(TransportHub()) if shared else None
+    a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
     vip_held_at_fault_callback: list[bool] = []
     a.on_fault(lambda event: vip_held_at_fault_callback.append(holds(h1, VIP4)))
-    async with cluster(a, b):
+    async with stack, cluster(a, b):
         await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
         lab.set_port(h1, False)
         # inst.state changes at once; the VIP goes on the effects task, before the callbacks.

@@ -242,7 +242,7 @@ class _SharedLinks:
                 try:
                     async for event in self.monitor:
                         for view in list(self.views):
-                            view.mailbox.put(event)
+                            view.deliver(event)
                     return
                 except TransportError as exc:
                     # Each instance hears of it through its view (and reads its links'
@@ -250,7 +250,7 @@ class _SharedLinks:
                     # code, carries on listening.
                     logger.error("link monitor failed (listening again): %s", exc)
                     for view in list(self.views):
-                        view.mailbox.put(exc)
+                        view.deliver(exc)
                     await anyio.sleep(LINK_RETRY_DELAY)
         finally:
             for view in list(self.views):
@@ -263,7 +263,28 @@ class _LinkView:
     def __init__(self, shared: _SharedLinks) -> None:
         self._shared = shared
         self.mailbox: Mailbox[LinkEvent | TransportError] = Mailbox(10_000)
+        self._handler: Callable[[LinkEvent | TransportError], None] | None = None
         shared.views.add(self)
+
+    def attach(self, handler: Callable[[LinkEvent | TransportError], None]) -> bool:
+        """Have the hub's reading task call ``handler`` with each event or failure (those
+        queued so far first) instead of queueing them for iteration: an instance then needs
+        no task of its own to wait for link events, which are rare. True once attached."""
+        self._handler = handler
+        for item in self.mailbox.take_all():
+            self.deliver(item)
+        return True
+
+    def deliver(self, item: LinkEvent | TransportError) -> None:
+        """Hand ``item`` to the attached handler, or queue it."""
+        handler = self._handler
+        if handler is None:
+            self.mailbox.put(item)
+            return
+        try:
+            handler(item)
+        except Exception:  # one subscriber's bug must not stop the others' events
+            logger.exception("link event handler failed (carrying on)")
 
     async def is_up(self, ifname: str) -> bool:
         return await self._shared.monitor.is_up(ifname)
@@ -273,6 +294,7 @@ class _LinkView:
 
     async def aclose(self) -> None:
         self._shared.views.discard(self)
+        self._handler = None
         self.mailbox.close()
         await anyio.lowlevel.checkpoint()
 

@@ -56,6 +56,7 @@ from vrrpkit.transports.base import (
     Alarm,
     Announcer,
     Clock,
+    LinkEvent,
     LinkMonitor,
     ProcessRunner,
     ReceivedPacket,
@@ -278,6 +279,9 @@ class Instance(StateCallbacks, Hosted):
         #: there (see _retry_later).
         self._tasks: anyio.abc.TaskGroup | None = None
         self._retries: set[str] = set()
+        # A hub's link events, handed over by its reading task, waiting for _drain_links.
+        self._link_backlog: list[LinkEvent | TransportError] = []
+        self._draining_links = False
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
         self._running = False
@@ -504,7 +508,9 @@ class Instance(StateCallbacks, Hosted):
                             attach_socket(self._on_packets)
                         else:
                             tg.start_soon(self._receive_loop)
-                        tg.start_soon(self._link_loop)
+                        attach_links = getattr(self._links, "attach", None)
+                        if not (callable(attach_links) and attach_links(self._on_link_item)):
+                            tg.start_soon(self._link_loop)
                         for spec in self._specs:
                             if isinstance(spec, (CheckTracker, ScriptTracker)):
                                 tg.start_soon(self._periodic_tracker, spec)
@@ -514,6 +520,7 @@ class Instance(StateCallbacks, Hosted):
                 finally:
                     self._tasks = None
                     self._retries.clear()
+                    self._link_backlog.clear()  # a next run has a view of its own
                     with (
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(self._shutdown_timeout) as deadline,
@@ -1043,6 +1050,31 @@ class Instance(StateCallbacks, Hosted):
                 self._transport_failed("link monitor", exc)
                 self._retry_later("links", self._reread_links)
                 await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
+
+    def _on_link_item(self, item: LinkEvent | TransportError) -> None:
+        """A hub's link event or link monitor failure, called from the hub's reading task.
+
+        Handled in order by a task started only while some wait: link events are rare,
+        and a task waiting for them costs each instance some kilobytes.
+        """
+        self._link_backlog.append(item)
+        if not self._draining_links and self._tasks is not None:
+            self._draining_links = True
+            self._tasks.start_soon(self._drain_links)
+
+    async def _drain_links(self) -> None:
+        try:
+            while self._link_backlog:
+                item = self._link_backlog.pop(0)
+                if isinstance(item, TransportError):
+                    # As _link_loop: report it and read the links' states afresh later
+                    # (events may have been lost); the hub listens again on its own.
+                    self._transport_failed("link monitor", item)
+                    self._retry_later("links", self._reread_links)
+                else:
+                    await self._link_changed(item.ifname, item.up)
+        finally:
+            self._draining_links = False
 
     async def _link_changed(self, ifname: str, up: bool) -> None:
         if ifname == self.interface:
