@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -45,6 +46,20 @@ async def test_an_attached_view_is_handed_the_events_queued_before_then_each_as_
     assert handed == [LinkEvent("eth0", False), LinkEvent("eth0", True)]
 
 
+async def read_changes(
+    shared: _SharedLinks, monitor: FakeLinkMonitor, changes: list[bool], until: Callable[[], bool]
+) -> None:
+    """Run the hub's reading task while eth0 goes through ``changes``, until ``until()``."""
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(shared.read)
+            for up in changes:
+                monitor.set("eth0", up)
+            while not until():
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+
+
 async def test_a_handler_that_raises_keeps_no_event_from_the_other_views() -> None:
     monitor = FakeLinkMonitor()
     shared = _SharedLinks(monitor)
@@ -56,14 +71,7 @@ async def test_a_handler_that_raises_keeps_no_event_from_the_other_views() -> No
 
     broken.attach(fail)
     working.attach(handed.append)
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(shared.read)
-            monitor.set("eth0", False)
-            monitor.set("eth0", True)
-            while len(handed) < 2:
-                await anyio.sleep(0.01)
-            tg.cancel_scope.cancel()
+    await read_changes(shared, monitor, [False, True], until=lambda: len(handed) == 2)
     assert handed == [LinkEvent("eth0", False), LinkEvent("eth0", True)]
 
 
@@ -76,11 +84,5 @@ async def test_a_closed_view_is_handed_nothing_more() -> None:
     view.attach(handed.append)
     other.attach(seen.append)
     await view.aclose()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(shared.read)
-            monitor.set("eth0", False)
-            while not seen:
-                await anyio.sleep(0.01)
-            tg.cancel_scope.cancel()
+    await read_changes(shared, monitor, [False], until=lambda: bool(seen))
     assert handed == []
