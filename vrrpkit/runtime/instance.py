@@ -1045,11 +1045,14 @@ class Instance(StateCallbacks, Hosted):
                     await self._link_changed(event.ifname, event.up)
                 return
             except TransportError as exc:
-                # Netlink trouble must not end the instance: report it, read the links' states
-                # afresh a moment later (events may have been lost), and listen again.
-                self._transport_failed("link monitor", exc)
-                self._retry_later("links", self._reread_links)
-                await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
+                self._link_monitor_failed(exc)
+                await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)  # then listen again
+
+    def _link_monitor_failed(self, exc: TransportError) -> None:
+        # Netlink trouble must not end the instance: report it, and read the links' states
+        # afresh a moment later (events may have been lost meanwhile).
+        self._transport_failed("link monitor", exc)
+        self._retry_later("links", self._reread_links)
 
     def _on_link_item(self, item: LinkEvent | TransportError) -> None:
         """A hub's link event or link monitor failure, called from the hub's reading task.
@@ -1067,10 +1070,7 @@ class Instance(StateCallbacks, Hosted):
             while self._link_backlog:
                 item = self._link_backlog.pop(0)
                 if isinstance(item, TransportError):
-                    # As _link_loop: report it and read the links' states afresh later
-                    # (events may have been lost); the hub listens again on its own.
-                    self._transport_failed("link monitor", item)
-                    self._retry_later("links", self._reread_links)
+                    self._link_monitor_failed(item)  # the hub listens again on its own
                 else:
                     await self._link_changed(item.ifname, item.up)
         finally:
