@@ -363,26 +363,28 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
-@pytest.mark.parametrize("address_late", [False, True], ids=["addressed", "address-later"])
+@pytest.mark.parametrize("comeback", ["addressed", "address-later", "new-address"])
 async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
-    lab: Lab, shared: bool, address_late: bool
+    lab: Lab, shared: bool, comeback: str
 ) -> None:
-    """Created again up before it has an address, it holds the instance in FAULT until then."""
+    """Created again up before it has an address, it holds the instance in FAULT until then;
+    created again with another address, the instance advertises from that one."""
     from vrrpkit.runtime.hub import TransportHub
 
     h1, h2 = lab.hosts
     async with contextlib.AsyncExitStack() as stack:
         hub = await stack.enter_async_context(TransportHub()) if shared else None
         a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
-        await _recreate_interface_under(lab, a, b, address_late=address_late)
+        await _recreate_interface_under(lab, a, b, comeback=comeback)
 
 
 async def _recreate_interface_under(
-    lab: Lab, a: Instance, b: Instance, *, address_late: bool = False
+    lab: Lab, a: Instance, b: Instance, *, comeback: str = "addressed"
 ) -> None:
     from netns import ip
 
     h1, h2 = lab.hosts
+    address = "192.0.2.11" if comeback == "new-address" else str(h1.ipv4)
     async with cluster(a, b):
         await eventually(lambda: a.state is State.MASTER)
         h1.ip("link", "del", h1.ifname)
@@ -404,20 +406,21 @@ async def _recreate_interface_under(
         mac = ":".join(f"{octet:02x}" for octet in h1.mac)
         h1.ip("link", "set", h1.ifname, "address", mac)
         h1.ip("link", "set", h1.ifname, "addrgenmode", "none")
-        if address_late:
+        if comeback == "address-later":
             # Up first, addressed later: no socket can be opened meanwhile.
             h1.ip("link", "set", h1.ifname, "up")
             await anyio.sleep(0.5)
             assert a.state is State.FAULT and not holds(h1, VIP4)
-            h1.ip("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname)
+            h1.ip("addr", "add", f"{address}/24", "dev", h1.ifname)
         else:
-            h1.ip("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname)
+            h1.ip("addr", "add", f"{address}/24", "dev", h1.ifname)
             h1.ip("link", "set", h1.ifname, "up")
         # Back with a new ifindex: a must be heard again, so b steps down to BACKUP.
         await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
         await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
         received = b.counters.advert_rcvd
         await eventually(lambda: b.counters.advert_rcvd > received + 2)
+        assert a.status()["address"] == b.status()["master_address"] == address
 
 
 def pair(host: Host, vrid: int, priority: int, **kwargs: Any) -> Instance:

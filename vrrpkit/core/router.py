@@ -156,6 +156,26 @@ class Router:
         self._steady = None
         self._outbox: list[Action] = []
 
+    def change_address(self, address: Address | str) -> None:
+        """Take ``address`` as the router's own source address, in any state.
+
+        For a runtime whose interface came back with another primary address (or IPv6
+        link-local): adverts and the tie-break use it from now on. ConfigError if it is not
+        of the family of the virtual addresses.
+        """
+        old = self.config.address
+        config = attrs.evolve(self.config, address=address)
+        if config.address.version != old.version:
+            raise ConfigError(f"{self.name}: {config.address} is not of the family of {old}")
+        self.config = config
+        self._group_addr = multicast_group(config.address)
+        self._address_int = int(config.address)
+        if self._master_address == old:
+            self._master_address = config.address
+        # Caches of checks made against the old configuration.
+        self._checked = None
+        self._steady = None
+
     # -- read-only views -------------------------------------------------------------------
 
     @property

@@ -697,8 +697,10 @@ class Instance(StateCallbacks, Hosted):
         local = self._socket.local_address
         if local != self._router.config.address:
             self._take_back()  # the queued adverts carry the old address
-            # The router object stays the same (a sync group holds it); only its address changes.
-            self._router.update_config(attrs.evolve(self._router.config, address=local))
+            # The router object stays the same (a sync group holds it), in whatever state: an
+            # interface created again may bring another address (an IPv6 link-local from a
+            # new random MAC).
+            self._router.change_address(local)
 
     # -- the pump ----------------------------------------------------------------------------
 
