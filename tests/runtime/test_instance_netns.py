@@ -381,46 +381,75 @@ async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
 async def _recreate_interface_under(
     lab: Lab, a: Instance, b: Instance, *, comeback: str = "addressed"
 ) -> None:
-    from netns import ip
-
     h1, h2 = lab.hosts
     address = "192.0.2.11" if comeback == "new-address" else str(h1.ipv4)
     async with cluster(a, b):
         await eventually(lambda: a.state is State.MASTER)
         h1.ip("link", "del", h1.ifname)
         await eventually(lambda: a.state is State.FAULT and b.state is State.MASTER)
-        ip(
-            "link",
-            "add",
-            h1.port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            h1.ifname,
-            "netns",
-            h1.netns,
-            netns=lab.bridge_netns,
-        )
-        ip("link", "set", h1.port, "master", "br0", "up", netns=lab.bridge_netns)
-        mac = ":".join(f"{octet:02x}" for octet in h1.mac)
-        h1.ip("link", "set", h1.ifname, "address", mac)
-        h1.ip("link", "set", h1.ifname, "addrgenmode", "none")
         if comeback == "address-later":
             # Up first, addressed later: no socket can be opened meanwhile.
-            h1.ip("link", "set", h1.ifname, "up")
+            create_interface_again(lab, None)
             await anyio.sleep(0.5)
             assert a.state is State.FAULT and not holds(h1, VIP4)
             h1.ip("addr", "add", f"{address}/24", "dev", h1.ifname)
         else:
-            h1.ip("addr", "add", f"{address}/24", "dev", h1.ifname)
-            h1.ip("link", "set", h1.ifname, "up")
+            create_interface_again(lab, address)
         # Back with a new ifindex: a must be heard again, so b steps down to BACKUP.
         await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
         await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
         received = b.counters.advert_rcvd
         await eventually(lambda: b.counters.advert_rcvd > received + 2)
         assert a.status()["address"] == b.status()["master_address"] == address
+
+
+def create_interface_again(lab: Lab, address: str | None) -> None:
+    """Create h1's deleted eth0 again (a new ifindex, its old MAC) and bring it up, with
+    ``address`` (None: none yet)."""
+    from netns import ip
+
+    h1 = lab.hosts[0]
+    ip(
+        "link",
+        "add",
+        h1.port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        h1.ifname,
+        "netns",
+        h1.netns,
+        netns=lab.bridge_netns,
+    )
+    ip("link", "set", h1.port, "master", "br0", "up", netns=lab.bridge_netns)
+    h1.ip("link", "set", h1.ifname, "address", ":".join(f"{octet:02x}" for octet in h1.mac))
+    h1.ip("link", "set", h1.ifname, "addrgenmode", "none")
+    if address is not None:
+        h1.ip("addr", "add", f"{address}/24", "dev", h1.ifname)
+    h1.ip("link", "set", h1.ifname, "up")
+
+
+async def test_instance_started_on_a_hub_after_its_interface_was_created_again_hears_the_master(
+    lab: Lab,
+) -> None:
+    """The hub's socket for the interface outlived the instance that opened it: the next
+    instance must not inherit it bound to the deleted interface (a MASTER nobody hears)."""
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    master = node(h2, "master", 200)
+    async with TransportHub() as hub, cluster(master):
+        await eventually(lambda: master.state is State.MASTER)
+        first = node(h1, "first", 100, hub=hub)
+        async with cluster(first):
+            await eventually(lambda: first.state is State.BACKUP)
+        h1.ip("link", "del", h1.ifname)
+        create_interface_again(lab, str(h1.ipv4))
+        second = node(h1, "second", 100, hub=hub)
+        async with cluster(second):
+            await eventually(lambda: second.counters.advert_rcvd > 2)
+            assert second.state is State.BACKUP and master.state is State.MASTER
 
 
 def pair(host: Host, vrid: int, priority: int, **kwargs: Any) -> Instance:

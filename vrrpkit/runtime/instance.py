@@ -470,6 +470,15 @@ class Instance(StateCallbacks, Hosted):
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
         # Read first, so that a failure raises as itself, before any task or state change.
         links = await self._link_states()
+        # A hub's socket may have outlived its interface (deleted and created again while no
+        # instance of ours ran on it): renewed now, as on a link-up, or held in FAULT until.
+        stale = (
+            links[self.interface]
+            and not self._owns_socket
+            and not await self._renew_socket_if_stale()
+        )
+        if stale:
+            links[self.interface] = False
         changes_send, changes_receive = anyio.create_memory_object_stream[
             StateChanged | SplitBrain | _ForGroup
         ](1000)
@@ -498,6 +507,8 @@ class Instance(StateCallbacks, Hosted):
                     async with anyio.create_task_group() as tg:
                         self._tasks = tg
                         self._start(links)
+                        if stale:
+                            self._retry_later("links", self._reread_links)
                         self._started = True
                         # A hub's alarms and sockets call us without a task of our own.
                         attach_alarm = getattr(self._alarm, "attach", None)
