@@ -8,8 +8,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
 import anyio
+import attrs
 import pytest
-from netns import Lab, next_frame, open_capture
+from netns import Host, Lab, next_frame, open_capture
 from vectors import internet_checksum
 
 from vrrpkit.transports import GarpSender, TransportError
@@ -22,6 +23,7 @@ from vrrpkit.transports.garp import (
     icmpv6_checksum,
     parse_mac,
 )
+from vrrpkit.transports.netns import run_in_netns
 
 # Only a guard against a hang; no test asserts anything about timing.
 GUARD = 10
@@ -211,3 +213,76 @@ async def test_sender_errors_are_typed(lab: Lab) -> None:
         h1.ip("link", "set", h1.ifname, "down")
         with pytest.raises(TransportError):
             await sender.announce(VIP4)
+
+
+def forward_ipv6(host: Host) -> None:
+    def write() -> None:
+        with open(f"/proc/sys/net/ipv6/conf/{host.ifname}/forwarding", "w") as sysctl:
+            sysctl.write("1")
+
+    run_in_netns(host.netns, write)
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_unsolicited_na_has_the_router_flag_while_the_interface_forwards_ipv6(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    try:
+        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+            forward_ipv6(h1)  # after opening: read at each announcement
+            frame = await announced(
+                sender, VIP6, capture, lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
+            )
+    finally:
+        capture.close()
+    assert parse_na(frame)["flags"] == 0x80 | 0x20  # Router and Override
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_announcements_come_from_the_mac_the_interface_has_now(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    try:
+        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+            h1.ip("link", "set", h1.ifname, "address", format_mac(MAC))
+            frame = await announced(
+                sender,
+                VIP4,
+                capture,
+                lambda f: f[12:14] == b"\x08\x06" and f[28:32] == VIP4.packed,
+            )
+            assert sender.mac == MAC
+    finally:
+        capture.close()
+    fields = parse_arp(frame)
+    assert fields["eth_src"] == fields["sha"] == MAC
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_router_flag_is_read_from_an_interface_created_again(lab: Lab) -> None:
+    h1 = lab.hosts[0]
+    sending, receiving = attrs.evolve(h1, ifname="vka"), attrs.evolve(h1, ifname="vkb")
+
+    def create_pair() -> None:
+        h1.ip("link", "add", "vka", "type", "veth", "peer", "name", "vkb")
+        for ifname in ("vka", "vkb"):
+            h1.ip("link", "set", ifname, "up")
+
+    create_pair()
+    async with await GarpSender.open("vka", netns=h1.netns) as sender:
+        h1.ip("link", "del", "vka")
+        create_pair()
+        forward_ipv6(sending)
+        capture = open_capture(receiving)
+        try:
+            frame = await announced(
+                sender, VIP6, capture, lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
+            )
+        finally:
+            capture.close()
+    assert parse_na(frame)["flags"] == 0x80 | 0x20

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
@@ -151,17 +152,39 @@ def _hardware_address(sock: socket.socket, ifname: str) -> bytes:
     return reply[18:24]
 
 
+def _open_forwarding(ifname: str) -> int:
+    """A descriptor of the interface's IPv6 ``forwarding`` sysctl, or -1 (no IPv6 on it).
+
+    Opened in the interface's namespace, the file goes on reading that namespace's value
+    from any thread; it fails (ENOENT) once the interface is deleted.
+    """
+    try:
+        return os.open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding", os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return -1
+
+
 class GarpSender(AsyncResource):
     """:class:`~vrrpkit.transports.base.Announcer` writing frames on an AF_PACKET socket.
 
-    Frames carry :attr:`mac` (the interface's MAC when opened) unless a call passes another
-    one, e.g. a virtual MAC.
+    Frames carry :attr:`mac` (the interface's MAC, read again at each :meth:`announce`)
+    unless a call passes another one, e.g. a virtual MAC.
     """
 
-    def __init__(self, sock: socket.socket, *, ifname: str, mac: bytes) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        ifname: str,
+        mac: bytes,
+        netns: str | None = None,
+        forwarding: int = -1,
+    ) -> None:
         self._sock = sock
         self._ifname = ifname
         self._mac = mac
+        self._netns = netns
+        self._forwarding = forwarding
         self._closed = False
 
     @classmethod
@@ -184,7 +207,8 @@ class GarpSender(AsyncResource):
             except BaseException:
                 sock.close()
                 raise
-            return cls(sock, ifname=ifname, mac=mac)
+            forwarding = _open_forwarding(ifname)
+            return cls(sock, ifname=ifname, mac=mac, netns=netns, forwarding=forwarding)
 
         return await call_in_netns(netns, setup)
 
@@ -199,11 +223,39 @@ class GarpSender(AsyncResource):
         return self._ifname
 
     async def announce(self, address: IPAddress) -> None:
-        """Send a gratuitous ARP (IPv4) or an unsolicited NA (IPv6) for ``address``."""
+        """Send a gratuitous ARP (IPv4) or an unsolicited NA (IPv6) for ``address``.
+
+        From the interface's MAC as it is now (keepalived follows a changed or recreated
+        interface's hardware address too); an NA has the Router flag when the interface
+        forwards IPv6, as keepalived sets it: without it, hosts that route through the
+        address would drop it as their router (RFC 4861 §7.2.5).
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        self._mac = _hardware_address(self._sock, self._ifname)
         if isinstance(address, IPv4Address):
             await self.send_gratuitous_arp(address)
         else:
-            await self.send_unsolicited_na(address)
+            await self.send_unsolicited_na(address, router=await self._forwards_ipv6())
+
+    async def _forwards_ipv6(self) -> bool:
+        value = self._read_forwarding()
+        if value is None:
+            # Its interface was deleted (and maybe created again) since: open it anew.
+            if self._forwarding >= 0:
+                os.close(self._forwarding)
+            ifname = self._ifname
+            self._forwarding = await call_in_netns(self._netns, lambda: _open_forwarding(ifname))
+            value = self._read_forwarding()
+        return bool(value)
+
+    def _read_forwarding(self) -> bool | None:
+        if self._forwarding < 0:
+            return None
+        try:
+            return os.pread(self._forwarding, 8, 0).strip() not in (b"", b"0")
+        except OSError:
+            return None
 
     async def send_gratuitous_arp(self, address: IPv4Address, *, mac: bytes | None = None) -> None:
         """Send one gratuitous ARP for ``address`` from ``mac`` (default: :attr:`mac`)."""
@@ -233,4 +285,7 @@ class GarpSender(AsyncResource):
             await anyio.lowlevel.checkpoint()
             return
         self._closed = True
+        if self._forwarding >= 0:
+            os.close(self._forwarding)
+            self._forwarding = -1
         await close_socket(self._sock)
