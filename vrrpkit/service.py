@@ -19,9 +19,10 @@ import anyio
 import anyio.abc
 import attrs
 
-from vrrpkit.config import ConfigFileError, GroupDef, KeepalivedConfig, build_instances, load
+from vrrpkit.config import GroupDef, KeepalivedConfig, build_instances, load
 from vrrpkit.control import DEFAULT_CONTROL_PATH, ControlServer
 from vrrpkit.core.actions import GroupStateChanged, SplitBrain, StateChanged
+from vrrpkit.core.errors import ConfigError
 from vrrpkit.runtime.fifo import NotifyFifo
 from vrrpkit.runtime.group import Group
 from vrrpkit.runtime.hub import TransportHub
@@ -36,6 +37,40 @@ logger = logging.getLogger("vrrpkit.daemon")
 def _signature(definition: Any) -> Any:
     """A definition without its file locations: moving a block in the file changes nothing."""
     return attrs.asdict(definition, filter=lambda a, _v: a.name != "location")
+
+
+@attrs.frozen
+class _Plan:
+    """A configuration to apply: the running units it stops, the built ones it starts."""
+
+    config: KeepalivedConfig
+    to_stop: list[str]
+    to_start: list[tuple[str, _Unit]]
+
+
+class _Started:
+    """The task status a unit's ``run`` reports its start to: sets ``event``."""
+
+    def __init__(self, event: anyio.Event) -> None:
+        self._event = event
+
+    def started(self, value: object = None) -> None:
+        self._event.set()
+
+
+def _sole_error(exc: BaseException) -> BaseException:
+    """The one exception inside an exception group (groups nested in it opened), else
+    ``exc`` itself. Read by its ``exceptions``: Python 3.10 has no ExceptionGroup."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        item = pending.pop()
+        inner = getattr(item, "exceptions", None)
+        if isinstance(inner, tuple):
+            pending.extend(inner)
+        else:
+            leaves.append(item)
+    return leaves[0] if len(leaves) == 1 else exc
 
 
 @attrs.define
@@ -118,11 +153,27 @@ class Daemon:
     ) -> None:
         """Load, start everything, serve the control socket, handle signals until stopped."""
         config = load(self.config_path, config_id=self.config_id)
+        # Built once before anything starts: what only building finds (an authentication
+        # type vrrpkit lacks, say) refuses the file as itself, as `vrrpkit check` does.
+        build_instances(config, **self._options)
         self._stop = anyio.Event()
+        try:
+            await self._serve(config, task_status)
+        except Exception as exc:
+            # One failure (the control socket's directory cannot be made, say) raises as
+            # itself, not wrapped in the exception groups of the task groups it crossed.
+            sole = _sole_error(exc)
+            if sole is exc:
+                raise
+            raise sole from None
+
+    async def _serve(
+        self, config: KeepalivedConfig, task_status: anyio.abc.TaskStatus[Daemon]
+    ) -> None:
         async with TransportHub() as hub, anyio.create_task_group() as tg:
             self._hub, self._tg = hub, tg
             self._open_fifos(config)
-            await self._apply(config)
+            await self._apply(self._plan(config))
             if self.control_path:
                 server = ControlServer(self.control_path, {"status": self.status})
                 await tg.start(server.serve)
@@ -144,11 +195,12 @@ class Daemon:
         """Re-read the configuration and apply the differences; False if it is invalid."""
         try:
             config = load(self.config_path, config_id=self.config_id)
-        except ConfigFileError as exc:
+            plan = self._plan(config)
+        except ConfigError as exc:
             logger.error("reload refused, keeping the running configuration: %s", exc)
             return False
         self._open_fifos(config)
-        await self._apply(config)
+        await self._apply(plan)
         self.reloads += 1
         logger.info("configuration reloaded from %s", self.config_path)
         return True
@@ -184,7 +236,10 @@ class Daemon:
         wanted: dict[str, tuple[Any, GroupDef | None]] = {}
         for group in config.groups:
             members = [d for d in config.instances if d.name in group.members]
-            group_scripts = sorted({t.name for d in members for t in d.track_scripts})
+            # The group's own track_script entries too: a script only the group tracks runs
+            # in its members' trackers all the same.
+            tracked = [*group.track_scripts, *(t for d in members for t in d.track_scripts)]
+            group_scripts = sorted({t.name for t in tracked})
             signature: Any = (
                 _signature(group),
                 [_signature(d) for d in members],
@@ -204,50 +259,62 @@ class Daemon:
             wanted[f"instance:{definition.name}"] = (signature, None)
         return wanted
 
-    async def _apply(self, config: KeepalivedConfig) -> None:
+    def _plan(self, config: KeepalivedConfig) -> _Plan:
+        """What applying ``config`` stops and starts, its units built: a ConfigError raises
+        here, before anything running is touched."""
         wanted = self._units_of(config)
         changed = [
             k for k, u in self._units.items() if k not in wanted or wanted[k][0] != u.signature
         ]
-        for key in changed:
+        to_start = [k for k in wanted if k not in self._units or k in changed]
+        units: list[tuple[str, _Unit]] = []
+        if to_start:
+            options: dict[str, Any] = {"hub": self._hub, **self._options}
+            instances, _groups = build_instances(config, **options)
+            by_name = {inst.name: inst for inst in instances}
+            for key in to_start:
+                signature, group = wanted[key]
+                if group is None:
+                    inst = by_name[key.split(":", 1)[1]]
+                    units.append((key, _Unit(inst.name, inst, signature, (inst,))))
+                else:
+                    members = tuple(by_name[m] for m in group.members if m in by_name)
+                    runner = Group(group.name, members, **_group_notify(group))
+                    units.append((key, _Unit(group.name, runner, signature, members)))
+        return _Plan(config, changed, units)
+
+    async def _apply(self, plan: _Plan) -> None:
+        for key in plan.to_stop:
             await self._stop_unit(key)
-        to_start = [k for k in wanted if k not in self._units]
-        if not to_start:
-            self._config = config
-            return
-        options: dict[str, Any] = {"hub": self._hub, **self._options}
-        instances, _groups = build_instances(config, **options)
-        by_name = {inst.name: inst for inst in instances}
-        for key in to_start:
-            signature, group = wanted[key]
-            if group is None:
-                inst = by_name[key.split(":", 1)[1]]
+        for key, unit in plan.to_start:
+            for inst in unit.instances:
                 self._attach_fifo(inst)
-                await self._start_unit(_Unit(inst.name, inst, signature, (inst,)), key)
-            else:
-                members = tuple(by_name[m] for m in group.members if m in by_name)
-                for inst in members:
-                    self._attach_fifo(inst)
-                runner = Group(group.name, members, **_group_notify(group))
-                self._attach_group_fifo(runner)
-                await self._start_unit(_Unit(group.name, runner, signature, members), key)
-        self._config = config
+            if isinstance(unit.runner, Group):
+                self._attach_group_fifo(unit.runner)
+            await self._start_unit(unit, key)
+        self._config = plan.config
 
     async def _start_unit(self, unit: _Unit, key: str) -> None:
+        """Start ``unit`` and wait until it runs, or has failed: a unit that cannot start
+        (its interface is missing, say) is logged and left out, for a reload to try again;
+        the others run on."""
         assert self._tg is not None
         self._units[key] = unit
+        settled = anyio.Event()
 
-        async def run(
-            *, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
-        ) -> None:
+        async def run() -> None:
             try:
-                await unit.runner.run(task_status=task_status)
+                await unit.runner.run(task_status=_Started(settled))
             except Exception:
                 logger.exception("%s stopped with an error", unit.name)
+                if self._units.get(key) is unit:
+                    del self._units[key]  # not running: a reload starts it again
             finally:
                 unit.done.set()
+                settled.set()
 
-        await self._tg.start(run)
+        self._tg.start_soon(run)
+        await settled.wait()
 
     async def _stop_unit(self, key: str) -> None:
         unit = self._units.pop(key, None)

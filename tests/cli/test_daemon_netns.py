@@ -296,3 +296,82 @@ def test_sync_group_from_the_config_fails_over_as_a_whole(nodes: tuple[Node, Nod
     eventually(lambda: holds(b.host) and holds(b.host, "198.51.100.100"))
     assert not holds(a.host, "198.51.100.100")
     assert {i["state"] for i in status(a.sock)["instances"]} == {"FAULT"}  # type: ignore[union-attr]
+
+
+def test_sighup_applies_a_changed_script_that_only_the_sync_group_tracks(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, _b = nodes
+    conf = GROUP_CONF.replace("    track_script {{\n        chk\n    }}\n", "")
+    conf = conf.replace(
+        "        VI_2\n    }}\n", "        VI_2\n    }}\n    track_script {{\n        chk\n    }}\n"
+    )
+    a.conf.write_text(conf.format(flag=a.flag, priority=200))
+    a.start()
+    eventually(lambda: holds(a.host) and holds(a.host, "198.51.100.100"))
+    a.conf.write_text(conf.format(flag=a.flag.with_name("missing"), priority=200))
+    a.signal(signal.SIGHUP)
+    eventually(lambda: {i["state"] for i in status(a.sock)["instances"]} == {"FAULT"})  # type: ignore[union-attr]
+    assert not holds(a.host)
+
+
+def test_config_that_only_building_refuses_is_refused_at_reload_and_the_old_one_runs_on(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, _b = nodes
+    a.start()
+    eventually(lambda: state(a.sock) == "MASTER")
+    a.conf.write_text(a.conf.read_text().replace("    version 3\n", AH))
+    a.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert a.process is not None and a.process.poll() is None
+    assert status(a.sock).get("reloads") == 0
+    assert state(a.sock) == "MASTER"
+
+
+AH = "    version 2\n    authentication {\n        auth_type AH\n        auth_pass secret\n    }\n"
+
+
+def run_briefly(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vrrpkit", "run", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def test_config_that_only_building_refuses_starts_nothing_and_says_why(tmp_path: Path) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n"
+        + AH
+        + "    virtual_ipaddress {\n        192.0.2.100/24\n    }\n}\n"
+    )
+    done = run_briefly("-f", str(conf), "--control", str(tmp_path / "s"))
+    assert done.returncode == 1
+    assert "nothing started" in done.stderr and "AH" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_control_socket_that_cannot_be_made_is_reported_in_one_line(tmp_path: Path) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text("global_defs {\n}\n")
+    done = run_briefly("-f", str(conf), "--control", "/proc/vrrpkit-test/ctl.sock")
+    assert done.returncode == 1
+    assert "/proc/vrrpkit-test" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_instance_on_a_missing_interface_leaves_the_others_running(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, _b = nodes
+    missing = CONF.split("vrrp_instance")[1].replace("VI_1", "VI_2").replace("eth0", "nosuch0")
+    missing = missing.replace("virtual_router_id 51", "virtual_router_id 52")
+    a.conf.write_text(
+        a.conf.read_text() + "vrrp_instance" + missing.format(flag=a.flag, priority=200)
+    )
+    a.start()
+    eventually(lambda: state(a.sock) == "MASTER" and holds(a.host))
+    assert [i["name"] for i in status(a.sock)["instances"]] == ["VI_1"]  # type: ignore[union-attr]
