@@ -447,3 +447,14 @@ def test_describe_marks_derived_defaults_and_group_rules() -> None:
     assert "vrrp_sync_group G" in text and "members: EXT, INT" in text
     assert "weighted track_script chk_db removed" in text
     assert "notify_master: /usr/local/bin/group-master" in text
+
+
+def test_describe_names_the_user_and_group_a_script_runs_as() -> None:
+    cfg = loads(
+        'vrrp_script chk {\n script "/bin/true"\n user nobody nogroup\n}\n'
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n"
+        " virtual_ipaddress { 192.0.2.1 }\n track_script { chk }\n}\n"
+    )
+    text = describe(cfg)
+    assert "rise 1, fall 1, as user nobody group nogroup" in text
+    assert "user (in vrrp_script chk)" not in text

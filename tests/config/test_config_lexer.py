@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -67,6 +68,42 @@ def test_a_brace_inside_quotes_is_a_word_not_a_block() -> None:
     line = lex_string('script "/bin/echo {}"').lines[0]
     assert [t.value for t in line.tokens] == ["script", "/bin/echo {}"]
     assert [t.kind for t in line.tokens] == ["word", "word"]
+
+
+def test_a_conditional_line_after_a_brace_follows_the_config_id() -> None:
+    text = "vrrp_instance VI_1 { @node1 priority 150\n}\n"
+    assert words(text, config_id="node1") == [
+        ["vrrp_instance", "VI_1"],
+        ["{"],
+        ["priority", "150"],
+        ["}"],
+    ]
+    assert words(text, config_id="node2") == [["vrrp_instance", "VI_1"], ["{"], ["}"]]
+
+
+def test_a_negated_conditional_line_after_a_brace_is_kept_without_a_config_id() -> None:
+    assert words("} @^node1 vrrp_version 3") == [["}"], ["vrrp_version", "3"]]
+
+
+def test_a_definition_after_a_brace_defines_the_parameter() -> None:
+    assert words("global_defs { $ID=r1\nrouter_id $ID\n}") == [
+        ["global_defs"],
+        ["{"],
+        ["router_id", "r1"],
+        ["}"],
+    ]
+
+
+def test_an_include_after_a_brace_is_read(tmp_path: Path) -> None:
+    (tmp_path / "body.conf").write_text("interface eth0\n")
+    (tmp_path / "main.conf").write_text("vrrp_instance VI_1 { include body.conf\n}\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert [[t.value for t in line.tokens] for line in result.lines] == [
+        ["vrrp_instance", "VI_1"],
+        ["{"],
+        ["interface", "eth0"],
+        ["}"],
+    ]
 
 
 def test_every_token_keeps_its_file_and_line() -> None:
@@ -260,10 +297,116 @@ def test_an_include_matching_nothing_is_a_warning(tmp_path: Path) -> None:
     assert "no file matches" in result.warnings[0].message
 
 
-def test_an_include_loop_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    (tmp_path / "main.conf").write_text("include main.conf\n")
+def test_a_file_that_includes_itself_is_refused_naming_the_file(tmp_path: Path) -> None:
+    main = tmp_path / "main.conf"
+    main.write_text("include main.conf\n")
+    result = lex_file(main)
+    assert result.files == (str(main),)
+    [error] = result.errors
+    assert (error.filename, error.line) == (str(main), 1)
+    assert f"include loop: {main} is already being read" in error.message
+
+
+def test_include_that_reaches_a_file_already_being_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.conf").write_text("include b.conf\nrouter_id a\n")
+    (tmp_path / "b.conf").write_text("include a.conf\nrouter_id b\n")
+    result = lex_file(tmp_path / "a.conf")
+    assert result.files == (str(tmp_path / "a.conf"), str(tmp_path / "b.conf"))
+    assert [(e.filename, e.line) for e in result.errors] == [(str(tmp_path / "b.conf"), 1)]
+    assert [[t.value for t in line.tokens] for line in result.lines] == [
+        ["router_id", "b"],
+        ["router_id", "a"],
+    ]
+
+
+def test_a_file_reached_again_through_a_link_is_still_an_include_loop(tmp_path: Path) -> None:
+    (tmp_path / "main.conf").write_text("include alias.conf\n")
+    (tmp_path / "alias.conf").symlink_to(tmp_path / "main.conf")
     result = lex_file(tmp_path / "main.conf")
-    assert any("nested" in e.message for e in result.errors)
+    assert "include loop" in result.errors[0].message
+
+
+def test_files_including_each_other_by_glob_are_each_read_once_per_chain(tmp_path: Path) -> None:
+    # keepalived itself never finishes reading this (each file re-reads both, forever).
+    (tmp_path / "a.conf").write_text("include *.conf\n")
+    (tmp_path / "b.conf").write_text("include *.conf\n")
+    result = lex_file(tmp_path / "a.conf")
+    assert result.files == (str(tmp_path / "a.conf"), str(tmp_path / "b.conf"))
+    assert all("include loop" in e.message for e in result.errors)
+
+
+def test_the_same_file_may_be_included_in_several_places(tmp_path: Path) -> None:
+    (tmp_path / "vip.conf").write_text("192.0.2.10/24\n")
+    (tmp_path / "main.conf").write_text("include vip.conf\ninclude vip.conf\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert result.errors == ()
+    assert len(result.lines) == 2
+
+
+def test_includes_nested_more_than_32_deep_are_an_error(tmp_path: Path) -> None:
+    for level in range(40):
+        (tmp_path / f"{level}.conf").write_text(f"include {level + 1}.conf\n")
+    result = lex_file(tmp_path / "0.conf")
+    assert len(result.files) == 33
+    assert "nested more than 32 deep" in result.errors[0].message
+
+
+def test_reading_more_than_1000_files_in_one_load_is_an_error(tmp_path: Path) -> None:
+    # No loop, but each level includes the next one twice: 2**11 - 1 reads.
+    for level in range(10):
+        (tmp_path / f"{level}.conf").write_text(f"include {{{level + 1},{level + 1}}}.conf\n")
+    (tmp_path / "10.conf").write_text("router_id leaf\n")
+    result = lex_file(tmp_path / "0.conf")
+    assert len(result.files) == 1000
+    [error] = result.errors
+    assert "more than 1000 files read" in error.message
+
+
+def test_an_include_glob_skips_a_directory_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "conf.d" / "old.conf").mkdir(parents=True)
+    (tmp_path / "conf.d" / "vi.conf").write_text("router_id r1\n")
+    (tmp_path / "main.conf").write_text("include conf.d/*\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert result.errors == ()
+    assert result.files[1:] == (str(tmp_path / "conf.d" / "vi.conf"),)
+    [warning] = result.warnings
+    assert f"{tmp_path / 'conf.d' / 'old.conf'} is a directory; skipped" in warning.message
+
+
+def test_an_include_glob_skips_an_executable_file_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "hook.sh").write_text("router_id not_read\n")
+    (tmp_path / "conf.d" / "hook.sh").chmod(0o755)
+    (tmp_path / "main.conf").write_text("include conf.d/*\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert (result.lines, result.errors) == ((), ())
+    assert "is executable" in result.warnings[0].message
+
+
+def test_an_include_glob_skips_a_file_that_is_not_regular_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    os.mkfifo(tmp_path / "conf.d" / "pipe.conf")
+    (tmp_path / "main.conf").write_text("include conf.d/*.conf\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert result.errors == ()
+    assert "is not a regular file; skipped" in result.warnings[0].message
+
+
+def test_an_include_naming_a_directory_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    # keepalived -t accepts `include conf.d` (it logs "is a directory - skipping").
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text("include conf.d\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert result.errors == ()
+    assert "is a directory; skipped" in result.warnings[0].message
+
+
+def test_includer_makes_a_file_it_cannot_use_an_error(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text("includer conf.d\n")
+    result = lex_file(tmp_path / "main.conf")
+    [error] = result.errors
+    assert (error.line, error.message) == (1, f"includer: {tmp_path / 'conf.d'} is a directory")
 
 
 def test_a_block_may_span_an_include(tmp_path: Path) -> None:

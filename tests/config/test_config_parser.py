@@ -172,6 +172,27 @@ def test_advert_int_below_10_ms_is_an_error() -> None:
     assert "advert_int" in message
 
 
+def test_an_advert_int_in_whole_tens_of_seconds_is_reported_as_written() -> None:
+    [(_, message)] = errors(f"vrrp_instance VI_1 {{\n{BASE}\nversion 3\nadvert_int 50\n}}\n")
+    assert message.endswith("got 50 s")
+
+
+def test_a_rounded_advert_int_warning_gives_the_value_used() -> None:
+    cfg = parse(f"vrrp_instance VI_1 {{\n{BASE}\nadvert_int 9.6\n}}\n")
+    assert cfg.instance("VI_1").advert_int == 10
+    assert any(
+        w.endswith("advert_int 9.6 s must be whole seconds; rounded to 10 s")
+        for w in warnings_of(cfg)
+    )
+
+
+def test_a_rounded_vrrpv3_advert_int_warning_keeps_its_fraction() -> None:
+    cfg = parse(f"vrrp_instance VI_1 {{\n{BASE}\nversion 3\nadvert_int 0.105\n}}\n")
+    assert any(
+        "advert_int 0.105 s" in w and w.endswith("rounded to 0.11 s") for w in warnings_of(cfg)
+    )
+
+
 # -- version ---------------------------------------------------------------------------------
 
 
@@ -346,6 +367,18 @@ def test_a_script_interval_of_0_becomes_1_second() -> None:
     assert (script.interval, script.timeout) == (1.0, 1.0)
 
 
+def test_a_vrrp_script_runs_as_its_user_and_group_not_ignored() -> None:
+    cfg = parse('vrrp_script chk {\n script "/bin/true"\n user nobody nogroup\n}\n')
+    script = cfg.scripts["chk"]
+    assert (script.user, script.group) == ("nobody", "nogroup")
+    assert cfg.ignored == ()
+
+
+def test_a_vrrp_script_user_without_a_group_leaves_the_group_unset() -> None:
+    script = parse('vrrp_script chk {\n script "/bin/true"\n user nobody\n}\n').scripts["chk"]
+    assert (script.user, script.group) == ("nobody", None)
+
+
 def test_an_unquoted_script_runs_only_its_first_word_as_in_keepalived() -> None:
     cfg = parse("vrrp_script chk {\n script /usr/bin/pgrep haproxy\n}\n")
     assert cfg.scripts["chk"].argv == ("/usr/bin/pgrep",)
@@ -427,6 +460,40 @@ def test_unicast_peers_and_source() -> None:
     inst = instance(BASE + "unicast_src_ip 192.0.2.1\nunicast_peer {\n 192.0.2.2\n 192.0.2.3\n}")
     assert [str(p) for p in inst.unicast_peers] == ["192.0.2.2", "192.0.2.3"]
     assert str(inst.source) == "192.0.2.1"
+
+
+def test_a_prefix_after_a_unicast_peer_or_source_is_ignored_with_a_warning() -> None:
+    cfg = parse(
+        f"vrrp_instance VI_1 {{\n{BASE}\nunicast_src_ip 192.0.2.1/24\n"
+        "unicast_peer {\n 192.0.2.2/24\n 192.0.2.3\n}\n}\n"
+    )
+    inst = cfg.instance("VI_1")
+    assert (str(inst.source), [str(p) for p in inst.unicast_peers]) == (
+        "192.0.2.1",
+        ["192.0.2.2", "192.0.2.3"],
+    )
+    assert [w.message for w in cfg.warnings if "ignored, as keepalived does" in w.message] == [
+        "unicast_src_ip 192.0.2.1/24: '/24' ignored, as keepalived does",
+        "unicast peer 192.0.2.2/24: '/24' ignored, as keepalived does",
+    ]
+
+
+def test_a_range_after_mcast_src_ip_is_ignored_as_keepalived_does() -> None:
+    inst = instance(BASE + "mcast_src_ip 192.0.2.1-5")
+    assert str(inst.mcast_src_ip) == "192.0.2.1"
+
+
+def test_a_prefix_after_an_ipv6_unicast_peer_is_ignored() -> None:
+    inst = instance(
+        "interface eth0\nvirtual_router_id 51\nvirtual_ipaddress {\n 2001:db8::100\n}\n"
+        "unicast_peer {\n 2001:db8::2/64\n}"
+    )
+    assert [str(p) for p in inst.unicast_peers] == ["2001:db8::2"]
+
+
+def test_an_address_that_is_wrong_before_its_suffix_is_still_an_error() -> None:
+    [(_, message)] = errors(f"vrrp_instance VI_1 {{\n{BASE}\nunicast_src_ip 192.0.2/24\n}}\n")
+    assert message == "unicast_src_ip is not an IP address: '192.0.2/24'"
 
 
 def test_two_peers_on_one_line_is_an_error_as_keepalived_drops_the_second() -> None:

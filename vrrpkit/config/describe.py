@@ -63,6 +63,10 @@ def _script_line(script: ScriptDef) -> str:
     if script.timeout is None:
         timeout += " (= interval)"
     extras = ", init_fail" if script.init_fail else ""
+    if script.user is not None:
+        extras += f", as user {script.user}"
+        if script.group is not None:
+            extras += f" group {script.group}"
     return (
         f"{_command(script.argv)}; every {_seconds(script.interval)}, timeout {timeout}, "
         f"rise {script.rise}, fall {script.fall}{extras}"

@@ -13,8 +13,11 @@ preprocessing, so the parser only sees words and braces. The rules follow keepal
    replaced, recursively; unknown names stay as written;
 4. ``include PATTERN`` (and ``includer``/``includem``/``includew``/``includeb``/``includea``)
    reads the files matching the glob, with ``{a,b}`` alternatives, relative to the directory
-   of the including file;
-5. ``{`` and ``}`` outside quotes always stand alone, so ``name {`` and ``{ a b }`` split;
+   of the including file; directories, other non-regular files and executable files are
+   skipped with a warning (an error for ``includer`` and the others), and a file already
+   being read (an include loop) is refused;
+5. ``{`` and ``}`` outside quotes always stand alone, so ``name {`` and ``{ a b }`` split; the
+   text after a brace is read again from step 2, as a line of its own;
 6. words are separated by blanks; ``"..."`` is one word without its quotes.
 
 :func:`split_quoted` is keepalived's second splitter, used for script and notify commands:
@@ -28,7 +31,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Iterator
+import stat
 
 import attrs
 
@@ -49,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 _BLANKS = " \t\f\n\r\v"  # keepalived's WHITE_SPACE_STR: no Unicode blanks
 _MAX_INCLUDE_DEPTH = 32
+_MAX_FILES = 1000  # files read in one load, repeats included: bounds an include fan-out
 _MAX_FILE_SIZE = 16 * 1024 * 1024
 _MAX_SUBSTITUTIONS = 1000
 _MAX_LINE = 65536
@@ -56,7 +60,7 @@ _MAX_BRACE_EXPANSIONS = 1000
 _MAX_BRACES = 32
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BRACED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:[ \t]+[A-Za-z0-9_]+)*)\}")
-_INCLUDE = re.compile(r"include[rmwba]?[ \t]")
+_INCLUDE = re.compile(r"include([rmwba]?)[ \t]")
 
 
 @attrs.frozen
@@ -175,35 +179,27 @@ def _words(text: str, filename: str, line: int) -> tuple[Token, ...]:
     return tuple(tokens)
 
 
-def _split_braces(text: str) -> Iterator[str]:
-    # keepalived's read_line: the first '{' or '}' outside double quotes ends the line; a
-    # line that starts with one is that brace alone. The rest is read as the next line.
-    while text:
-        if text[0] in "{}":
-            yield text[0]
-            text = text[1:].lstrip(" \t")
-            continue
-        i, n = 0, len(text)
-        cut = -1
-        while i < n:
-            c = text[i]
-            if c == '"':
-                end = text.find('"', i + 1)
-                if end < 0:
-                    break
-                i = end + 1
-                continue
-            if c in "{}":
-                cut = i
+def _cut_at_brace(text: str) -> tuple[str, str]:
+    """Split ``text`` before its first ``{`` or ``}`` outside double quotes: (line, rest).
+
+    keepalived's read_line: a line that starts with a brace is that brace alone; otherwise
+    the line ends before the first brace. The rest is read again as a line of its own.
+    """
+    if text[0] in "{}":
+        return text[0], text[1:].strip(" \t")
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
                 break
-            i += 1
-        if cut < 0:
-            yield text.rstrip(" \t")
-            return
-        head = text[:cut].rstrip(" \t")
-        if head:
-            yield head
-        text = text[cut:]
+            i = end + 1
+            continue
+        if c in "{}":
+            return text[:i].rstrip(" \t"), text[i:].rstrip(" \t")
+        i += 1
+    return text.rstrip(" \t"), ""
 
 
 def split_quoted(text: str, *, escapes: bool) -> list[str]:
@@ -319,6 +315,29 @@ def _brace_expand(pattern: str) -> list[str]:
     return results
 
 
+def _real_path(path: str) -> str:
+    """``path`` with its links resolved, to recognise a file however it is named."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:  # a NUL in the name: it cannot name a file being read
+        return path
+
+
+def _why_skipped(path: str) -> str | None:
+    """Why keepalived's include skips ``path`` (check_glob_file), or None if it reads it."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as exc:
+        return f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+        return "is executable"
+    return None
+
+
 class _Lexer:
     def __init__(self, config_id: str | None) -> None:
         self.config_id = config_id
@@ -327,7 +346,8 @@ class _Lexer:
         self.errors: list[ConfigFileError] = []
         self.warnings: list[Diagnostic] = []
         self.files: list[str] = []
-        self.depth = 0
+        self.chain: list[str] = []  # real paths of the files being read, outermost first
+        self.too_many_files = False
         self.pending: str | None = None  # the multiline definition being read
 
     def error(self, message: str, filename: str | None, line: int | None) -> None:
@@ -340,6 +360,8 @@ class _Lexer:
 
     def read_file(self, path: str, where: Location | None) -> None:
         filename, line = (where.filename, where.line) if where else (path, None)
+        if self.refused(path, filename, line):
+            return
         try:
             info = os.stat(path)
             if not os.path.isfile(path):
@@ -359,12 +381,38 @@ class _Lexer:
         self.files.append(path)
         self.feed(text, path)
 
+    def refused(self, path: str, filename: str, line: int | None) -> bool:
+        """Whether ``path`` must not be read: it would close an include loop, or one file
+        too many (keepalived itself never finishes reading such configurations)."""
+        if len(self.files) >= _MAX_FILES:
+            if not self.too_many_files:
+                self.too_many_files = True
+                self.error(
+                    f"more than {_MAX_FILES} files read, so the includes fan out too far; "
+                    f"{path} and every later file are not read",
+                    filename,
+                    line,
+                )
+            return True
+        if _real_path(path) in self.chain:
+            self.error(
+                f"include loop: {path} is already being read (it includes itself, directly "
+                "or through other files); not read again",
+                filename,
+                line,
+            )
+            return True
+        return False
+
     def feed(self, text: str, filename: str) -> None:
         directory = os.path.dirname(filename) if os.sep in filename else ""
-        for number, physical in enumerate(text.split("\n"), 1):
-            self.physical(physical.rstrip("\r\n"), filename, number, directory)
-        if self.pending is not None:
-            self.pending = None
+        self.chain.append(_real_path(filename))
+        try:
+            for number, physical in enumerate(text.split("\n"), 1):
+                self.physical(physical.rstrip("\r\n"), filename, number, directory)
+        finally:
+            self.chain.pop()
+        self.pending = None
 
     def physical(self, text: str, filename: str, number: int, directory: str) -> None:
         if "\0" in text:
@@ -398,20 +446,29 @@ class _Lexer:
     # -- one logical line ------------------------------------------------------------------
 
     def logical(self, text: str, filename: str, number: int, directory: str, depth: int) -> None:
+        # keepalived's read_line keeps the text after a brace as the next line to read
+        # (line_residue), so an @id, $NAME=, include or further brace there works as on a
+        # line of its own.
+        rest = text
+        while rest:
+            rest = self.one_line(rest, filename, number, directory, depth)
+
+    def one_line(self, text: str, filename: str, number: int, directory: str, depth: int) -> str:
+        """Process one keepalived line; return the text after its first brace, still unread."""
         if depth > 16:
             self.error("parameter expansion nests too deeply", filename, number)
-            return
+            return ""
         for _ in range(8):
             if text.startswith("@"):
                 kept = self.conditional(text)
                 if kept is None:
-                    return
+                    return ""
                 text = kept
             if text.startswith("$") and self.definition(text):
-                return
+                return ""
             if text.startswith(("~SEQ", "~LST")):
                 self.error(f"{text[:4]} blocks are not supported", filename, number)
-                return
+                return ""
             if "$" not in text:
                 break
             replaced = self.substitute(text, filename, number, directory)
@@ -422,16 +479,18 @@ class _Lexer:
                     part = part.strip(" \t")
                     if part:
                         self.logical(part, filename, number, directory, depth + 1)
-                return
+                return ""
             text = replaced.strip(" \t")
             if not text.startswith(("@", "$")):
                 break
         if not text:
-            return
+            return ""
         if _INCLUDE.match(text):
             self.include(text, filename, number, directory)
-            return
-        self.emit(text, filename, number)
+            return ""
+        head, rest = _cut_at_brace(text)
+        self.emit(head, filename, number)
+        return rest
 
     def conditional(self, text: str) -> str | None:
         negate = text.startswith("@^")
@@ -517,7 +576,7 @@ class _Lexer:
         if not pattern:
             self.error("include without a file name", filename, number)
             return
-        if self.depth >= _MAX_INCLUDE_DEPTH:
+        if len(self.chain) > _MAX_INCLUDE_DEPTH:
             self.error(f"includes nested more than {_MAX_INCLUDE_DEPTH} deep", filename, number)
             return
         if not os.path.isabs(pattern):
@@ -534,23 +593,32 @@ class _Lexer:
             self.warn(f"include {pattern}: no file matches", filename, number)
             return
         where = Location(filename, number)
-        self.depth += 1
-        try:
-            for path in matches:
+        for path in matches:
+            if self.usable(path, keyword.group(0).rstrip(" \t"), where):
                 self.read_file(path, where)
-        finally:
-            self.depth -= 1
+
+    def usable(self, path: str, keyword: str, where: Location) -> bool:
+        """Whether an included ``path`` is read; if not, say why, as keepalived does."""
+        reason = _why_skipped(path)
+        if reason is None:
+            return True
+        if keyword == "include":
+            message = f"include: {path} {reason}; skipped, as keepalived does"
+            self.warn(message, where.filename, where.line)
+        else:
+            # includer/m/w/b/a (keepalived's INCLUDE_R) make a skipped file an error.
+            self.error(f"{keyword}: {path} {reason}", where.filename, where.line)
+        return False
 
     def emit(self, text: str, filename: str, number: int) -> None:
-        for segment in _split_braces(text):
-            if segment in ("{", "}"):
-                kind = "open" if segment == "{" else "close"
-                token = Token(segment, filename, number, kind=kind)
-                self.lines.append(Line((token,), segment, filename, number))
-                continue
-            tokens = _words(segment, filename, number)
-            if tokens:
-                self.lines.append(Line(tokens, segment, filename, number))
+        """Add one line that has no brace, or is a lone brace."""
+        if text in ("{", "}"):
+            token = Token(text, filename, number, kind="open" if text == "{" else "close")
+            self.lines.append(Line((token,), text, filename, number))
+            return
+        tokens = _words(text, filename, number)
+        if tokens:
+            self.lines.append(Line(tokens, text, filename, number))
 
     def result(self) -> LexResult:
         return LexResult(

@@ -378,7 +378,9 @@ def build_tree(lines: Iterable[Line], errors: list[ConfigFileError]) -> list[Nod
 
 
 def _format_seconds(us: int) -> str:
-    return f"{Decimal(us) / _US:f}".rstrip("0").rstrip(".")
+    """Microseconds as seconds, without trailing fractional zeros: 50 s, 1.5 s, 0.01 s."""
+    whole, fraction = divmod(us, _US)
+    return f"{whole}.{fraction:06d}".rstrip("0") if fraction else str(whole)
 
 
 @attrs.define
@@ -562,14 +564,23 @@ class _Parser:
         return None
 
     def address(self, tok: Token, what: str) -> Address | None:
+        """A source or peer address; keepalived's inet_stosockaddr ignores a ``-range`` or
+        ``/prefix`` suffix (cut at the first ``-`` if there is one, else at the first ``/``)."""
         text = tok.value
+        cut = text.find("-")
+        if cut < 0:
+            cut = text.find("/")
+        written = text if cut < 0 else text[:cut]
         try:
-            if "%" in text or "/" in text:
-                raise ValueError(text)
-            return ip_address(text)
+            if "%" in written:
+                raise ValueError(written)
+            address = ip_address(written)
         except ValueError:
             self.error(tok, f"{what} is not an IP address: {text!r}")
             return None
+        if cut >= 0:
+            self.warn(tok, f"{what} {text}: {text[cut:]!r} ignored, as keepalived does")
+        return address
 
     def ifname(self, tok: Token, what: str) -> str | None:
         name = tok.value
@@ -720,7 +731,6 @@ class _Parser:
                 if len(child.args) > 1:
                     values["group"] = child.args[1].value
                 self.extra(child, 2, ctx)
-                self.ignore(child, "unsupported: vrrpkit runs scripts as its own user", ctx)
             elif key == "init_fail":
                 self.flag(child, ctx)
                 values["init_fail"] = True
