@@ -162,5 +162,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vrrpkit`` console script and of ``python -m vrrpkit``."""
     args = _parser().parse_args(argv)
+    # A configuration is read with undecodable bytes kept as surrogates (as keepalived keeps
+    # bytes); printed back, they are those bytes again, not a UnicodeEncodeError.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if callable(reconfigure):
+        reconfigure(errors="surrogateescape")
     handler = {"run": _cmd_run, "check": _cmd_check, "status": _cmd_status}[args.command]
     return handler(args)

@@ -81,3 +81,20 @@ def test_python_dash_m_vrrpkit_is_the_same_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "VI_1" in done.stdout
+
+
+def test_check_prints_bytes_that_are_not_utf8_back_as_they_were(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    conf = tmp_path / "keepalived.conf"
+    conf.write_bytes(VALID.replace("VI_1", "VI_\xff").encode("latin-1"))
+    done = subprocess.run(
+        [sys.executable, "-m", "vrrpkit", "check", "-f", str(conf)],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"vrrp_instance VI_\xff" in done.stdout

@@ -191,6 +191,15 @@ def test_members_running_scripts_as_different_users_are_refused() -> None:
         Group("g", [a.instance, b.instance])
 
 
+@pytest.mark.parametrize("name", ["notify_timeout", "callback_timeout"])
+def test_a_bad_timeout_is_refused_before_any_member_joins(name: str) -> None:
+    clock = FakeClock()
+    a = Member(clock, "a", "192.0.2.1")
+    with pytest.raises(ConfigError, match=name):
+        Group("g", [a.instance], **{name: float("nan")})
+    Group("g", [a.instance])  # still free to join a group
+
+
 # -- order: members first, then the group --------------------------------------------------
 
 

@@ -517,6 +517,43 @@ def test_send_ahead_must_be_seconds(value: object) -> None:
         Instance("x", interface="eth0", vrid=1, priority=100, vips=[VIP], send_ahead=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("interval", [float("nan"), float("inf")])
+@pytest.mark.parametrize("version", [2, 3])
+def test_interval_must_be_finite(interval: float, version: int) -> None:
+    with pytest.raises(ConfigError, match="interval"):
+        Instance(
+            "x",
+            interface="eth0",
+            vrid=1,
+            priority=100,
+            vips=[VIP],
+            interval=interval,
+            version=version,
+        )
+
+
+@pytest.mark.parametrize("name", ["notify_timeout", "shutdown_timeout", "callback_timeout"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "10", True])
+def test_timeouts_must_be_finite_seconds_above_zero(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Instance("x", interface="eth0", vrid=1, priority=100, vips=[VIP], **{name: value})
+
+
+@pytest.mark.parametrize("field", ["interval", "timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_tracker_periods_must_be_finite_seconds(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=field):
+        ScriptTracker("s", ["/bin/true"], **{field: value})
+    with pytest.raises(ConfigError, match=field):
+        CheckTracker("c", lambda: True, **{field: value})
+
+
+@pytest.mark.parametrize("argv", ["/bin/true", b"/bin/true", None, 5])
+def test_script_tracker_argv_must_be_a_sequence_of_str(argv: object) -> None:
+    with pytest.raises(ConfigError, match="argv"):
+        ScriptTracker("s", argv)  # type: ignore[arg-type]
+
+
 async def test_sync_group_members_fail_over_together() -> None:
     from vrrpkit import GroupStateChanged
     from vrrpkit.runtime.group import Group

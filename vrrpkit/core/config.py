@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -104,6 +105,8 @@ class RouterConfig:
     def _check_interval(self, _attribute: attrs.Attribute[float], value: float) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"interval must be a number of seconds, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"interval must be a finite number of seconds, got {value!r}")
         if self.version == 2:
             if value != int(value) or not 1 <= value <= 255:
                 raise ConfigError(f"VRRPv2 interval must be whole seconds 1..255, got {value!r}")

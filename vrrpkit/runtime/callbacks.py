@@ -10,20 +10,33 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
 
+from vrrpkit.core.errors import ConfigError
 from vrrpkit.core.states import State
 from vrrpkit.runtime.cancellation import is_stray_cancellation
 
-__all__ = ["Callback", "CallbackRegistry", "StateCallbacks"]
+__all__ = ["Callback", "CallbackRegistry", "StateCallbacks", "timeout_seconds"]
 
 logger = logging.getLogger("vrrpkit.callbacks")
 
 Callback: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
 C = TypeVar("C", bound=Callback)
+
+
+def timeout_seconds(name: str, value: object) -> float:
+    """``value`` as a timeout: a finite number of seconds > 0, else ConfigError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < math.inf  # NaN too
+    ):
+        raise ConfigError(f"{name} must be finite seconds > 0, got {value!r}")
+    return float(value)
 
 
 class CallbackRegistry:
@@ -37,7 +50,7 @@ class CallbackRegistry:
     """
 
     def __init__(self, *, timeout: float | None, owner: str) -> None:
-        self._timeout = timeout
+        self._timeout = None if timeout is None else timeout_seconds("callback_timeout", timeout)
         self._owner = owner
         self._any: list[Callback] = []
         self._by_state: dict[State, list[Callback]] = {}

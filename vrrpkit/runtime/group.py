@@ -20,7 +20,7 @@ from vrrpkit.core.actions import Action, GroupStateChanged
 from vrrpkit.core.errors import ConfigError
 from vrrpkit.core.group import SyncGroup
 from vrrpkit.core.states import State
-from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks, timeout_seconds
 from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.instance import Instance, _ForGroup
 from vrrpkit.runtime.notify import NotifyScripts
@@ -65,6 +65,8 @@ class Group(StateCallbacks, Hosted):
         notify_timeout: float = 10.0,
         callback_timeout: float | None = 10.0,
     ) -> None:
+        notify_timeout = timeout_seconds("notify_timeout", notify_timeout)
+        callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self.members = tuple(members)
         if not self.members:
             raise ConfigError(f"group {name!r} needs at least one member")
@@ -92,7 +94,7 @@ class Group(StateCallbacks, Hosted):
         self._notify_timeout = notify_timeout
         self._script_user, self._script_group = credentials.pop()
         self._notify_failures = 0
-        self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
+        self._callbacks = callbacks
         self._in_hook = False
         self._stop = anyio.Event()
         self._pending: list[_Pending] = []

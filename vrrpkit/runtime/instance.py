@@ -43,7 +43,7 @@ from vrrpkit.core.packet import Advertisement
 from vrrpkit.core.router import Router, RouterError
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
-from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks
+from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks, timeout_seconds
 from vrrpkit.runtime.cancellation import is_stray_cancellation
 from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.hub import LINK_RETRY_DELAY, TransportHub
@@ -230,10 +230,10 @@ class Instance(StateCallbacks, Hosted):
             fault=notify_fault,
             stop=notify_stop,
         )
-        self._notify_timeout = notify_timeout
+        self._notify_timeout = timeout_seconds("notify_timeout", notify_timeout)
         self._script_user = script_user
         self._script_group = script_group
-        self._shutdown_timeout = shutdown_timeout
+        self._shutdown_timeout = timeout_seconds("shutdown_timeout", shutdown_timeout)
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self._clock = clock
         self._socket = socket

@@ -6,6 +6,7 @@ init_fail) that the core applies, plus what produces its results.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
@@ -20,8 +21,22 @@ Check: TypeAlias = Callable[[], "bool | Awaitable[bool]"]
 
 
 def _interval(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0.001:
-        raise ConfigError(f"{attribute.name} must be at least 0.001 s, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.001 <= value < math.inf  # NaN too
+    ):
+        raise ConfigError(f"{attribute.name} must be finite seconds >= 0.001, got {value!r}")
+
+
+def _argv(value: object) -> tuple[str, ...]:
+    # A string is iterable too: "/bin/true" would run as ("/", "b", "i", ...).
+    if isinstance(value, (str, bytes)):
+        raise ConfigError(f"argv must be a sequence of str, not a string: {value!r}")
+    try:
+        return tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(f"argv must be a sequence of str, got {value!r}") from None
 
 
 def _timeout(_inst: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
@@ -89,7 +104,7 @@ class ScriptTracker(_Periodic):
     script that cannot be started also counts as a failure (keepalived counts it a success).
     """
 
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    argv: tuple[str, ...] = attrs.field(converter=_argv)
     #: Run as this user/group (keepalived's ``vrrp_script { user }``); None: the instance's
     #: ``script_user``, else ours.
     user: str | None = attrs.field(default=None, kw_only=True)
