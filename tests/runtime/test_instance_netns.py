@@ -403,6 +403,32 @@ async def _recreate_interface_under(
         assert a.status()["address"] == b.status()["master_address"] == address
 
 
+async def test_every_instance_on_a_hub_adopts_the_address_of_its_interface_created_again(
+    lab: Lab,
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with TransportHub() as hub:
+        ours = [pair(h1, vrid, 200, hub=hub) for vrid in (1, 2)]
+        theirs = [pair(h2, vrid, 100) for vrid in (1, 2)]
+        async with cluster(*ours, *theirs):
+            await eventually(lambda: all(i.state is State.MASTER for i in ours))
+            h1.ip("link", "del", h1.ifname)
+            await eventually(lambda: all(i.state is State.MASTER for i in theirs))
+            create_interface_again(lab, "192.0.2.11")
+            await eventually(lambda: all(i.state is State.BACKUP for i in theirs))
+            received = [i.counters.advert_rcvd for i in theirs]
+            await eventually(
+                lambda: all(
+                    i.counters.advert_rcvd > n + 2 for i, n in zip(theirs, received, strict=True)
+                )
+            )
+            addresses = {i.status()["address"] for i in ours}
+            masters = {i.status()["master_address"] for i in theirs}
+            assert addresses == masters == {"192.0.2.11"}
+
+
 def create_interface_again(lab: Lab, address: str | None) -> None:
     """Create h1's deleted eth0 again (a new ifindex, its old MAC) and bring it up, with
     ``address`` (None: none yet)."""

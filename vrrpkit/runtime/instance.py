@@ -677,6 +677,9 @@ class Instance(StateCallbacks, Hosted):
         try:
             current = await lookup(self.interface)
             if current == sock.ifindex:
+                # A hub's socket may have been renewed by another instance on it: its
+                # address may be new to us all the same.
+                self._adopt_local_address()
                 return True
             if not self._owns_socket:
                 assert callable(renew_shared)

@@ -871,7 +871,10 @@ class RawAdvertSocket(AsyncResource):
             return
         if self._absorber is not None and self._handler is not None:
             self._leftovers = True
-            self._readable(rounds=16, at_once=True)
+            try:
+                self._readable(rounds=16, at_once=True)
+            except Exception:  # the handler's: closing goes on, or the sockets would leak
+                logger.exception("%s: handing over the last packets at close failed", self._ifname)
         wakes = list(self._wakes.items())
         self._wakes.clear()
         self._closed = True
