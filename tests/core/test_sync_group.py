@@ -1,6 +1,8 @@
 """Sync groups: all-or-nothing MASTER, fall-back and FAULT propagate to every member."""
 
-from vrrpkit import State, Tracker
+import pytest
+
+from vrrpkit import ConfigError, State, Tracker
 from vrrpkit.core.group import SyncGroup
 from vrrpkit.testing import Simulation
 
@@ -107,3 +109,31 @@ def test_member_stopped_on_its_own_pulls_the_other_members_into_fault() -> None:
     sim.stop("out")
     assert sim["in"].state is State.FAULT
     assert group.state is State.FAULT
+
+
+def test_a_member_restarted_first_waits_for_the_others_to_start_before_taking_over() -> None:
+    sim, group = one_host()
+    group.begin_stop()
+    sim.stop("out")
+    sim.stop("in")
+    sim.start("out")  # "in" is still starting (its interface is slow to read, say)
+    sim.run_for(10)
+    assert sim["out"].state is State.BACKUP and sim["in"].state is State.STOPPED
+    sim.start("in")
+    assert sim.run_until(lambda: sorted(sim.masters()) == ["in", "out"], timeout=10)
+
+
+def test_a_stopped_router_wants_nothing() -> None:
+    sim, _group = one_host()
+    sim.stop("out")
+    assert sim["out"].router.wantstate is State.STOPPED
+
+
+def test_a_refused_sync_group_leaves_none_of_its_members_bound() -> None:
+    sim = Simulation()
+    for name, vrid in (("x", 1), ("y", 2), ("z", 3)):
+        sim.add_router(name, vrid=vrid, priority=100, address="192.0.2.1", start=False)
+    sim.add_group("g1", ["y", "z"], start=False)
+    with pytest.raises(ConfigError, match="already in sync group 'g1'"):
+        SyncGroup("g2", [sim["x"].router, sim["y"].router])
+    SyncGroup("g3", [sim["x"].router])  # x is still free

@@ -103,6 +103,35 @@ async def test_stop_called_before_run_has_started_still_stops_the_group() -> Non
     assert a.instance.state is State.STOPPED and b.instance.state is State.STOPPED
 
 
+async def test_a_member_stopped_on_its_own_does_not_stop_the_next_group_run() -> None:
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            a.instance.stop()
+            await clock.advance(1)
+        async with group:
+            await clock.advance(10)
+            assert group.state is State.MASTER
+            assert a.instance.state is b.instance.state is State.MASTER
+
+
+async def test_a_hung_group_callback_is_abandoned_after_the_shutdown_timeout() -> None:
+    clock, a, b = two_members(callback_timeout=None, shutdown_timeout=0.3)
+    group = Group("g", [a.instance, b.instance], callback_timeout=None, shutdown_timeout=0.3)
+
+    @group.on_master
+    async def hangs(change: object) -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            assert group.state is State.MASTER
+    assert a.instance.state is b.instance.state is State.STOPPED
+
+
 async def test_group_stop_takes_every_member_to_stop_without_fault() -> None:
     clock, a, b = two_members()
     seen = record_states(a, b)

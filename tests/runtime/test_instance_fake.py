@@ -504,6 +504,31 @@ async def test_stale_vip_left_by_a_crash_is_removed_at_start() -> None:
         assert not a.holds_vip()
 
 
+async def test_a_stop_after_the_run_ended_does_not_stop_the_next_run() -> None:
+    clock, a, _b = pair()
+    async with a.instance:
+        await clock.advance(5)
+        a.instance.stop()  # an explicit stop inside the block; its exit stops again
+        await clock.advance(1)
+    assert a.instance.state is State.STOPPED
+    async with a.instance:
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER and a.holds_vip()
+
+
+async def test_a_run_after_the_interface_came_back_while_stopped_leaves_fault() -> None:
+    clock, a, _b = pair()
+    async with running(a):
+        await clock.advance(5)
+        a.links.set("eth0", False)
+        await clock.advance(1)
+        assert a.instance.state is State.FAULT
+    a.links.set("eth0", True, report=False)  # back while nothing runs: no event for anyone
+    async with running(a):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER and a.instance.status()["faults"] == []
+
+
 def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(ConfigError, match="vrid"):
         Instance("x", interface="eth0", vrid=0, priority=100, vips=[VIP])

@@ -21,7 +21,7 @@ import attrs
 import pytest
 from netns import Host, Lab, next_frame, open_capture
 
-from vrrpkit import CheckTracker, Instance, ScriptTracker, State, StateChanged
+from vrrpkit import CheckTracker, ConfigError, Instance, ScriptTracker, State, StateChanged
 from vrrpkit.transports import RawAdvertSocket, netns, uring
 
 pytestmark = [pytest.mark.anyio, pytest.mark.netns]
@@ -668,6 +668,21 @@ async def test_a_steady_master_has_the_kernel_send_its_adverts(lab: Lab) -> None
         assert b.counters.advert_rcvd >= received + 25
         assert b.state is State.BACKUP and b.counters.become_master == 0
         assert b.status()["send_mode"] == "timer"
+
+
+async def test_a_kernel_sending_master_refusing_an_unknown_tracker_name_goes_on_advertising(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
+        with pytest.raises(ConfigError, match="no tracker named"):
+            await a.tracker_result("typo", True)
+        received = b.counters.advert_rcvd
+        await anyio.sleep(FAST * 10)  # longer than b's Master_Down_Interval
+        assert b.state is State.BACKUP and b.counters.become_master == 0
+        assert b.counters.advert_rcvd >= received + 5
 
 
 @pytest.fixture

@@ -46,6 +46,8 @@ class SyncGroup:
                 raise ConfigError(
                     f"router {member.name!r} is already in sync group {member._group.name!r}"
                 )
+        # Joined only once every member may: a refusal leaves none of them bound.
+        for member in self.members:
             member._group = self
         self._state = State.INIT
         self._outbox: list[Action] = []
@@ -97,8 +99,11 @@ class SyncGroup:
         if self._state is State.MASTER:
             return True
         others = [m for m in self.members if m is not member]
-        if any(m.wantstate is not State.MASTER or m.state is State.FAULT for m in others):
-            return False
+        if any(
+            m.wantstate is not State.MASTER or m.state in (State.FAULT, State.STOPPED, State.INIT)
+            for m in others
+        ):
+            return False  # a member not running (yet) is not ready either
         if member.state is State.INIT or member.state is State.STOPPED:
             member._become_master(now, cause)
         for m in self.members:

@@ -704,6 +704,7 @@ class Router:
         else:
             self._set_state(State.STOPPED, Cause.SHUTDOWN)
         self._protocol_deadline = self._garp_deadline = self._refresh_deadline = None
+        self._wantstate = State.STOPPED  # wants nothing more until started again
         if self._group is not None:
             self._group.member_stopped(self, now)
         return self._drain()

@@ -64,8 +64,10 @@ class Group(StateCallbacks, Hosted):
         notify_stop: Sequence[str] | None = None,
         notify_timeout: float = 10.0,
         callback_timeout: float | None = 10.0,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         notify_timeout = timeout_seconds("notify_timeout", notify_timeout)
+        self._shutdown_timeout = timeout_seconds("shutdown_timeout", shutdown_timeout)
         callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         self.members = tuple(members)
         if not self.members:
@@ -99,6 +101,11 @@ class Group(StateCallbacks, Hosted):
         self._stop = anyio.Event()
         self._pending: list[_Pending] = []
         self._wakeup: anyio.Event | None = None
+        self._running = False
+        # The delivery in progress (shielded, so that a stop lets it finish): cancelled only
+        # when stopping outlasts shutdown_timeout.
+        self._delivering: anyio.CancelScope | None = None
+        self._abandoned = False
         #: Group state changes so far, in order.
         self.transitions: list[GroupStateChanged] = []
 
@@ -121,9 +128,12 @@ class Group(StateCallbacks, Hosted):
     def stop(self) -> None:
         """Ask the group (every member) to stop gracefully.
 
-        Asked before ``run`` has started, the request waits for it: ``run`` stops the members
-        as soon as they have started.
+        Asked before the first ``run`` has started, the request waits for it: ``run`` stops
+        the members as soon as they have started. Asked after a run has ended, it does
+        nothing (it was for that run).
         """
+        if not self._running and self.state is State.STOPPED:
+            return
         self._stop.set()
 
     def _stop_members(self) -> None:
@@ -188,8 +198,12 @@ class Group(StateCallbacks, Hosted):
                 await self._wakeup.wait()
                 continue
             entry = self._pending.pop(0)
-            with anyio.CancelScope(shield=True):
-                await self._deliver(entry.change)
+            with anyio.CancelScope(shield=True) as scope:
+                self._delivering = scope
+                try:
+                    await self._deliver(entry.change)
+                finally:
+                    self._delivering = None
 
     async def _deliver(self, change: GroupStateChanged) -> None:
         await anyio.lowlevel.checkpoint()
@@ -217,33 +231,69 @@ class Group(StateCallbacks, Hosted):
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Group] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Run every member until :meth:`stop` or cancellation; then stop them all together."""
+        """Run every member until :meth:`stop` or cancellation; then stop them all together.
+
+        Stopping waits for the members' own shutdowns and the group callbacks and notifies
+        under way, for ``shutdown_timeout`` at most: then what is left is abandoned.
+        """
+        self._running = True
+        self._abandoned = False
+        members_done, notifier_done = anyio.Event(), anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 notifier = anyio.CancelScope()
-                tg.start_soon(self._notify_until, notifier)
-                await tg.start(self._run_members, notifier)
+                tg.start_soon(self._notify_until, notifier, notifier_done)
+                await tg.start(self._run_members, notifier, members_done)
                 task_status.started(self)
                 try:
                     await self._stop.wait()
                 finally:
                     self._stop_members()
+                    with anyio.CancelScope(shield=True):
+                        await self._stopped_in_time(members_done, notifier_done)
         finally:
+            self._running = False
             self._stop = anyio.Event()  # a stop() from now on is for the next run
-            with anyio.CancelScope(shield=True):
-                # What the notifier had no time for, including changes whose members were
-                # abandoned before performing everything (a shutdown that timed out).
-                pending, self._pending = self._pending, []
-                for entry in pending:
-                    await self._deliver(entry.change)
+            pending, self._pending = self._pending, []
+            if not self._abandoned:
+                with anyio.CancelScope(shield=True):
+                    # What the notifier had no time for, including changes whose members were
+                    # abandoned before performing everything (a shutdown that timed out).
+                    with anyio.move_on_after(self._shutdown_timeout) as deadline:
+                        for entry in pending:
+                            await self._deliver(entry.change)
+                    if deadline.cancelled_caught:
+                        self._abandon()
 
-    async def _notify_until(self, scope: anyio.CancelScope) -> None:
-        with scope:
-            await self._notifier()
+    async def _stopped_in_time(self, *done: anyio.Event) -> None:
+        """Wait for the members to stop and the notifier to end, or abandon its delivery."""
+        with anyio.move_on_after(self._shutdown_timeout) as deadline:
+            for event in done:
+                await event.wait()
+        if deadline.cancelled_caught:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        self._abandoned = True
+        logger.error(
+            "group %s: stopping took over %s s; abandoning its callbacks and notifies",
+            self.name,
+            self._shutdown_timeout,
+        )
+        if self._delivering is not None:
+            self._delivering.cancel()
+
+    async def _notify_until(self, scope: anyio.CancelScope, finished: anyio.Event) -> None:
+        try:
+            with scope:
+                await self._notifier()
+        finally:
+            finished.set()
 
     async def _run_members(
         self,
         notifier: anyio.CancelScope,
+        done: anyio.Event,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -257,4 +307,5 @@ class Group(StateCallbacks, Hosted):
                     shield.shield = True
                     task_status.started()
         finally:
+            done.set()
             notifier.cancel()

@@ -434,13 +434,17 @@ class Instance(StateCallbacks, Hosted):
     def stop(self) -> None:
         """Stop gracefully: a MASTER sends priority 0 now; ``run`` returns once cleaned up.
 
-        Asked before ``run`` has started, the request waits for it: ``run`` then starts and
-        stops at once.
+        Asked before the first ``run`` has started, the request waits for it: ``run`` then
+        starts and stops at once. Asked after a run has ended, it does nothing: it was for
+        that run (an ``async with`` block's exit after an explicit stop, say), and the next
+        run is not stopped by it.
 
         The priority-0 advert leaves from this call (it is one non-blocking send), so the
         backup's skew timer starts without waiting for the instance's tasks to wind down;
         address removal and STOP callbacks follow on the instance's own tasks.
         """
+        if not self._running and self._router.state is State.STOPPED:
+            return  # the run is over (stopped already, by us or anyone): nothing to stop
         self._stop_requested.set()
         if self._started and self._router.state is not State.STOPPED:
             self._shutdown()
@@ -727,8 +731,8 @@ class Instance(StateCallbacks, Hosted):
         self._send_now = self._direct_send(self._socket)
         self._send_repeatedly = self._repeat_sender(self._socket)
         now = self._now()
-        if not links[self.interface]:
-            self._router.interface_changed(False, now)
+        # Up too: a previous run may have left the router thinking its interface down.
+        self._router.interface_changed(links[self.interface], now)
         for ifname in self._link_names:
             if ifname in self._tracked_links:
                 self._router.tracker_result(ifname, links[ifname], now)
@@ -885,9 +889,13 @@ class Instance(StateCallbacks, Hosted):
     def _step(self, step: Callable[[float], list[Action]]) -> None:
         """Feed one input to the router and perform what comes out."""
         self._take_back()
-        self._catch_up()
-        self._perform_now(step(self._now()))
-        self._rearm()
+        try:
+            self._catch_up()
+            self._perform_now(step(self._now()))
+        finally:
+            # Even when the input is refused (a tracker name that does not exist): the
+            # adverts taken back from the kernel must be timed again.
+            self._rearm()
 
     def _track(self, name: str, ok: bool) -> None:
         """Feed one tracker result to the router."""
