@@ -41,7 +41,7 @@ async def test_a_handler_that_raises_does_not_stop_the_server(tmp_path: Path) ->
 
     async with anyio.create_task_group() as tg:
         await tg.start(ControlServer(path, {"status": broken}).serve)
-        with pytest.raises(ControlError):
+        with pytest.raises(ControlError, match="status failed: boom"):
             await query("status", path, timeout=2)
         assert await query("ping", path) == "pong"
         tg.cancel_scope.cancel()
@@ -50,3 +50,16 @@ async def test_a_handler_that_raises_does_not_stop_the_server(tmp_path: Path) ->
 async def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="cannot reach"):
         await query("status", str(tmp_path / "absent.sock"))
+
+
+async def test_a_command_without_a_newline_is_answered_once_the_client_closes_its_side(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "ctl.sock")
+    async with anyio.create_task_group() as tg:
+        await tg.start(ControlServer(path, {}).serve)
+        async with await anyio.connect_unix(path) as stream:
+            await stream.send(b"ping")
+            await stream.send_eof()
+            assert await stream.receive() == b'{"ok": true, "result": "pong"}\n'
+        tg.cancel_scope.cancel()

@@ -63,20 +63,37 @@ class ControlServer:
         async with stream:
             try:
                 with anyio.fail_after(5):
-                    request = b""
-                    while b"\n" not in request and len(request) < _MAX_REQUEST:
-                        request += await stream.receive(_MAX_REQUEST)
+                    request = await _read_request(stream)
                 command = request.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-                handler = self._handlers.get(command)
-                if handler is None:
-                    reply: dict[str, Any] = {"ok": False, "error": f"unknown command {command!r}"}
-                else:
-                    reply = {"ok": True, "result": handler()}
-                await stream.send(json.dumps(reply).encode() + b"\n")
+                await stream.send(json.dumps(self._reply(command)).encode() + b"\n")
             except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError):
                 pass
             except Exception:  # a bad client must never take the daemon down
                 logger.exception("control request failed")
+
+    def _reply(self, command: str) -> dict[str, Any]:
+        handler = self._handlers.get(command)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            return {"ok": True, "result": handler()}
+        except Exception as exc:  # answered, so the client sees why, not an unreadable reply
+            logger.exception("control command %r failed", command)
+            return {"ok": False, "error": f"{command} failed: {exc}"}
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> bytes:
+    """One request line; a client that closes its side after the command (no newline)
+    is answered too."""
+    request = b""
+    while b"\n" not in request and len(request) < _MAX_REQUEST:
+        try:
+            request += await stream.receive(_MAX_REQUEST)
+        except anyio.EndOfStream:
+            if not request:
+                raise
+            break
+    return request
 
 
 async def query(

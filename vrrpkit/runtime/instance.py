@@ -244,6 +244,7 @@ class Instance(StateCallbacks, Hosted):
         self._netns = netns
         self._hub = hub
         self._owns_socket = False
+        self._renewing: anyio.Lock | None = None
         self._router = Router(self._config)
         self._alarm: Alarm | None = None
         self._armed: float | None = None
@@ -496,6 +497,7 @@ class Instance(StateCallbacks, Hosted):
         self._lazy_asked = None
         self._poll = None
         self._watch_silence = None
+        self._renewing = None  # a lock belongs to one event loop: a next run makes its own
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
@@ -671,6 +673,14 @@ class Instance(StateCallbacks, Hosted):
         become a MASTER nobody hears. Returns False if the socket is stale and could not be
         reopened (the interface has no usable address yet, say).
         """
+        if self._renewing is None:
+            self._renewing = anyio.Lock()
+        # One renewal at a time: a link event and a retry of the link states may both find
+        # the socket stale, and two fresh sockets would be opened, one of them leaked.
+        async with self._renewing:
+            return await self._renew_stale_socket()
+
+    async def _renew_stale_socket(self) -> bool:
         sock = self._socket
         renew_shared = getattr(sock, "renew", None)
         if sock is None or not (self._owns_socket or callable(renew_shared)):
