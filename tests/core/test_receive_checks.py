@@ -81,6 +81,20 @@ def test_ttl_other_than_255_is_dropped_and_counted() -> None:
     assert isinstance(actions[0], PacketDropped) and actions[0].counter == "ip_ttl_err"
 
 
+def test_a_wrong_ttl_is_counted_before_a_bad_checksum_as_keepalived_checks() -> None:
+    router = backup()
+    data = bytearray(wire(advert()))
+    data[6] ^= 0xFF  # the checksum
+    router.receive_packet(bytes(data), src=SRC, dst=GROUP, ttl=64, now=1.0)
+    assert (router.counters.ip_ttl_err, router.counters.chk_err) == (1, 0)
+
+
+def test_another_vrids_packet_with_a_wrong_ttl_counts_no_ttl_error_of_ours() -> None:
+    router = backup()
+    router.receive_packet(wire(advert(vrid=2)), src=SRC, dst=GROUP, ttl=64, now=1.0)
+    assert router.counters.ip_ttl_err == 0
+
+
 def test_unicast_mode_accepts_any_ttl() -> None:
     router = backup(unicast_peers=["192.0.2.9"])
     peer = ip_address("192.0.2.1")

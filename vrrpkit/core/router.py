@@ -400,8 +400,13 @@ class Router:
         state = self._state
         if state is not State.BACKUP and state is not State.MASTER:
             return []  # keepalived ignores packets in INIT and FAULT
+        cfg = self.config
+        if ttl != 255 and not cfg.unicast_peers and len(data) > 1 and data[1] == cfg.vrid:
+            # keepalived checks the TTL before the length, type and checksum
+            # (vrrp_check_packet): a packet wrong in both counts as a TTL error.
+            return self._drop(src, "ip_ttl_err", f"TTL {ttl} is not 255")
         to = dst if dst is not None else self._group_addr
-        checksum = self.config.checksum
+        checksum = cfg.checksum
         last = self._last_decoded
         if (
             last is not None
@@ -737,6 +742,10 @@ class Router:
                     self._garp_deadline = now + cfg.garp_delay
                 elif cfg.garp_refresh > 0:
                     self._refresh_deadline = now + cfg.garp_refresh
+            elif cfg.garp_refresh > 0:
+                # No burst on taking over, but the periodic refresh all the same (keepalived
+                # arms it in vrrp_state_become_master whatever garp_rep is).
+                self._refresh_deadline = now + cfg.garp_refresh
         self._master_address = cfg.address
         self._master_priority = self._effective
         self._preempt_until = None
@@ -785,6 +794,10 @@ class Router:
             self._mdi = -1.0
         self._master_address = None
         self._master_priority = None
+        if self.config.unicast_peers:
+            # keepalived (try_up_instance): the peers, which are sent to directly, re-learn
+            # our own address's link-layer address, which may have changed meanwhile.
+            self._emit(AnnounceVips(self.name, (self.config.address,), 1))
         if self.config.is_owner:
             self._wantstate = State.MASTER
             self._become_master(now, owner_cause)
