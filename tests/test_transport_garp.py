@@ -223,41 +223,48 @@ def forward_ipv6(host: Host) -> None:
     run_in_netns(host.netns, write)
 
 
+def is_announcement_of(address: IPv4Address | IPv6Address) -> Callable[[bytes], bool]:
+    """Whether a captured frame is the gratuitous ARP or the NA for ``address``."""
+    if isinstance(address, IPv4Address):
+        return lambda f: f[12:14] == b"\x08\x06" and f[28:32] == address.packed
+    return lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
+
+
+async def announcement_seen_by_h2(
+    lab: Lab, address: IPv4Address | IPv6Address, prepare: Callable[[], None]
+) -> tuple[GarpSender, bytes]:
+    """Open a sender on h1, call ``prepare``, announce ``address`` until h2 has the frame."""
+    h1, h2 = lab.hosts
+    capture = open_capture(h2)
+    try:
+        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
+            prepare()
+            frame = await announced(sender, address, capture, is_announcement_of(address))
+    finally:
+        capture.close()
+    return sender, frame
+
+
 @pytest.mark.anyio
 @pytest.mark.netns
 async def test_unsolicited_na_has_the_router_flag_while_the_interface_forwards_ipv6(
     lab: Lab,
 ) -> None:
-    h1, h2 = lab.hosts
-    capture = open_capture(h2)
-    try:
-        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
-            forward_ipv6(h1)  # after opening: read at each announcement
-            frame = await announced(
-                sender, VIP6, capture, lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
-            )
-    finally:
-        capture.close()
+    # Set after opening: read at each announcement.
+    _, frame = await announcement_seen_by_h2(lab, VIP6, lambda: forward_ipv6(lab.hosts[0]))
     assert parse_na(frame)["flags"] == 0x80 | 0x20  # Router and Override
 
 
 @pytest.mark.anyio
 @pytest.mark.netns
 async def test_announcements_come_from_the_mac_the_interface_has_now(lab: Lab) -> None:
-    h1, h2 = lab.hosts
-    capture = open_capture(h2)
-    try:
-        async with await GarpSender.open(h1.ifname, netns=h1.netns) as sender:
-            h1.ip("link", "set", h1.ifname, "address", format_mac(MAC))
-            frame = await announced(
-                sender,
-                VIP4,
-                capture,
-                lambda f: f[12:14] == b"\x08\x06" and f[28:32] == VIP4.packed,
-            )
-            assert sender.mac == MAC
-    finally:
-        capture.close()
+    h1 = lab.hosts[0]
+
+    def change_mac() -> None:
+        h1.ip("link", "set", h1.ifname, "address", format_mac(MAC))
+
+    sender, frame = await announcement_seen_by_h2(lab, VIP4, change_mac)
+    assert sender.mac == MAC
     fields = parse_arp(frame)
     assert fields["eth_src"] == fields["sha"] == MAC
 
@@ -280,9 +287,7 @@ async def test_router_flag_is_read_from_an_interface_created_again(lab: Lab) -> 
         forward_ipv6(sending)
         capture = open_capture(receiving)
         try:
-            frame = await announced(
-                sender, VIP6, capture, lambda f: f[12:14] == b"\x86\xdd" and f[14 + 40] == 136
-            )
+            frame = await announced(sender, VIP6, capture, is_announcement_of(VIP6))
         finally:
             capture.close()
     assert parse_na(frame)["flags"] == 0x80 | 0x20
