@@ -137,3 +137,31 @@ def test_a_refused_sync_group_leaves_none_of_its_members_bound() -> None:
     with pytest.raises(ConfigError, match="already in sync group 'g1'"):
         SyncGroup("g2", [sim["x"].router, sim["y"].router])
     SyncGroup("g3", [sim["x"].router])  # x is still free
+
+
+def test_a_group_of_owners_starts_master_without_passing_through_backup() -> None:
+    sim = Simulation()
+    sim.add_router("out", vrid=1, priority=255, address="192.0.2.1", start=False)
+    sim.add_router("in", vrid=2, priority=255, address="198.51.100.1", start=False)
+    group = sim.add_group("g", ["out", "in"])
+    assert sorted(sim.masters()) == ["in", "out"]
+    assert [t.new for t in sim.transitions] == [State.MASTER, State.MASTER]
+    assert [(t.old, t.new) for t in sim.group_transitions] == [(State.INIT, State.MASTER)]
+    assert group.state is State.MASTER
+
+
+def test_a_group_of_owners_with_a_member_starting_in_fault_ends_in_fault() -> None:
+    sim = Simulation()
+    sim.add_router("out", vrid=1, priority=255, address="192.0.2.1", start=False)
+    sim.add_router(
+        "in",
+        vrid=2,
+        priority=255,
+        address="198.51.100.1",
+        start=False,
+        trackers=[Tracker("uplink", weight=0)],
+    )
+    sim.tracker_result("in", "uplink", False)
+    group = sim.add_group("g", ["out", "in"])
+    assert sim["out"].state is State.FAULT and sim["in"].state is State.FAULT
+    assert group.state is State.FAULT and not sim["out"].vips

@@ -99,6 +99,14 @@ class SyncGroup:
         if self._state is State.MASTER:
             return True
         others = [m for m in self.members if m is not member]
+        if cause is Cause.STARTUP_OWNER and all(
+            m.state is State.INIT or m.state is State.STOPPED for m in others
+        ):
+            # keepalived starts a group of owners MASTER together (vrrp_init_state); members
+            # here start one after another, and the first must not report BACKUP (and run
+            # notify_backup) while the others have yet to start. They follow it as they do.
+            self._set(State.MASTER, "owners starting")
+            return True
         if any(
             m.wantstate is not State.MASTER or m.state in (State.FAULT, State.STOPPED, State.INIT)
             for m in others
