@@ -1,5 +1,7 @@
 """The simulator itself: seeded impairments, partitions and scripted scenarios."""
 
+from ipaddress import ip_address
+
 import pytest
 
 from vrrpkit import ConfigError, State, Tracker
@@ -136,3 +138,161 @@ def test_weighted_interface_tracker_lowers_priority_while_the_link_is_down() -> 
 
 def test_simulation_fixture_is_seeded_per_test(simulation: Simulation) -> None:
     assert simulation.now == 0.0 and simulation.seed != 0
+
+
+def two_hosts_in_unicast() -> Simulation:
+    """Two hosts in unicast mode, each running VRID 1 and 2 from its one address."""
+    sim = Simulation()
+    for vrid in (1, 2):
+        for host, prio in ((1, 200), (2, 100)):
+            sim.add_router(
+                f"h{host}v{vrid}",
+                vrid=vrid,
+                priority=prio,
+                address=f"192.0.2.{host}",
+                vips=[f"192.0.2.{100 + vrid}"],
+                unicast_peers=[f"192.0.2.{3 - host}"],
+            )
+    sim.run_for(10)
+    return sim
+
+
+def test_unicast_adverts_reach_the_router_of_their_vrid_on_a_shared_address() -> None:
+    sim = two_hosts_in_unicast()
+    assert sorted(sim.masters()) == ["h1v1", "h1v2"]
+
+
+def test_unicast_adverts_are_not_counted_as_wrong_vrid_by_other_routers_on_the_address() -> None:
+    sim = two_hosts_in_unicast()
+    # keepalived's dispatcher drops an unknown VRID before any instance counts it.
+    assert all(handle.counters.vrid_err == 0 for handle in sim.routers.values())
+
+
+def test_router_started_with_its_link_down_starts_in_fault() -> None:
+    sim = Simulation()
+    sim.add_router(
+        "a", vrid=1, priority=200, address="192.0.2.1", vips=["192.0.2.100"], start=False
+    )
+    sim.interface("a", False)
+    sim.start("a")
+    sim.run_for(10)
+    assert sim["a"].state is State.FAULT
+    assert not sim["a"].vips
+
+
+def test_router_restarted_after_a_crash_with_its_link_down_starts_in_fault() -> None:
+    sim = cluster(10)
+    sim.run_for(5)
+    sim.crash("r2")
+    sim.interface("r2", False)
+    sim.start("r2")
+    sim.run_for(10)
+    assert sim["r2"].state is State.FAULT
+    assert sim.masters() == ["r1"]
+
+
+def test_owner_whose_link_comes_back_sends_its_master_advert_at_once() -> None:
+    sim = Simulation()
+    sim.add_router("owner", vrid=1, priority=255, address="192.0.2.1", vips=["192.0.2.1"])
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2", vips=["192.0.2.1"])
+    sim.run_for(5)
+    sim.interface("owner", False)
+    sim.run_for(10)
+    sim.interface("owner", True)
+    sim.run_for(0)
+    assert sim.masters() == ["owner"]
+
+
+def test_master_whose_link_goes_down_gets_no_priority_zero_advert_out() -> None:
+    sim = cluster(11)
+    sim.run_for(5)
+    sim.interface("r1", False)
+    sim.run_for(0)
+    assert sim["r1"].counters.pri_zero_sent == 1
+    assert sim["r2"].counters.pri_zero_rcvd == 0
+
+
+def two_hosts_in_sync_groups() -> Simulation:
+    """Hosts 1 (priority 200) and 2 (100), each a sync group of VRID 1 and 2.
+
+    Every VRID 2 router has a weight-0 tracker ``check``, reporting OK.
+    """
+    sim = Simulation()
+    for host, prio in ((1, 200), (2, 100)):
+        for vrid in (1, 2):
+            sim.add_router(
+                f"h{host}v{vrid}",
+                vrid=vrid,
+                priority=prio,
+                address=f"192.0.2.{host}",
+                vips=[f"192.0.2.{100 + vrid}"],
+                trackers=[Tracker("check", weight=0)] if vrid == 2 else (),
+                start=False,
+            )
+        sim.add_group(f"g{host}", [f"h{host}v1", f"h{host}v2"])
+        sim.tracker_result(f"h{host}v2", "check", True)
+    sim.run_for(10)
+    return sim
+
+
+def test_crashed_group_member_sends_no_priority_zero_when_its_group_faults() -> None:
+    sim = two_hosts_in_sync_groups()
+    sim.crash("h1v1")
+    sim.tracker_result("h1v2", "check", False)
+    sim.run_for(0)
+    assert sim["h2v1"].counters.pri_zero_rcvd == 0
+
+
+def test_crashed_group_member_keeps_its_vips_when_its_group_faults() -> None:
+    sim = two_hosts_in_sync_groups()
+    sim.crash("h1v1")
+    sim.tracker_result("h1v2", "check", False)
+    assert sim["h1v1"].vips == {ip_address("192.0.2.101")}
+
+
+def test_crashed_group_member_changes_no_state_when_its_group_faults() -> None:
+    sim = two_hosts_in_sync_groups()
+    sim.crash("h1v1")
+    crash = sim.now
+    sim.tracker_result("h1v2", "check", False)
+    assert [t for t in sim.transitions if t.router == "h1v1" and t.time >= crash] == []
+
+
+def test_crashed_group_member_holds_its_group_out_of_master_until_it_restarts() -> None:
+    sim = two_hosts_in_sync_groups()
+    sim.crash("h1v1")
+    sim.tracker_result("h1v2", "check", False)
+    sim.run_for(10)
+    sim.tracker_result("h1v2", "check", True)
+    sim.run_for(10)
+    assert sorted(sim.masters()) == ["h2v1", "h2v2"]
+    sim.start("h1v1")
+    sim.run_for(10)
+    assert sorted(sim.masters()) == ["h1v1", "h1v2"]
+
+
+def delayed_pair() -> Simulation:
+    """a (priority 200) is MASTER with adverts at 10.21875 s, 11.21875 s...; 0.8 s on the wire."""
+    sim = Simulation(impairment=Impairment(delay=0.8))
+    sim.add_router("a", vrid=1, priority=200, address="192.0.2.1")
+    sim.add_router("b", vrid=1, priority=100, address="192.0.2.2")
+    sim.run_for(10.5)
+    return sim
+
+
+def test_partition_drops_packets_already_in_flight() -> None:
+    sim = delayed_pair()
+    heard = sim["b"].counters.advert_rcvd
+    sim.partition(["a"], ["b"])  # a's advert of 10.21875 s is due at 11.01875 s
+    sim.run_for(0.8)
+    assert sim["b"].counters.advert_rcvd == heard
+
+
+def test_heal_does_not_deliver_packets_sent_during_the_partition() -> None:
+    sim = delayed_pair()
+    sim.partition(["a"], ["b"])
+    sim.run_for(1.0)
+    heard = sim["b"].counters.advert_rcvd
+    sim.heal()  # a's advert of 11.21875 s is due at 12.01875 s
+    sim.run_for(0.7)
+    assert sim["b"].counters.advert_rcvd == heard

@@ -41,6 +41,9 @@ _TIMER = 0
 _DELIVER = 1
 _CALL = 2
 
+#: A packet on the wire: ``(data, src, dst, ttl)``.
+_Packet = tuple[bytes, Address, Address, int]
+
 
 class TransitionRecord(NamedTuple):
     """One state change as the simulator saw it: ``(time, router, old, new, reason)``."""
@@ -150,12 +153,12 @@ class Simulation:
         self._seq = 0
         self._queue: list[tuple[float, int, int, Any]] = []
         self._handles: dict[str, RouterHandle] = {}
-        self._by_address: dict[Address, RouterHandle] = {}
         self._groups: dict[str, SyncGroup] = {}
         self._component: dict[str, int] = {}
         self._impairment = impairment or Impairment()
         self._perfect = self._impairment.is_perfect
         self._listeners: dict[tuple[int, int], list[RouterHandle]] = {}
+        self._unicast_listeners: dict[tuple[Address, int], list[RouterHandle]] = {}
         #: Every state change, in order: ``(time, router, old, new, reason)``.
         self.transitions: list[TransitionRecord] = []
         #: Sync-group state changes: ``(time, group, old, new, reason)``.
@@ -218,8 +221,8 @@ class Simulation:
         )
         handle = RouterHandle(self, Router(config))
         self._handles[name] = handle
-        self._by_address.setdefault(config.address, handle)
         self._listeners.setdefault((config.address.version, vrid), []).append(handle)
+        self._unicast_listeners.setdefault((config.address, vrid), []).append(handle)
         if start:
             self.start(name)
         return handle
@@ -266,10 +269,19 @@ class Simulation:
     # -- faults and operations -------------------------------------------------------------
 
     def crash(self, name: str) -> None:
-        """Kill a router silently: no priority 0, and its VIPs stay on its interface."""
+        """Kill a router silently: no priority 0, and its VIPs stay on its interface.
+
+        Its router forgets everything at once (state, counters, tracker results), as the dead
+        process did, and is INIT inside until :meth:`start` (:attr:`RouterHandle.state` says
+        STOPPED). keepalived runs a whole sync group in one process, so a member cannot die
+        alone there; here the group's other members go on, and see a member that is not
+        running: they neither drive it nor count it as ready for MASTER, so the group cannot
+        become MASTER again until it restarts.
+        """
         handle = self._handle(name)
         handle.running = False
         handle.crashed = True
+        handle.router.reset()
         handle._generation += 1
         handle._scheduled = None
 
@@ -282,15 +294,18 @@ class Simulation:
         handle.running = False
 
     def start(self, name: str) -> None:
-        """Start a router that was added with ``start=False``, stopped or crashed."""
+        """Start a router that was added with ``start=False``, stopped or crashed.
+
+        It reads its link first: with the link down it starts in FAULT, as keepalived does.
+        """
         handle = self._handle(name)
         if handle.running:
             raise ConfigError(f"router {name!r} is already running")
-        if handle.crashed:
-            handle.router.reset()
-            handle.crashed = False
+        handle.crashed = False
         handle.running = True
-        self._perform(handle.router.start(self._now))
+        router = handle.router
+        actions = router.interface_changed(handle.link_up, self._now)
+        self._perform(actions + router.start(self._now))
 
     def tracker_result(self, name: str, tracker: str, ok: bool) -> None:
         """Feed one result of router ``name``'s tracker ``tracker``."""
@@ -301,16 +316,19 @@ class Simulation:
     def interface(self, name: str, up: bool) -> None:
         """Take router ``name``'s interface down or up (down: it neither sends nor hears)."""
         handle = self._handle(name)
-        if not up:
-            handle.link_up = False
+        # The link changes before the router acts on it: the priority-0 advert of a master
+        # whose cable is out cannot leave, and an owner's MASTER advert on coming back does.
+        handle.link_up = bool(up)
         if handle.running:
             self._perform(handle.router.interface_changed(up, self._now))
-        handle.link_up = bool(up)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Split the segment: routers hear only those in their own group.
 
-        Routers not named in any group form one more group together.
+        Routers not named in any group form one more group together. A packet gets through
+        only if its sender and receiver are on the same side both when it leaves and when it
+        arrives: a partition stops packets already in flight, and :meth:`heal` does not bring
+        back those sent while the segment was split (the cut lost them).
         """
         component: dict[str, int] = {}
         for index, names in enumerate(groups, start=1):
@@ -350,8 +368,8 @@ class Simulation:
         time, _seq, kind, payload = heapq.heappop(self._queue)
         self._now = time
         if kind == _DELIVER:
-            handle, data, src, dst, ttl = payload
-            if handle.running and handle.link_up:
+            sender, handle, (data, src, dst, ttl) = payload
+            if handle.running and handle.link_up and not self._apart(sender, handle):
                 self._perform(
                     handle.router.receive_packet(data, src=src, dst=dst, ttl=ttl, now=time), handle
                 )
@@ -366,8 +384,16 @@ class Simulation:
     def _perform(self, actions: list[Action], handle: RouterHandle | None = None) -> None:
         handles = self._handles
         for action in actions:
+            if isinstance(action, GroupStateChanged):
+                self.group_transitions.append(
+                    TransitionRecord(self._now, action.group, action.old, action.new, action.reason)
+                )
+                continue
+            target = handles[action.instance]
+            if not target.running:
+                continue  # a router that is not running neither sends nor touches its interface
             if isinstance(action, SendAdvertisement):
-                self._transmit(handles[action.instance], action.advertisement)
+                self._transmit(target, action.advertisement)
             elif isinstance(action, StateChanged):
                 self.transitions.append(
                     TransitionRecord(
@@ -375,17 +401,13 @@ class Simulation:
                     )
                 )
             elif isinstance(action, AddVips):
-                handles[action.instance].vips.update(action.addresses)
+                target.vips.update(action.addresses)
             elif isinstance(action, RemoveVips):
-                handles[action.instance].vips.difference_update(action.addresses)
+                target.vips.difference_update(action.addresses)
             elif isinstance(action, AnnounceVips):
-                handles[action.instance].announcements += len(action.addresses) * action.repeat
+                target.announcements += len(action.addresses) * action.repeat
             elif isinstance(action, SplitBrain):
-                handles[action.instance].split_brains.append(action)
-            elif isinstance(action, GroupStateChanged):
-                self.group_transitions.append(
-                    TransitionRecord(self._now, action.group, action.old, action.new, action.reason)
-                )
+                target.split_brains.append(action)
             elif isinstance(action, PacketDropped):
                 self.drops += 1
         if handle is not None and handle.router._group is None:
@@ -418,22 +440,23 @@ class Simulation:
         config = sender.config
         src = config.address
         self.packets_sent += 1
-        components = self._component
-        component = components.get(sender.name, 0) if components else 0
         if config.unicast_peers:
             # keepalived sends IPv6 unicast with the default hop limit 64 (lab facts).
             ttl = 255 if src.version == 4 else 64
             for peer in config.unicast_peers:
-                receiver = self._by_address.get(peer)
-                if receiver is not None and receiver is not sender:
-                    data = self._wire(sender, adv, peer)
-                    self._send(receiver, (receiver, data, src, peer, ttl), component)
+                # Like the multicast listeners, only the routers of the advert's VRID on that
+                # address get it: keepalived's dispatcher drops other VRIDs before any
+                # instance counts them.
+                for receiver in self._unicast_listeners.get((peer, adv.vrid), ()):
+                    if receiver is not sender:
+                        data = self._wire(sender, adv, peer)
+                        self._send(sender, receiver, (data, src, peer, ttl))
             return
         dst = multicast_group(src)
         data = self._wire(sender, adv, dst)
         for receiver in self._listeners[(src.version, adv.vrid)]:
             if receiver is not sender:
-                self._send(receiver, (receiver, data, src, dst, 255), component)
+                self._send(sender, receiver, (data, src, dst, 255))
 
     def _wire(self, sender: RouterHandle, adv: Advertisement, dst: Address) -> bytes:
         # Routers reuse one Advertisement object per priority, so an identity check spares
@@ -446,10 +469,10 @@ class Simulation:
         cache[dst] = (adv, data)
         return data
 
-    def _send(self, receiver: RouterHandle, payload: tuple[Any, ...], component: int) -> None:
-        components = self._component
-        if components and components.get(receiver.name, 0) != component:
+    def _send(self, sender: RouterHandle, receiver: RouterHandle, packet: _Packet) -> None:
+        if self._apart(sender, receiver):
             return
+        payload = (sender, receiver, packet)
         if self._perfect:
             self._push(self._now, _DELIVER, payload)
             return
@@ -465,6 +488,12 @@ class Simulation:
             if impairment.reorder and rng.random() < impairment.reorder:
                 delay += rng.uniform(0.0, impairment.reorder_delay)
             self._push(self._now + delay, _DELIVER, payload)
+
+    def _apart(self, sender: RouterHandle, receiver: RouterHandle) -> bool:
+        components = self._component
+        return bool(components) and components.get(sender.name, 0) != components.get(
+            receiver.name, 0
+        )
 
     def _handle(self, name: str) -> RouterHandle:
         try:
