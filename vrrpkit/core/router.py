@@ -104,7 +104,7 @@ class Router:
     def update_config(self, config: RouterConfig) -> None:
         """Replace the configuration of a router that is not running (INIT or STOPPED).
 
-        The runtime uses it to fill in the source address the socket chose.
+        Only the source address can change while it runs: :meth:`change_address`.
         """
         if self._state is not State.INIT and self._state is not State.STOPPED:
             raise RouterError(f"{self.name}: configuration can change only while not running")

@@ -473,6 +473,7 @@ class Instance(StateCallbacks, Hosted):
             self._subscribers.clear()
 
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
+        self._renewing = None  # a lock belongs to one event loop: this run makes its own
         # Read first, so that a failure raises as itself, before any task or state change.
         links = await self._link_states()
         # A hub's socket may have outlived its interface (deleted and created again while no
@@ -497,7 +498,6 @@ class Instance(StateCallbacks, Hosted):
         self._lazy_asked = None
         self._poll = None
         self._watch_silence = None
-        self._renewing = None  # a lock belongs to one event loop: a next run makes its own
         dispatcher_done = anyio.Event()
         effects_done = anyio.Event()
         assert self._clock is not None
