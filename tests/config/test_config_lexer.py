@@ -297,6 +297,24 @@ def test_an_include_matching_nothing_is_a_warning(tmp_path: Path) -> None:
     assert "no file matches" in result.warnings[0].message
 
 
+@pytest.mark.parametrize("keyword", ["includew", "includea"])
+def test_includew_and_includea_matching_nothing_are_errors_as_in_keepalived(
+    tmp_path: Path, keyword: str
+) -> None:
+    (tmp_path / "main.conf").write_text(f"{keyword} missing/*.conf\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert len(result.errors) == 1 and "no file matches" in str(result.errors[0])
+
+
+@pytest.mark.parametrize("keyword", ["includer", "includem", "includeb"])
+def test_the_other_include_variants_matching_nothing_are_warnings(
+    tmp_path: Path, keyword: str
+) -> None:
+    (tmp_path / "main.conf").write_text(f"{keyword} missing/*.conf\n")
+    result = lex_file(tmp_path / "main.conf")
+    assert result.errors == () and "no file matches" in result.warnings[0].message
+
+
 def test_a_file_that_includes_itself_is_refused_naming_the_file(tmp_path: Path) -> None:
     main = tmp_path / "main.conf"
     main.write_text("include main.conf\n")

@@ -589,6 +589,12 @@ class _Lexer:
             self.error(f"include {pattern}: {exc}", filename, number)
             return
         if not matches:
+            if keyword.group(1) in ("w", "a"):
+                # keepalived refuses the configuration for these two (keepalived -t, 2.2.7).
+                self.error(
+                    f"{keyword.group(0).strip()} {pattern}: no file matches", filename, number
+                )
+                return
             # keepalived's plain include reports nothing; a warning saves a debugging session.
             self.warn(f"include {pattern}: no file matches", filename, number)
             return
