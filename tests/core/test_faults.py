@@ -1,6 +1,6 @@
 """FAULT: interface down or weight-0 tracker failing, and shutdown."""
 
-from vrrpkit import State, Tracker
+from vrrpkit import RemoveVips, Router, RouterConfig, SendAdvertisement, State, Tracker
 from vrrpkit.testing import Simulation
 
 
@@ -89,3 +89,28 @@ def test_crash_leaves_the_vips_behind_and_restart_removes_them() -> None:
     sim.start("a")
     assert sim["a"].state is State.FAULT  # its weight-0 tracker has no result yet
     assert not sim["a"].vips
+
+
+def master_router() -> Router:
+    router = Router(
+        RouterConfig(name="r", vrid=1, priority=100, address="192.0.2.1", vips=["192.0.2.100"])
+    )
+    router.start(0.0)
+    router.handle_timer(10.0)
+    return router
+
+
+def test_master_whose_source_address_is_gone_resigns_and_drops_its_vips() -> None:
+    router = master_router()
+    actions = router.source_changed(False, 11.0)
+    assert router.state is State.FAULT and router.faults == {"source_address"}
+    sent = [a for a in actions if isinstance(a, SendAdvertisement)]
+    assert [a.advertisement.priority for a in sent] == [0]
+    assert any(isinstance(a, RemoveVips) for a in actions)
+
+
+def test_router_whose_source_address_is_back_leaves_fault_for_backup() -> None:
+    router = master_router()
+    router.source_changed(False, 11.0)
+    router.source_changed(True, 12.0)
+    assert router.state is State.BACKUP and router.faults == frozenset()

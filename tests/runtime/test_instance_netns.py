@@ -362,6 +362,24 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
 
 
+@pytest.mark.parametrize("interval", [FAST, 1.0])
+async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_it_is_back(
+    lab: Lab, interval: float
+) -> None:
+    """keepalived's NO_SOURCE_IP fault: a master whose adverts cannot leave holds no VIP."""
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200, interval=interval), node(h2, "b", 100, interval=interval)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
+        await eventually(lambda: a.state is State.FAULT and b.state is State.MASTER)
+        await eventually(lambda: holds(h2, VIP4) and not holds(h1, VIP4))
+        assert a.status()["faults"] == ["source_address"]
+        h1.ip("addr", "add", f"{h1.ipv4}/24", "dev", h1.ifname)
+        await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+        await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
 @pytest.mark.parametrize("comeback", ["addressed", "address-later", "new-address"])
 async def test_interface_deleted_and_created_again_gets_a_fresh_socket(

@@ -44,10 +44,20 @@ from vrrpkit.core.transitions import Cause, is_allowed
 if TYPE_CHECKING:
     from vrrpkit.core.group import SyncGroup
 
-__all__ = ["INTERFACE_FAULT", "InboundPacket", "RepeatedAdvert", "Router", "RouterError"]
+__all__ = [
+    "INTERFACE_FAULT",
+    "NO_SOURCE_FAULT",
+    "InboundPacket",
+    "RepeatedAdvert",
+    "Router",
+    "RouterError",
+]
 
 #: The fault reason reported while the router's own interface is down.
 INTERFACE_FAULT = "interface"
+#: The fault of a router whose source address is gone from its interface (keepalived's
+#: NO_SOURCE_IP): it can send no advert, so it must not hold the VIPs either.
+NO_SOURCE_FAULT = "source_address"
 
 
 class RouterError(VrrpError):
@@ -135,6 +145,7 @@ class Router:
         self._trackers = {t.name: t for t in cfg.trackers}
         self._tracks = {t.name: FallRise.initial(t) for t in cfg.trackers}
         self._interface_up = True
+        self._source_present = True
         self._group_fault = False
         self._effective = self._compute_priority()
         self._master_adver_int = cfg.interval
@@ -220,12 +231,15 @@ class Router:
 
     @property
     def faults(self) -> frozenset[str]:
-        """Why the router is (or would be) in FAULT: tracker names and ``"interface"``."""
+        """Why the router is (or would be) in FAULT: tracker names, ``"interface"`` and
+        ``"source_address"``."""
         reasons = {
             name for name, tr in self._trackers.items() if tracker_faults(tr, self._tracks[name].up)
         }
         if not self._interface_up:
             reasons.add(INTERFACE_FAULT)
+        if not self._source_present:
+            reasons.add(NO_SOURCE_FAULT)
         return frozenset(reasons)
 
     @property
@@ -657,6 +671,18 @@ class Router:
         up = bool(up)
         if up != self._interface_up:
             self._interface_up = up
+            self._reevaluate(now)
+        return self._drain()
+
+    def source_changed(self, present: bool, now: float) -> list[Action]:
+        """The router's source address is on its interface again, or gone from it.
+
+        Gone, the router is in FAULT (keepalived's NO_SOURCE_IP): its adverts cannot leave,
+        and a MASTER that cannot advertise must give up its VIPs.
+        """
+        present = bool(present)
+        if present != self._source_present:
+            self._source_present = present
             self._reevaluate(now)
         return self._drain()
 

@@ -40,7 +40,7 @@ from vrrpkit.core.config import RouterConfig
 from vrrpkit.core.counters import Counters
 from vrrpkit.core.errors import ConfigError, VrrpError
 from vrrpkit.core.packet import Advertisement
-from vrrpkit.core.router import Router, RouterError
+from vrrpkit.core.router import NO_SOURCE_FAULT, Router, RouterError
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks, timeout_seconds
@@ -245,6 +245,7 @@ class Instance(StateCallbacks, Hosted):
         self._hub = hub
         self._owns_socket = False
         self._renewing: anyio.Lock | None = None
+        self._following_source = False  # _follow_source runs
         self._router = Router(self._config)
         self._alarm: Alarm | None = None
         self._armed: float | None = None
@@ -883,7 +884,7 @@ class Instance(StateCallbacks, Hosted):
                 )
         if sent.error is not None:
             message = f"{self.interface}: advert sent by the kernel: {os.strerror(sent.error)}"
-            self._transport_failed("send advert", TransportError(message, errno=sent.error))
+            self._send_failed("send advert", TransportError(message, errno=sent.error))
         if sent.unsettled:
             logger.error(
                 "%s: adverts queued in the kernel did not settle; sending on our own timer",
@@ -1453,7 +1454,7 @@ class Instance(StateCallbacks, Hosted):
             try:
                 send(data, dst)
             except TransportError as exc:
-                self._transport_failed(f"send advert to {dst}", exc)
+                self._send_failed(f"send advert to {dst}", exc)
             except anyio.ClosedResourceError:
                 return  # the socket is being replaced or closed: this advert is lost
 
@@ -1463,7 +1464,7 @@ class Instance(StateCallbacks, Hosted):
             try:
                 await self._socket.send(data, dst)
             except TransportError as exc:
-                self._transport_failed(f"send advert to {dst}", exc)
+                self._send_failed(f"send advert to {dst}", exc)
             except anyio.ClosedResourceError:
                 return
 
@@ -1537,6 +1538,51 @@ class Instance(StateCallbacks, Hosted):
                 except TransportError as exc:
                     self._transport_failed(f"announce {vip}", exc)
                     return
+
+    def _send_failed(self, operation: str, exc: TransportError) -> None:
+        """An advert could not leave: reported, and its source address looked for."""
+        self._transport_failed(operation, exc)
+        if not self._following_source and self._tasks is not None:
+            self._following_source = True
+            self._tasks.start_soon(self._follow_source)
+
+    async def _follow_source(self) -> None:
+        """Put the router in FAULT while its source address is gone from the interface, as
+        keepalived does (NO_SOURCE_IP), and out of it once the address is back.
+
+        Without it, a MASTER whose address was removed keeps its VIPs while its adverts
+        cannot leave, and the backup takes over beside it: two holders of every VIP.
+        """
+        assert self._clock is not None
+        try:
+            while True:
+                present = await self._source_present()
+                if present is None:
+                    return  # cannot tell: the interface is gone, its own fault says so
+                if present is (NO_SOURCE_FAULT in self._router.faults):
+                    if not present:
+                        logger.error(
+                            "%s: source address %s is gone from %s: FAULT until it is back",
+                            self.name,
+                            self._router.config.address,
+                            self.interface,
+                        )
+                    self._step(functools.partial(self._router.source_changed, present))
+                if present:
+                    return
+                await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
+        finally:
+            self._following_source = False
+
+    async def _source_present(self) -> bool | None:
+        """Whether the router's source address is on its interface (None: cannot tell)."""
+        assert self._addresses is not None
+        try:
+            addresses = await self._addresses.list(self.interface)
+        except TransportError:
+            return None
+        own = self._router.config.address
+        return any(address.ip == own for address in addresses)
 
     def _transport_failed(self, operation: str, exc: BaseException) -> None:
         self._transport_failures += 1
