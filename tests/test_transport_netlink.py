@@ -252,3 +252,88 @@ async def test_closing_ends_the_iteration(lab: Lab) -> None:
             await monitor.aclose()
     assert finished.is_set()
     assert seen == []
+
+
+async def test_a_burst_of_additions_sent_at_once_is_added_and_answered_in_full(
+    lab: Lab,
+) -> None:
+    """More answers than the socket holds (a takeover of hundreds of VIPs at once)."""
+    host = lab.hosts[0]
+    vips = [IPv4Address("198.51.100.0") + n for n in range(1, 255)]
+    vips += [IPv6Address("2001:db8::1:0") + n for n in range(1, 347)]
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        with anyio.fail_after(GUARD * 3):
+            tickets = [manager.add_nowait(host.ifname, vip) for vip in vips]
+            for vip, ticket in zip(vips, tickets, strict=True):
+                if ticket is None:
+                    assert await manager.add(host.ifname, vip) is True
+                else:
+                    assert await manager.add_result(ticket) is True
+            listed = {entry.ip for entry in await manager.list(host.ifname)}
+    assert set(vips) <= listed
+
+
+async def test_answers_the_kernel_drops_are_asked_again(lab: Lab) -> None:
+    host = lab.hosts[0]
+    vips = [IPv4Address("198.51.100.0") + n for n in range(1, 41)]
+    async with await NetlinkAddressManager.open(netns=host.netns) as manager:
+        # The smallest receive buffer holds a few answers: the rest are dropped (ENOBUFS).
+        manager._channel.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        with anyio.fail_after(GUARD):
+            tickets = [manager.add_nowait(host.ifname, vip) for vip in vips]
+            assert None not in tickets
+            results = [await manager.add_result(t) for t in tickets]  # type: ignore[arg-type]
+            listed = {entry.ip for entry in await manager.list(host.ifname)}
+    # Added by the request itself; an answer asked again finds the address there.
+    assert set(vips) <= listed
+    assert False in results
+
+
+async def test_a_closed_manager_says_it_is_closed(lab: Lab) -> None:
+    host = lab.hosts[0]
+    manager = await NetlinkAddressManager.open(netns=host.netns)
+    await manager.aclose()
+    vip = IPv4Address("192.0.2.100")
+    with pytest.raises(anyio.ClosedResourceError):
+        manager.add_nowait(host.ifname, vip)
+    for call in (
+        manager.ifindex(host.ifname),
+        manager.add(host.ifname, vip),
+        manager.remove(host.ifname, vip, 32),
+        manager.list(host.ifname),
+    ):
+        with pytest.raises(anyio.ClosedResourceError):
+            await call
+
+
+async def test_a_failed_resync_is_tried_again_and_loses_no_change(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkLinkMonitor.open(netns=host.netns, rcvbuf=1) as monitor:
+        real = monitor._snapshot
+        failures = [TransportError("netlink dump kept being interrupted")]
+
+        async def snapshot_failing_once() -> dict[int, tuple[str, bool]]:
+            if failures:
+                raise failures.pop()
+            return await real()
+
+        monkeypatch.setattr(monitor, "_snapshot", snapshot_failing_once)
+        for _ in range(10):
+            host.ip("link", "set", host.ifname, "down")
+            host.ip("link", "set", host.ifname, "up")
+        host.ip("link", "set", host.ifname, "down")
+        with anyio.fail_after(GUARD):
+            with pytest.raises(TransportError):
+                async for _event in monitor:
+                    pass
+            host.ip("link", "set", host.ifname, "up")
+            host.ip("link", "add", "mark0", "type", "veth", "peer", "name", "mark1")
+            seen: list[LinkEvent] = []
+            async for event in monitor:
+                seen.append(event)
+                if event.ifname == "mark0":
+                    break
+    assert not failures
+    assert [event.up for event in seen if event.ifname == host.ifname][-1] is True

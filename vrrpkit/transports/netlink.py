@@ -23,6 +23,7 @@ import itertools
 import logging
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, ClassVar
@@ -85,6 +86,10 @@ logger = logging.getLogger(__name__)
 # notifications one message each. (A channel reads each datagram at its own size instead.)
 _RECV_BUFFER = 64 * 1024
 _DUMP_RETRIES = 5
+# add_nowait() requests awaiting collection at most: each answer holds about 0.8 KiB of the
+# socket's receive buffer (212 KiB by default) until it is read.
+_MAX_UNANSWERED = 128
+_ANSWER_FORGOTTEN = 60.0  # seconds after which an uncollected answer is given up
 # struct nlmsghdr after its length: type, flags, sequence number.
 _HEADER_FIELDS = struct.Struct("=HHI")
 
@@ -154,8 +159,10 @@ class _Channel:
         self.closed = False
         # Requests sent by send_nowait() whose replies nobody has collected yet, and the
         # replies that another request's reading came across meanwhile.
-        self._unanswered: set[int] = set()
+        # (sequence number -> when it was sent, to forget those nobody came back for)
+        self._unanswered: dict[int, float] = {}
         self._answers: dict[int, Any] = {}
+        self._lost: set[int] = set()  # requests whose answers the kernel dropped (ENOBUFS)
 
     @staticmethod
     def create_socket(groups: int, rcvbuf: int | None = None) -> socket.socket:
@@ -225,23 +232,54 @@ class _Channel:
             return None
         except OSError as exc:
             raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
-        self._unanswered.add(seq)
+        self._unanswered[seq] = time.monotonic()
         return seq
 
     async def answer(self, seq: int) -> None:
-        """Wait for the answer to a :meth:`send_nowait` request; NetlinkError if refused."""
-        await anyio.lowlevel.checkpoint()
-        async with self._lock:
-            try:
+        """Wait for the answer to a :meth:`send_nowait` request; NetlinkError if refused,
+        TransportError (``ENOBUFS``) if the kernel dropped it."""
+        try:
+            await anyio.lowlevel.checkpoint()
+            async with self._lock:
                 while seq not in self._answers:
-                    for part in await self.receive():
+                    if seq in self._lost:
+                        raise TransportError(
+                            "netlink answer lost (receive buffer full)", errno=errno.ENOBUFS
+                        )
+                    for part in await self._receive_answers():
                         self._keep_answer(part)
-            except OSError as exc:
-                raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
-            finally:
-                self._unanswered.discard(seq)
-            part = self._answers.pop(seq)
+                part = self._answers[seq]
+        finally:
+            # Collected, failed or cancelled: nothing of it may stay behind.
+            self._unanswered.pop(seq, None)
+            self._answers.pop(seq, None)
+            self._lost.discard(seq)
         _raise_if_refused(part)
+
+    async def _receive_answers(self) -> builtins.list[Any]:
+        try:
+            return await self.receive()
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self._answers_dropped()
+                return []
+            raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
+
+    def _answers_dropped(self) -> None:
+        """The kernel dropped answers (ENOBUFS): which ones is unknown, so every request
+        still waiting for one has lost it (its caller asks again another way).
+
+        The queue is read empty now: until it has been, the kernel drops further answers
+        without reporting it, and a request would wait for its answer for good.
+        """
+        while True:
+            try:
+                parts = self.receive_nowait()
+            except OSError:  # empty (BlockingIOError), or anything else: stop reading
+                break
+            for part in parts:
+                self._keep_answer(part)
+        self._lost |= self._unanswered.keys() - self._answers.keys()
 
     def _keep_answer(self, part: Any) -> None:
         header = part["header"]
@@ -284,7 +322,27 @@ class _Channel:
                             return replies
                         replies.append(part)
             except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self._answers_dropped()
                 raise TransportError(f"netlink request failed: {exc}", errno=exc.errno) from exc
+
+    def waits(self, seq: int) -> bool:
+        """Whether request ``seq`` of :meth:`send_nowait` still waits to be collected."""
+        return seq in self._unanswered
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent by :meth:`send_nowait` whose answers are not collected yet."""
+        unanswered = self._unanswered
+        if len(unanswered) >= _MAX_UNANSWERED:
+            # Requests whose callers went away (a shutdown that gave up on them) would hold
+            # their places for good: an answer comes within milliseconds or not at all.
+            stale = time.monotonic() - _ANSWER_FORGOTTEN
+            for seq in [seq for seq, sent in unanswered.items() if sent < stale]:
+                del unanswered[seq]
+                self._answers.pop(seq, None)
+                self._lost.discard(seq)
+        return len(unanswered)
 
     async def dump(self, msg_factory: Any, msg_type: int) -> builtins.list[Any]:
         """Run a dump request, repeating it if the kernel reports it was interrupted."""
@@ -473,6 +531,8 @@ class NetlinkAddressManager(AsyncResource):
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
         self._requests: dict[tuple[int, IPAddress, int], bytes] = {}
+        # What each add_nowait() ticket asked, to ask again if its answer is lost.
+        self._tickets: dict[int, tuple[str, IPAddress, int]] = {}
 
     @classmethod
     async def open(cls, *, netns: str | None = None) -> NetlinkAddressManager:
@@ -482,6 +542,7 @@ class NetlinkAddressManager(AsyncResource):
 
     async def ifindex(self, ifname: str) -> int:
         """Return the index of interface ``ifname``; raise TransportError if it is missing."""
+        self._check_open()
         try:
             # One ioctl on our netlink socket answers in its namespace, without the round
             # trip and the decoding of a full RTM_GETLINK reply (every VIP change asks).
@@ -509,22 +570,45 @@ class NetlinkAddressManager(AsyncResource):
         Returns a ticket for :meth:`add_result`, or None if the request could not be sent
         at once (use :meth:`add` instead).
         """
+        self._check_open()
+        if len(self._tickets) >= _MAX_UNANSWERED:
+            # Tickets nobody collected (their channel has given up on them) go too.
+            self._tickets = {t: a for t, a in self._tickets.items() if self._channel.waits(t)}
+        if self._channel.outstanding >= _MAX_UNANSWERED:
+            # Each answer waits in the socket's receive buffer until collected: past a few
+            # hundred (a takeover of that many VIPs at once) the kernel drops them.
+            return None
         try:
             index = interface_index(self._channel.socket, ifname)
         except TransportError:
             return None
-        request = self._address_request(index, address, _prefixlen(address, prefixlen))
-        return self._channel.send_nowait(request, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        length = _prefixlen(address, prefixlen)
+        request = self._address_request(index, address, length)
+        ticket = self._channel.send_nowait(request, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        if ticket is not None:
+            self._tickets[ticket] = (ifname, address, length)
+        return ticket
 
     async def add_result(self, ticket: int) -> bool:
         """The outcome of :meth:`add_nowait`, as :meth:`add` returns it."""
+        asked = self._tickets.pop(ticket, None)
         try:
             await self._channel.answer(ticket)
         except NetlinkError as exc:
             if exc.errno == errno.EEXIST:
                 return False
             raise
+        except TransportError as exc:
+            if exc.errno != errno.ENOBUFS or asked is None:
+                raise
+            # The kernel made the change when the request was sent; only its answer was
+            # dropped. Asking again says whether the address is there (False: it is).
+            return await self.add(*asked)
         return True
+
+    def _check_open(self) -> None:
+        if self._channel.closed:
+            raise anyio.ClosedResourceError
 
     async def add(self, ifname: str, address: IPAddress, prefixlen: int | None = None) -> bool:
         """Add ``address/prefixlen`` to ``ifname``; return False if it was already there."""
@@ -561,18 +645,27 @@ class NetlinkAddressManager(AsyncResource):
         return data
 
     async def remove(self, ifname: str, address: IPAddress, prefixlen: int | None = None) -> bool:
-        """Remove ``address`` from ``ifname``; return False if it was not there."""
+        """Remove ``address`` from ``ifname``; return False if it was not there.
+
+        With ``prefixlen``, only the address with that prefix length, in one request;
+        without, whatever its prefix length (the interface's addresses are read first).
+        """
         index = await self.ifindex(ifname)
-        wanted = None if prefixlen is None else _prefixlen(address, prefixlen)
-        if wanted is not None:
-            # Instances remove their stale VIPs at start: this readies the request their
-            # first takeover will send.
-            self._address_request(index, address, wanted)
+        if prefixlen is not None:
+            # Also readies the request a first takeover sends (instances remove their stale
+            # VIPs at start).
+            request = self._address_request(index, address, _prefixlen(address, prefixlen))
+            try:
+                await self._channel.request(request, RTM_DELADDR)
+            except NetlinkError as exc:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT):
+                    raise
+                return False
+            logger.debug("removed %s/%s from %s", address, prefixlen, ifname)
+            return True
         removed = False
         for present in await self._list_index(index):
             if present.ip != address:
-                continue
-            if wanted is not None and present.network.prefixlen != wanted:
                 continue
             request = self._address_request(index, address, present.network.prefixlen)
             try:
@@ -637,6 +730,9 @@ class NetlinkLinkMonitor(AsyncResource):
         self._queries = queries
         self._links: dict[int, tuple[str, bool]] = {}
         self._pending: collections.deque[LinkEvent] = collections.deque()
+        # Notifications were lost and the snapshot that supersedes them is still to be read
+        # (reading it may fail, and is then tried again at the next step).
+        self._stale = False
 
     @classmethod
     async def open(
@@ -662,6 +758,18 @@ class NetlinkLinkMonitor(AsyncResource):
 
     async def __anext__(self) -> LinkEvent:
         while not self._pending:
+            if self._stale:
+                try:
+                    await self._resync()
+                except anyio.ClosedResourceError:
+                    raise StopAsyncIteration from None
+                except TransportError:
+                    # What we last reported may be wrong by now, and the caller may have
+                    # read the states meanwhile: the next snapshot reports every one.
+                    self._links.clear()
+                    raise
+                self._stale = False
+                continue
             try:
                 parts = await self._events.receive()
             except anyio.ClosedResourceError:
@@ -672,7 +780,7 @@ class NetlinkLinkMonitor(AsyncResource):
                 logger.warning("link notifications were lost; re-reading interface states")
                 # Notifications still queued predate the loss; the snapshot supersedes them.
                 self._events.discard_queued()
-                await self._resync()
+                self._stale = True
                 continue
             for part in parts:
                 self._handle(part)
