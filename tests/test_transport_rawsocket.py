@@ -313,6 +313,27 @@ async def test_received_packets_carry_the_kernel_arrival_time_on_the_monotonic_c
     assert before - 0.001 <= packet.timestamp <= after + 0.001
 
 
+@pytest.mark.parametrize("ip_version", [4, 6])
+async def test_packets_read_after_a_wall_clock_step_carry_no_arrival_time(
+    lab: Lab, ip_version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their kernel stamps (wall clock) would move by the step: they count as read now."""
+    import time
+
+    h1, h2 = lab.hosts
+    vip, group = vip_of(ip_version), group_of(ip_version)
+    wall = time.time
+    async with opened(h1, ip_version) as sender, opened(h2, ip_version) as receiver:
+        with anyio.fail_after(GUARD):
+            await sender.send(advert(vip), group)
+            assert (await receiver.receive()).timestamp is not None
+            monkeypatch.setattr(time, "time", lambda: wall() + 1.0)  # stepped 1 s forward
+            await sender.send(advert(vip), group)
+            assert (await receiver.receive()).timestamp is None
+            await sender.send(advert(vip), group)
+            assert (await receiver.receive()).timestamp is not None  # steady again
+
+
 @pytest.fixture
 def no_kernel_timers(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on a kernel without eBPF timers: the repeat filter loads without its watchdog."""

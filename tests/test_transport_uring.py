@@ -362,6 +362,41 @@ async def test_the_submitting_thread_asks_for_a_short_slice(lab: Lab) -> None:
     assert int(line.split(":")[1]) == round(SHORT_SLICE * 1e9)
 
 
+def test_a_submission_the_thread_makes_after_the_deadline_is_answered_with_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread took the request just in time, then was slow: its count is the truth
+    (guessing "none taken" would leave the ring out of step with the kernel)."""
+    monkeypatch.setattr(uring, "_SUBMIT_TIMEOUT", 0.05)
+    submitter = uring._Submitter.acquire()
+    assert submitter is not None
+    try:
+
+        def slow_enter(submit: int, wait: int, flags: int, timeout_ns: int) -> int:
+            time.sleep(0.2)
+            return submit
+
+        assert submitter.enter(slow_enter, 7, 0, 0) == 7
+        assert submitter.enter(lambda *args: 3, 3, 0, 0) == 3  # and it serves on
+    finally:
+        submitter.release()
+
+
+async def test_a_ring_whose_thread_failed_to_answer_gets_a_fresh_one(lab: Lab) -> None:
+    h1, _ = lab.hosts
+    async with opened(h1, 4) as sock:
+        first = time.monotonic() + 60
+        assert sock.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], first, 1.0, 4, relative=True)
+        stale = uring._Submitter._shared
+        assert stale is not None
+        stale._broken = True  # as after a request it never picked up in time
+        again = sock.send_repeatedly(
+            52, [(advert(vrid=52), VRRP_GROUP_V4)], first, 1.0, 4, relative=True
+        )
+        assert again is not None and not again.failed
+        assert uring._Submitter._shared is not stale
+
+
 def test_a_forked_child_starts_a_submitting_thread_of_its_own() -> None:
     # The parent's thread is not in the child: waiting for it would take a second a call.
     parents = uring._Submitter.acquire()

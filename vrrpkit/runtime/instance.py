@@ -795,6 +795,9 @@ class Instance(StateCallbacks, Hosted):
                 self._router.config.vrid, packets, repeated.due, interval, rounds, relative
             )
             if series is None:
+                # Refused (the kernel took no entry, its ring is out of room): timed by us for
+                # a while, not asked again at every advert.
+                self._repeat_held_until = self._now() + max(self._send_ahead, 1.0)
                 return None
             self._repeat = series
             self._set_refill(series, rounds)

@@ -93,6 +93,9 @@ _LAZY_RCVBUF = 4 << 20
 # the advert arrived, not from when Python got round to it.
 _SO_TIMESTAMPNS = 35
 _ANC_TIME = socket.CMSG_SPACE(16)
+# How far the wall clock may move against CLOCK_MONOTONIC between two batches before their
+# receive times are no longer trusted (a step; NTP slews 0.5 ms a second at the most).
+_CLOCK_STEP = 0.01
 _SOL_SOCKET = int(socket.SOL_SOCKET)
 _IPPROTO_IPV6 = int(socket.IPPROTO_IPV6)
 _IPV6_HOPLIMIT = int(socket.IPV6_HOPLIMIT)
@@ -207,6 +210,7 @@ class RawAdvertSocket(AsyncResource):
         # Per VRID: when its armed advert last came (read or absorbed), and whom to wake
         # when the kernel reports its silence (watch_silence).
         self._last_arrival: dict[int, float] = {}
+        self._last_offset: float | None = None  # see _stamp_offset
         self._wakes: dict[int, Callable[[], None]] = {}
         self._expiry_watch: ReadableWatch | None = None
         self._lazy = False
@@ -371,7 +375,7 @@ class RawAdvertSocket(AsyncResource):
 
     def _drain(self) -> builtins.list[ReceivedPacket]:
         # CLOCK_REALTIME (the receive times) to CLOCK_MONOTONIC, read once per batch.
-        offset = time.monotonic() - time.time()
+        offset = self._stamp_offset()
         batch: builtins.list[ReceivedPacket] = []
         if self._ipv6:
             for data, ancdata, address in self._datagrams(_ANC_V6):
@@ -397,7 +401,12 @@ class RawAdvertSocket(AsyncResource):
                 continue
             stamp = None
             for level, kind, value in ancdata:
-                if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                if (
+                    offset is not None
+                    and level == _SOL_SOCKET
+                    and kind == _SO_TIMESTAMPNS
+                    and len(value) >= 16
+                ):
                     seconds, nanoseconds = _unpack_timespec(value)
                     stamp = seconds + nanoseconds * 1e-9 + offset
             # Source and destination side by side in the header: one lookup for both.
@@ -405,6 +414,23 @@ class RawAdvertSocket(AsyncResource):
             pair = pairs.get(raw_pair) or self._address_pair(raw_pair)
             append(_received(data[header_len:total_len], *pair, data[8], ifindex, stamp))
         return batch
+
+    def _stamp_offset(self) -> float | None:
+        """What turns this batch's receive times into ``time.monotonic()`` ones (None: drop
+        them, the packets then count as read now).
+
+        The wall clock may have been stepped since the packets came (a lazy reader's come
+        up to a Master_Down_Interval before they are read): their stamps would then move
+        by the step, and a backup could take over from a master it hears. A step shows as
+        the offset moving since the last batch; NTP's slewing moves it by well under the
+        threshold between two batches.
+        """
+        offset = time.monotonic() - time.time()
+        last, self._last_offset = self._last_offset, offset
+        if last is not None and abs(offset - last) > _CLOCK_STEP:
+            logger.info("%s: the wall clock moved; these packets count as read now", self._ifname)
+            return None
+        return offset
 
     def _address_pair(self, raw: bytes) -> tuple[IPAddress, IPAddress]:
         found = self._pairs.get(raw)
@@ -686,7 +712,7 @@ class RawAdvertSocket(AsyncResource):
         data: bytes,
         ancdata: builtins.list[tuple[int, int, bytes]],
         address: tuple[str, int, int, int],
-        offset: float,
+        offset: float | None,
     ) -> ReceivedPacket | None:
         hops: int | None = None
         dst: IPAddress | None = None
@@ -699,7 +725,12 @@ class RawAdvertSocket(AsyncResource):
                 elif kind == _IPV6_PKTINFO and len(value) >= 20:
                     raw_dst, ifindex = _unpack_pktinfo6(value)
                     dst = self._address(raw_dst)
-            elif level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            elif (
+                offset is not None
+                and level == _SOL_SOCKET
+                and kind == _SO_TIMESTAMPNS
+                and len(value) >= 16
+            ):
                 seconds, nanoseconds = _unpack_timespec(value)
                 stamp = seconds + nanoseconds / 1e9 + offset
         if hops is None or dst is None:

@@ -571,6 +571,10 @@ class TimedSends:
         if relative and submitter is None and not self._submitter_tried:
             self._submitter_tried = True
             submitter = self._submitter = _Submitter.acquire()
+        elif relative and submitter is not None and submitter._broken and not submitter._forked:
+            # Its thread once failed to answer in time: a fresh one serves from now on.
+            submitter.release()
+            submitter = self._submitter = _Submitter.acquire()
         if relative and submitter is not None:
             taken = max(submitter.enter(self._enter, count, 0, flags), 0)
         else:
@@ -758,7 +762,10 @@ class _Submitter:
         self._result = 0
         self._done = threading.Lock()
         self._done.acquire()
+        # Taking a request and withdrawing one exclude each other: a withdrawn one never runs.
+        self._picking = threading.Lock()
         self._broken = False
+        self._forked = False  # a parent's thread in a forked child: its rings are the parent's
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="vrrpkit-uring", daemon=True)
         try:
@@ -815,11 +822,21 @@ class _Submitter:
         with self._calling:
             if self._broken:
                 return -1
-            self._request = (enter, (submit, wait, flags, timeout_ns))
+            with self._picking:
+                self._request = (enter, (submit, wait, flags, timeout_ns))
             os.eventfd_write(self._wake, 1)
             if self._done.acquire(timeout=_SUBMIT_TIMEOUT):
                 return self._result
-            # It may still answer later; a late answer must not pass for the next call's.
+            with self._picking:
+                withdrawn = self._request is not None
+                self._request = None
+            if not withdrawn:
+                # Picked up meanwhile: its (non-blocking) io_uring_enter is made, and only its
+                # answer says how many entries the kernel took. Guessing would leave the ring
+                # out of step with the kernel: a chain running that nobody can cancel.
+                self._done.acquire()
+                return self._result
+            # Never picked up, so never made; a thread this late serves no further call.
             self._broken = True
         logger.error("io_uring: the submitting thread did not answer")
         return -1
@@ -832,7 +849,8 @@ class _Submitter:
         try:
             while not self._stopping:
                 ring = self._wait(ring)
-                request, self._request = self._request, None
+                with self._picking:
+                    request, self._request = self._request, None
                 if request is None:
                     continue  # asked to stop, or the eventfd written twice for one request
                 enter, arguments = request
@@ -873,6 +891,7 @@ class _Submitter:
         cls._sharing = threading.Lock()
         if cls._shared is not None:
             cls._shared._broken = True  # the parent's rings in the child: refused at once
+            cls._shared._forked = True
         cls._shared, cls._users = None, 0
 
 
