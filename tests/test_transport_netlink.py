@@ -11,6 +11,7 @@ import pytest
 from netns import Lab
 
 from vrrpkit.transports import (
+    AddressRemoved,
     LinkEvent,
     NetlinkAddressManager,
     NetlinkLinkMonitor,
@@ -167,11 +168,23 @@ async def test_missing_interface_and_namespace(lab: Lab) -> None:
 
 
 async def next_event(monitor: NetlinkLinkMonitor, ifname: str) -> LinkEvent:
-    """The monitor's next event about ``ifname``."""
+    """The monitor's next link event about ``ifname`` (address removals skipped)."""
     async for event in monitor:
-        if event.ifname == ifname:
+        if isinstance(event, LinkEvent) and event.ifname == ifname:
             return event
     raise AssertionError("the monitor stopped")
+
+
+async def test_an_address_removed_from_an_interface_is_reported(lab: Lab) -> None:
+    host = lab.hosts[0]
+    async with await NetlinkLinkMonitor.open(netns=host.netns) as monitor:
+        host.ip("addr", "add", "198.51.100.7/32", "dev", host.ifname)
+        host.ip("addr", "del", "198.51.100.7/32", "dev", host.ifname)
+        with anyio.fail_after(GUARD):
+            async for event in monitor:
+                if isinstance(event, AddressRemoved):
+                    break
+    assert event == AddressRemoved(host.ifname, IPv4Address("198.51.100.7"))
 
 
 async def test_link_down_and_up(lab: Lab) -> None:
@@ -230,7 +243,7 @@ async def test_lost_notifications_are_recovered(lab: Lab, caplog: pytest.LogCapt
                 seen.append(event)
                 if event.ifname == "mark0":
                     break
-    assert [event.up for event in seen if event.ifname == host.ifname][-1] is False
+    assert [e.up for e in seen if isinstance(e, LinkEvent) and e.ifname == host.ifname][-1] is False
     assert "notifications were lost" in caplog.text
 
 
@@ -336,4 +349,4 @@ async def test_a_failed_resync_is_tried_again_and_loses_no_change(
                 if event.ifname == "mark0":
                     break
     assert not failures
-    assert [event.up for event in seen if event.ifname == host.ifname][-1] is True
+    assert [e.up for e in seen if isinstance(e, LinkEvent) and e.ifname == host.ifname][-1] is True

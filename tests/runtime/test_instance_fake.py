@@ -529,6 +529,29 @@ async def test_a_run_after_the_interface_came_back_while_stopped_leaves_fault() 
         assert a.instance.state is State.MASTER and a.instance.status()["faults"] == []
 
 
+async def test_a_vip_someone_else_removes_from_the_master_is_put_back() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER and a.holds_vip()
+        vip = a.instance.config.vips[0]
+        await a.addresses.remove("eth0", vip)
+        a.links.address_removed("eth0", vip)
+        await clock.advance(0.01)
+        assert a.holds_vip() and a.instance.status()["vips_held"] == [VIP]
+        assert a.instance.state is State.MASTER and b.instance.state is State.BACKUP
+
+
+async def test_a_backup_leaves_removed_addresses_alone() -> None:
+    clock, a, b = pair()
+    async with running(a, b):
+        await clock.advance(5)
+        vip = b.instance.config.vips[0]
+        b.links.address_removed("eth0", vip)
+        await clock.advance(1)
+        assert not b.holds_vip()
+
+
 def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(ConfigError, match="vrid"):
         Instance("x", interface="eth0", vrid=0, priority=100, vips=[VIP])

@@ -362,6 +362,24 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+async def test_a_vip_someone_else_removes_from_the_master_is_put_back(
+    lab: Lab, shared: bool
+) -> None:
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(TransportHub()) if shared else None
+        a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
+        async with cluster(a, b):
+            await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+            h1.ip("addr", "del", f"{VIP4}/32", "dev", h1.ifname)
+            await eventually(lambda: holds(h1, VIP4))
+            assert a.state is State.MASTER and b.state is State.BACKUP
+            assert a.counters.become_master == 1 and not holds(h2, VIP4)
+
+
 @pytest.mark.parametrize("interval", [FAST, 1.0])
 async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_it_is_back(
     lab: Lab, interval: float

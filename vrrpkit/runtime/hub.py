@@ -26,7 +26,7 @@ from vrrpkit.transports.base import (
     AdvertSocket,
     Announcer,
     LazyAdvertSocket,
-    LinkEvent,
+    LinkChange,
     LinkMonitor,
     PacketHandler,
     ReceivedPacket,
@@ -262,11 +262,11 @@ class _LinkView:
 
     def __init__(self, shared: _SharedLinks) -> None:
         self._shared = shared
-        self.mailbox: Mailbox[LinkEvent | TransportError] = Mailbox(10_000)
-        self._handler: Callable[[LinkEvent | TransportError], None] | None = None
+        self.mailbox: Mailbox[LinkChange | TransportError] = Mailbox(10_000)
+        self._handler: Callable[[LinkChange | TransportError], None] | None = None
         shared.views.add(self)
 
-    def attach(self, handler: Callable[[LinkEvent | TransportError], None]) -> bool:
+    def attach(self, handler: Callable[[LinkChange | TransportError], None]) -> bool:
         """Have the hub's reading task call ``handler`` with each event or failure (those
         queued so far first) instead of queueing them for iteration: an instance then needs
         no task of its own to wait for link events, which are rare. True once attached."""
@@ -275,7 +275,7 @@ class _LinkView:
             self.deliver(item)
         return True
 
-    def deliver(self, item: LinkEvent | TransportError) -> None:
+    def deliver(self, item: LinkChange | TransportError) -> None:
         """Hand ``item`` to the attached handler, or queue it."""
         handler = self._handler
         if handler is None:
@@ -289,7 +289,7 @@ class _LinkView:
     async def is_up(self, ifname: str) -> bool:
         return await self._shared.monitor.is_up(ifname)
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+    def __aiter__(self) -> AsyncIterator[LinkChange]:
         return link_events(self.mailbox)
 
     async def aclose(self) -> None:
@@ -299,7 +299,9 @@ class _LinkView:
         await anyio.lowlevel.checkpoint()
 
 
-async def link_events(mailbox: Mailbox[LinkEvent | TransportError]) -> AsyncIterator[LinkEvent]:
+async def link_events(
+    mailbox: Mailbox[LinkChange | TransportError],
+) -> AsyncIterator[LinkChange]:
     """The events of ``mailbox`` as they come, raising a failure queued among them."""
     async with contextlib.aclosing(mailbox.iterate()) as items:
         async for item in items:

@@ -52,11 +52,12 @@ from vrrpkit.runtime.notify import NotifyScripts
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
 from vrrpkit.transports.base import (
     AddressManager,
+    AddressRemoved,
     AdvertSocket,
     Alarm,
     Announcer,
     Clock,
-    LinkEvent,
+    LinkChange,
     LinkMonitor,
     ProcessRunner,
     ReceivedPacket,
@@ -282,7 +283,7 @@ class Instance(StateCallbacks, Hosted):
         self._tasks: anyio.abc.TaskGroup | None = None
         self._retries: set[str] = set()
         # A hub's link events, handed over by its reading task, waiting for _drain_links.
-        self._link_backlog: list[LinkEvent | TransportError] = []
+        self._link_backlog: list[LinkChange | TransportError] = []
         self._draining_links = False
         #: Names of in-thread checks whose thread is still running.
         self._checks_in_threads: set[str] = set()
@@ -1079,8 +1080,8 @@ class Instance(StateCallbacks, Hosted):
         assert self._links is not None and self._clock is not None
         while True:
             try:
-                async for event in self._links:
-                    await self._link_changed(event.ifname, event.up)
+                async for change in self._links:
+                    await self._link_change(change)
                 return
             except TransportError as exc:
                 self._link_monitor_failed(exc)
@@ -1092,7 +1093,7 @@ class Instance(StateCallbacks, Hosted):
         self._transport_failed("link monitor", exc)
         self._retry_later("links", self._reread_links)
 
-    def _on_link_item(self, item: LinkEvent | TransportError) -> None:
+    def _on_link_item(self, item: LinkChange | TransportError) -> None:
         """A hub's link event or link monitor failure, called from the hub's reading task.
 
         Handled in order by a task started only while some wait: link events are rare,
@@ -1110,9 +1111,35 @@ class Instance(StateCallbacks, Hosted):
                 if isinstance(item, TransportError):
                     self._link_monitor_failed(item)  # the hub listens again on its own
                 else:
-                    await self._link_changed(item.ifname, item.up)
+                    await self._link_change(item)
         finally:
             self._draining_links = False
+
+    async def _link_change(self, change: LinkChange) -> None:
+        if isinstance(change, AddressRemoved):
+            self._address_removed(change)
+        else:
+            await self._link_changed(change.ifname, change.up)
+
+    def _address_removed(self, change: AddressRemoved) -> None:
+        """Someone removed an address from an interface (our own removals come too)."""
+        if change.ifname != self.interface:
+            return
+        if change.address in self._vips_held and self._router.state is State.MASTER:
+            # keepalived goes BACKUP for a moment (priority 0, then takes over again after
+            # the skew); the VIP is put back in place here, with no failover on the way. (The
+            # effects task adds it only if still MASTER then: an interface going down takes
+            # its IPv6 addresses with it, and its own event follows.)
+            logger.warning(
+                "%s: %s was removed from %s by someone else; adding it again",
+                self.name,
+                change.address,
+                self.interface,
+            )
+            self._vips_held.discard(change.address)
+            if not self._retry_queued:
+                self._retry_queued = True
+                self._effects.put(_RetryVips())
 
     async def _link_changed(self, ifname: str, up: bool) -> None:
         if ifname == self.interface:

@@ -17,7 +17,9 @@ import anyio
 from vrrpkit.core.addresses import Address, to_address
 from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.transports.base import (
+    AddressRemoved,
     IPInterface,
+    LinkChange,
     LinkEvent,
     ProcessResult,
     ReceivedPacket,
@@ -245,7 +247,7 @@ class FakeLinkMonitor:
 
     def __init__(self, up: Mapping[str, bool] | None = None) -> None:
         self._state: dict[str, bool] = dict(up or {})
-        self._mailbox: Mailbox[LinkEvent | TransportError] = Mailbox(10_000)
+        self._mailbox: Mailbox[LinkChange | TransportError] = Mailbox(10_000)
 
     def set(self, ifname: str, up: bool, *, report: bool = True) -> None:
         """Change an interface's state and report it (``report=False``: a lost event)."""
@@ -253,6 +255,11 @@ class FakeLinkMonitor:
             self._state[ifname] = up
             if report:
                 self._mailbox.put(LinkEvent(ifname, up))
+
+    def address_removed(self, ifname: str, address: Address) -> None:
+        """Report ``address`` removed from ``ifname`` (take it off the
+        :class:`FakeAddressManager` too, as the kernel would have)."""
+        self._mailbox.put(AddressRemoved(ifname, address))
 
     def fail(self, error: TransportError) -> None:
         """Make the iteration raise ``error`` (as netlink trouble does), after queued events."""
@@ -263,7 +270,7 @@ class FakeLinkMonitor:
         await anyio.lowlevel.checkpoint()
         return self._state.get(ifname, True)
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+    def __aiter__(self) -> AsyncIterator[LinkChange]:
         from vrrpkit.runtime.hub import link_events
 
         return link_events(self._mailbox)

@@ -20,6 +20,7 @@ from vrrpkit.core.errors import VrrpError
 
 __all__ = [
     "AddressManager",
+    "AddressRemoved",
     "AdvertSocket",
     "Alarm",
     "Announcer",
@@ -28,6 +29,7 @@ __all__ = [
     "IPAddress",
     "IPInterface",
     "LazyAdvertSocket",
+    "LinkChange",
     "LinkEvent",
     "LinkMonitor",
     "PacketHandler",
@@ -82,6 +84,19 @@ class LinkEvent:
 
     ifname: str
     up: bool
+
+
+@attrs.frozen
+class AddressRemoved:
+    """An address was removed from an interface (by anyone: an instance's own removals
+    are reported too)."""
+
+    ifname: str
+    address: IPAddress
+
+
+#: What a :class:`LinkMonitor` reports.
+LinkChange: TypeAlias = LinkEvent | AddressRemoved
 
 
 @attrs.frozen
@@ -210,11 +225,13 @@ class LinkMonitor(Protocol):
     """Reports interfaces becoming usable or unusable.
 
     Iterating yields a :class:`LinkEvent` each time an interface's state changes (not for
-    every kernel notification); iteration ends when the monitor is closed. Only one task may
-    iterate at a time.
+    every kernel notification), and may yield an :class:`AddressRemoved` when an address
+    goes (a monitor that does not is fine: instances then do not notice a VIP removed by
+    someone else); iteration ends when the monitor is closed. Only one task may iterate at
+    a time.
     """
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+    def __aiter__(self) -> AsyncIterator[LinkChange]:
         """Return the iterator of state changes."""
         ...
 

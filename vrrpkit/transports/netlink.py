@@ -66,7 +66,14 @@ from pyroute2.netlink.rtnl.ifaddrmsg import (
     ifaddrmsg,
 )
 
-from vrrpkit.transports.base import IPAddress, IPInterface, LinkEvent, TransportError
+from vrrpkit.transports.base import (
+    AddressRemoved,
+    IPAddress,
+    IPInterface,
+    LinkChange,
+    LinkEvent,
+    TransportError,
+)
 from vrrpkit.transports.netns import call_in_netns
 from vrrpkit.transports.sockio import interface_index
 
@@ -453,7 +460,7 @@ def _address_dump_request() -> Any:
 
 
 def _parse_address(part: Any) -> AddressRecord | None:
-    if part["header"]["type"] != RTM_NEWADDR:
+    if part["header"]["type"] not in (RTM_NEWADDR, RTM_DELADDR):
         return None
     prefixlen = int(part["prefixlen"])
     flags = int(part.get_attr("IFA_FLAGS") or part["flags"])
@@ -517,7 +524,11 @@ def open_address_watch() -> socket.socket:
 
 def added_addresses(data: bytes) -> builtins.list[AddressRecord]:
     """The addresses a datagram of an :func:`open_address_watch` socket reports added."""
-    records = (_parse_address(part) for part in _RouteMarshal().parse(data))
+    records = (
+        _parse_address(part)
+        for part in _RouteMarshal().parse(data)
+        if part["header"]["type"] == RTM_NEWADDR
+    )
     return [record for record in records if record is not None]
 
 
@@ -729,7 +740,7 @@ class NetlinkLinkMonitor(AsyncResource):
         self._events = events
         self._queries = queries
         self._links: dict[int, tuple[str, bool]] = {}
-        self._pending: collections.deque[LinkEvent] = collections.deque()
+        self._pending: collections.deque[LinkChange] = collections.deque()
         # Notifications were lost and the snapshot that supersedes them is still to be read
         # (reading it may fail, and is then tried again at the next step).
         self._stale = False
@@ -742,7 +753,9 @@ class NetlinkLinkMonitor(AsyncResource):
 
         ``rcvbuf`` is the notification socket's receive buffer size in bytes.
         """
-        events, queries = await _open_channels(netns, (RTMGRP_LINK, rcvbuf), (0, None))
+        # Address removals too: an instance puts back a VIP someone else removed.
+        groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+        events, queries = await _open_channels(netns, (groups, rcvbuf), (0, None))
         monitor = cls(events, queries)
         try:
             # Subscribed before the snapshot, so no change can fall between the two.
@@ -753,10 +766,10 @@ class NetlinkLinkMonitor(AsyncResource):
             raise
         return monitor
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+    def __aiter__(self) -> AsyncIterator[LinkChange]:
         return self
 
-    async def __anext__(self) -> LinkEvent:
+    async def __anext__(self) -> LinkChange:
         while not self._pending:
             if self._stale:
                 try:
@@ -788,6 +801,9 @@ class NetlinkLinkMonitor(AsyncResource):
 
     def _handle(self, part: Any) -> None:
         kind = part["header"]["type"]
+        if kind == RTM_DELADDR:
+            self._address_removed(part)
+            return
         if kind not in (RTM_NEWLINK, RTM_DELLINK):
             return
         state = _link_state(part)
@@ -800,6 +816,12 @@ class NetlinkLinkMonitor(AsyncResource):
                 self._pending.append(LinkEvent(old[0], False))
             return
         self._update(index, name, up)
+
+    def _address_removed(self, part: Any) -> None:
+        record = _parse_address(part)
+        link = None if record is None else self._links.get(record.ifindex)
+        if record is not None and link is not None:
+            self._pending.append(AddressRemoved(link[0], record.interface.ip))
 
     def _update(self, index: int, name: str, up: bool) -> None:
         old = self._links.get(index)
