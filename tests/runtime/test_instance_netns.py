@@ -360,6 +360,11 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
         h1.ip("link", "del", h1.ifname)
         await eventually(lambda: a.state is State.FAULT)
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
+        # The VIPs went with the interface: nothing left to remove, no retry every second.
+        await eventually(lambda: a.status()["vips_held"] == [])
+        failures = a.status()["transport_failures"]
+        await anyio.sleep(2.5)
+        assert a.status()["transport_failures"] == failures
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])

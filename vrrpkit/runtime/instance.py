@@ -10,6 +10,7 @@ delays the protocol.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import inspect
 import logging
@@ -1548,6 +1549,10 @@ class Instance(StateCallbacks, Hosted):
                     await self._addresses.remove(self.interface, vip.ip, vip.network.prefixlen)
                     self._vips_held.discard(vip.ip)
                 except TransportError as exc:
+                    if exc.errno == errno.ENODEV:
+                        # The interface is gone, and its addresses with it.
+                        self._vips_held.discard(vip.ip)
+                        continue
                     self._transport_failed(f"remove {vip}", exc)
                     failed = True
         if failed:
