@@ -291,3 +291,24 @@ async def test_router_flag_is_read_from_an_interface_created_again(lab: Lab) -> 
         finally:
             capture.close()
     assert parse_na(frame)["flags"] == 0x80 | 0x20
+
+
+@pytest.mark.anyio
+@pytest.mark.netns
+async def test_concurrent_announcements_after_the_interface_came_back_both_go(lab: Lab) -> None:
+    """A hub shares one sender: both reopen the forwarding setting, neither fails."""
+    h1 = lab.hosts[0]
+
+    def create_pair() -> None:
+        h1.ip("link", "add", "vka", "type", "veth", "peer", "name", "vkb")
+        for ifname in ("vka", "vkb"):
+            h1.ip("link", "set", ifname, "up")
+
+    create_pair()
+    async with await GarpSender.open("vka", netns=h1.netns) as sender:
+        h1.ip("link", "del", "vka")
+        create_pair()
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tg:
+                for address in (VIP6, VIP6 + 1, VIP6 + 2):
+                    tg.start_soon(sender.announce, address)

@@ -382,19 +382,32 @@ def test_a_submission_the_thread_makes_after_the_deadline_is_answered_with_its_c
         submitter.release()
 
 
-async def test_a_ring_whose_thread_failed_to_answer_gets_a_fresh_one(lab: Lab) -> None:
+async def test_a_ring_whose_thread_failed_to_answer_gets_a_fresh_one_for_new_series(
+    lab: Lab,
+) -> None:
+    """The old thread goes on serving what it queued: the kernel runs those entries in it,
+    and would cancel them if it exited."""
     h1, _ = lab.hosts
     async with opened(h1, 4) as sock:
-        first = time.monotonic() + 60
-        assert sock.send_repeatedly(51, [(advert(), VRRP_GROUP_V4)], first, 1.0, 4, relative=True)
+        queued = sock.send_repeatedly(
+            51, [(advert(), VRRP_GROUP_V4)], time.monotonic(), 0.05, 40, relative=True
+        )
+        assert queued is not None
         stale = uring._Submitter._shared
         assert stale is not None
         stale._broken = True  # as after a request it never picked up in time
+        first = time.monotonic() + 60
         again = sock.send_repeatedly(
             52, [(advert(vrid=52), VRRP_GROUP_V4)], first, 1.0, 4, relative=True
         )
         assert again is not None and not again.failed
         assert uring._Submitter._shared is not stale
+        await anyio.sleep(0.5)
+        sent = queued.collect()
+        assert sent.rounds >= 5 and sent.error is None and not queued.failed
+    with anyio.fail_after(GUARD):  # the old thread is only asked to stop
+        while submitting_threads():
+            await anyio.sleep(0.01)
 
 
 def test_a_forked_child_starts_a_submitting_thread_of_its_own() -> None:

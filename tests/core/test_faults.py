@@ -114,3 +114,11 @@ def test_router_whose_source_address_is_back_leaves_fault_for_backup() -> None:
     router.source_changed(False, 11.0)
     router.source_changed(True, 12.0)
     assert router.state is State.BACKUP and router.faults == frozenset()
+
+
+def test_a_restarted_router_takes_its_source_address_for_there_again() -> None:
+    router = master_router()
+    router.source_changed(False, 11.0)
+    router.shutdown(12.0)
+    router.start(13.0)
+    assert router.state is State.BACKUP and router.faults == frozenset()

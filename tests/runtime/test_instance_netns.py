@@ -385,6 +385,43 @@ async def test_a_vip_someone_else_removes_from_the_master_is_put_back(
             assert a.counters.become_master == 1 and not holds(h2, VIP4)
 
 
+async def test_a_source_address_fault_clears_when_its_interface_comes_back_with_it(
+    lab: Lab,
+) -> None:
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200), node(h2, "b", 100)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER)
+        h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
+        await eventually(lambda: a.status()["faults"] == ["source_address"])
+        h1.ip("link", "del", h1.ifname)  # gone while its address was: nothing to read
+        await eventually(lambda: "interface" in a.status()["faults"])
+        await anyio.sleep(1.5)  # past a check of the addresses while it is gone
+        create_interface_again(lab, str(h1.ipv4))
+        await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+
+
+async def test_an_instance_run_again_on_a_hub_takes_its_last_stop_for_nobody_elses(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its own VIP removals at stop reach it through the hub after the run ended."""
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, _ = lab.hosts
+    async with TransportHub() as hub:
+        a, other = pair(h1, 1, 100, hub=hub), pair(h1, 2, 100, hub=hub)
+        async with cluster(other):  # keeps the hub's link monitor busy between a's runs
+            async with cluster(a):
+                await eventually(lambda: a.state is State.MASTER)
+            await anyio.sleep(0.3)
+            async with cluster(a):
+                await eventually(lambda: a.state is State.MASTER)
+                h1.ip("addr", "add", "198.51.100.77/32", "dev", h1.ifname)
+                h1.ip("addr", "del", "198.51.100.77/32", "dev", h1.ifname)
+                await anyio.sleep(0.3)
+    assert "by someone else" not in caplog.text
+
+
 @pytest.mark.parametrize("interval", [FAST, 1.0])
 async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_it_is_back(
     lab: Lab, interval: float

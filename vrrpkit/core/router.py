@@ -327,6 +327,9 @@ class Router:
         """Start the router: clean stale VIPs, then BACKUP, MASTER (owner) or FAULT."""
         if self._state not in (State.INIT, State.STOPPED):
             raise RouterError(f"{self.name}: start() while {self._state}")
+        # A fresh start assumes its source address is there: a run's first failed advert
+        # says otherwise (see source_changed).
+        self._source_present = True
         if self.config.vips:
             # keepalived removes addresses a crashed predecessor left behind (vrrp_init_state).
             self._emit(RemoveVips(self.name, self.config.vips))

@@ -477,6 +477,10 @@ class Instance(StateCallbacks, Hosted):
 
     async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
         self._renewing = None  # a lock belongs to one event loop: this run makes its own
+        # Link changes the hub handed over after the last run ended (its own VIP removals at
+        # stop, say) are that run's.
+        self._link_backlog.clear()
+        self._repeat_held_until = -math.inf
         # Read first, so that a failure raises as itself, before any task or state change.
         links = await self._link_states()
         # A hub's socket may have outlived its interface (deleted and created again while no
@@ -1592,9 +1596,9 @@ class Instance(StateCallbacks, Hosted):
         try:
             while True:
                 present = await self._source_present()
-                if present is None:
-                    return  # cannot tell: the interface is gone, its own fault says so
-                if present is (NO_SOURCE_FAULT in self._router.faults):
+                if present is None and NO_SOURCE_FAULT not in self._router.faults:
+                    return  # cannot tell (the interface is gone: its own fault says so)
+                if present is not None and present is (NO_SOURCE_FAULT in self._router.faults):
                     if not present:
                         logger.error(
                             "%s: source address %s is gone from %s: FAULT until it is back",

@@ -241,11 +241,18 @@ class GarpSender(AsyncResource):
     async def _forwards_ipv6(self) -> bool:
         value = self._read_forwarding()
         if value is None:
-            # Its interface was deleted (and maybe created again) since: open it anew.
-            if self._forwarding >= 0:
-                os.close(self._forwarding)
+            # Its interface was deleted (and maybe created again) since: open it anew. The
+            # descriptor is let go before waiting: announcements run concurrently (a hub
+            # shares one sender), and each must close only what it took.
+            stale, self._forwarding = self._forwarding, -1
+            if stale >= 0:
+                os.close(stale)
             ifname = self._ifname
-            self._forwarding = await call_in_netns(self._netns, lambda: _open_forwarding(ifname))
+            fresh = await call_in_netns(self._netns, lambda: _open_forwarding(ifname))
+            if self._forwarding < 0 and not self._closed:
+                self._forwarding = fresh
+            elif fresh >= 0:
+                os.close(fresh)  # another announcement opened it meanwhile, or we closed
             value = self._read_forwarding()
         return bool(value)
 

@@ -278,6 +278,7 @@ class TimedSends:
         # Made on the first series timed from the previous advert (see _hand_over).
         self._submitter: _Submitter | None = None
         self._submitter_tried = False
+        self._retired: list[_Submitter] = []  # replaced submitters, released at close
 
     @classmethod
     def create(cls, entries: int = 256, completions: int = 4096) -> TimedSends | None:
@@ -572,8 +573,10 @@ class TimedSends:
             self._submitter_tried = True
             submitter = self._submitter = _Submitter.acquire()
         elif relative and submitter is not None and submitter._broken and not submitter._forked:
-            # Its thread once failed to answer in time: a fresh one serves from now on.
-            submitter.release()
+            # Its thread once failed to answer in time: a fresh one takes the next series.
+            # The old one is kept until the ring closes: the entries it submitted run in
+            # its thread, and the kernel would cancel them if it exited.
+            self._retired.append(submitter)
             submitter = self._submitter = _Submitter.acquire()
         if relative and submitter is not None:
             taken = max(submitter.enter(self._enter, count, 0, flags), 0)
@@ -728,6 +731,9 @@ class TimedSends:
         if self._submitter is not None:
             self._submitter.release()
             self._submitter = None
+        for retired in self._retired:
+            retired.release()
+        self._retired.clear()
         self._ring.close()
         self._sqes.close()
         os.close(self._fd)
@@ -751,9 +757,8 @@ class _Submitter:
     per hundred adverts).
     """
 
-    _sharing = threading.Lock()  # guards the two below
+    _sharing = threading.Lock()  # guards the one below and each submitter's _users
     _shared: _Submitter | None = None
-    _users = 0
 
     def __init__(self) -> None:
         self._wake = os.eventfd(0, os.EFD_CLOEXEC)
@@ -766,6 +771,7 @@ class _Submitter:
         self._picking = threading.Lock()
         self._broken = False
         self._forked = False  # a parent's thread in a forked child: its rings are the parent's
+        self._users = 0  # rings holding this thread (under _sharing)
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="vrrpkit-uring", daemon=True)
         try:
@@ -786,23 +792,26 @@ class _Submitter:
                 except (OSError, RuntimeError) as exc:
                     logger.info("io_uring: no submitting thread (%s): the event loop submits", exc)
                     return None
-                if cls._shared is not None:
-                    cls._shared._abandon()  # broken: its users get refusals, new ones this
-                cls._shared, cls._users = shared, 0
-            cls._users += 1
+                # A broken one is not stopped: the kernel runs the entries it submitted in
+                # its thread, and would cancel them all if it exited. Its users get refusals
+                # for new series and keep their queued ones until each releases it.
+                cls._shared = shared
+            shared._users += 1
             return shared
 
     def release(self) -> None:
-        """One user fewer; the thread stops with the last (its entries must have settled:
+        """One user fewer; the thread stops with its last (their entries must have settled:
         the kernel cancels those of a thread that exits)."""
         with _Submitter._sharing:
-            if _Submitter._shared is not self:
-                return  # broken and replaced: stopped already
-            _Submitter._users -= 1
-            if _Submitter._users > 0:
+            self._users -= 1
+            if self._users > 0:
                 return
-            _Submitter._shared = None
-        self._stop()
+            if _Submitter._shared is self:
+                _Submitter._shared = None
+        if self._broken:
+            self._abandon()  # it may not answer: stopping it is only asked
+        else:
+            self._stop()
 
     def _abandon(self) -> None:
         # A broken thread does not answer; stopping it is only asked.
@@ -892,7 +901,7 @@ class _Submitter:
         if cls._shared is not None:
             cls._shared._broken = True  # the parent's rings in the child: refused at once
             cls._shared._forked = True
-        cls._shared, cls._users = None, 0
+        cls._shared = None
 
 
 if hasattr(os, "register_at_fork"):
