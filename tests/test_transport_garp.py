@@ -269,21 +269,23 @@ async def test_announcements_come_from_the_mac_the_interface_has_now(lab: Lab) -
     assert fields["eth_src"] == fields["sha"] == MAC
 
 
+def create_veth_pair(host: Host) -> None:
+    """vka and vkb in ``host``'s namespace, up: what vka sends, vkb receives."""
+    host.ip("link", "add", "vka", "type", "veth", "peer", "name", "vkb")
+    for ifname in ("vka", "vkb"):
+        host.ip("link", "set", ifname, "up")
+
+
 @pytest.mark.anyio
 @pytest.mark.netns
 async def test_router_flag_is_read_from_an_interface_created_again(lab: Lab) -> None:
     h1 = lab.hosts[0]
     sending, receiving = attrs.evolve(h1, ifname="vka"), attrs.evolve(h1, ifname="vkb")
 
-    def create_pair() -> None:
-        h1.ip("link", "add", "vka", "type", "veth", "peer", "name", "vkb")
-        for ifname in ("vka", "vkb"):
-            h1.ip("link", "set", ifname, "up")
-
-    create_pair()
+    create_veth_pair(h1)
     async with await GarpSender.open("vka", netns=h1.netns) as sender:
         h1.ip("link", "del", "vka")
-        create_pair()
+        create_veth_pair(h1)
         forward_ipv6(sending)
         capture = open_capture(receiving)
         try:
@@ -299,15 +301,10 @@ async def test_concurrent_announcements_after_the_interface_came_back_both_go(la
     """A hub shares one sender: both reopen the forwarding setting, neither fails."""
     h1 = lab.hosts[0]
 
-    def create_pair() -> None:
-        h1.ip("link", "add", "vka", "type", "veth", "peer", "name", "vkb")
-        for ifname in ("vka", "vkb"):
-            h1.ip("link", "set", ifname, "up")
-
-    create_pair()
+    create_veth_pair(h1)
     async with await GarpSender.open("vka", netns=h1.netns) as sender:
         h1.ip("link", "del", "vka")
-        create_pair()
+        create_veth_pair(h1)
         with anyio.fail_after(GUARD):
             async with anyio.create_task_group() as tg:
                 for address in (VIP6, VIP6 + 1, VIP6 + 2):
