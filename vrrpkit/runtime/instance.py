@@ -16,7 +16,7 @@ import inspect
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Any, TypeAlias, cast
 
@@ -480,6 +480,7 @@ class Instance(StateCallbacks, Hosted):
         # Link changes the hub handed over after the last run ended (its own VIP removals at
         # stop, say) are that run's.
         self._link_backlog.clear()
+        self._draining_links = self._following_source = False
         self._repeat_held_until = -math.inf
         # Read first, so that a failure raises as itself, before any task or state change.
         links = await self._link_states()
@@ -1105,9 +1106,8 @@ class Instance(StateCallbacks, Hosted):
         and a task waiting for them costs each instance some kilobytes.
         """
         self._link_backlog.append(item)
-        if not self._draining_links and self._tasks is not None:
+        if not self._draining_links and self._spawn(self._drain_links):
             self._draining_links = True
-            self._tasks.start_soon(self._drain_links)
 
     async def _drain_links(self) -> None:
         try:
@@ -1170,11 +1170,23 @@ class Instance(StateCallbacks, Hosted):
                 continue
             await self._link_changed(ifname, up)
 
+    def _spawn(self, function: Callable[..., Coroutine[Any, Any, None]], *args: object) -> bool:
+        """Start ``function(*args)`` among the run's tasks; False if the run is stopping.
+
+        A task started in a cancelled task group may be cancelled before its first step:
+        its ``finally`` would never run (nor clear the flag that says it runs), and its
+        coroutine would go unawaited.
+        """
+        tasks = self._tasks
+        if tasks is None or tasks.cancel_scope.cancel_called:
+            return False
+        tasks.start_soon(function, *args)
+        return True
+
     def _retry_later(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` once RETRY_DELAY from now, unless a retry of ``what`` already waits."""
-        if self._tasks is not None and what not in self._retries:
+        if what not in self._retries and self._spawn(self._retry, what, action):
             self._retries.add(what)
-            self._tasks.start_soon(self._retry, what, action)
 
     async def _retry(self, what: str, action: Callable[[], Awaitable[None]]) -> None:
         assert self._clock is not None
@@ -1581,9 +1593,8 @@ class Instance(StateCallbacks, Hosted):
     def _send_failed(self, operation: str, exc: TransportError) -> None:
         """An advert could not leave: reported, and its source address looked for."""
         self._transport_failed(operation, exc)
-        if not self._following_source and self._tasks is not None:
+        if not self._following_source and self._spawn(self._follow_source):
             self._following_source = True
-            self._tasks.start_soon(self._follow_source)
 
     async def _follow_source(self) -> None:
         """Put the router in FAULT while its source address is gone from the interface, as
