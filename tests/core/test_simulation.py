@@ -1,6 +1,7 @@
 """The simulator itself: seeded impairments, partitions and scripted scenarios."""
 
 from ipaddress import ip_address
+from typing import Any
 
 import pytest
 
@@ -145,16 +146,21 @@ def two_hosts_in_unicast() -> Simulation:
     sim = Simulation()
     for vrid in (1, 2):
         for host, prio in ((1, 200), (2, 100)):
-            sim.add_router(
-                f"h{host}v{vrid}",
-                vrid=vrid,
-                priority=prio,
-                address=f"192.0.2.{host}",
-                vips=[f"192.0.2.{100 + vrid}"],
-                unicast_peers=[f"192.0.2.{3 - host}"],
-            )
+            add_host_router(sim, host, prio, vrid, unicast_peers=[f"192.0.2.{3 - host}"])
     sim.run_for(10)
     return sim
+
+
+def add_host_router(sim: Simulation, host: int, priority: int, vrid: int, **options: Any) -> None:
+    """Router ``h{host}v{vrid}`` on host ``host``'s one address, with VIP 192.0.2.10x."""
+    sim.add_router(
+        f"h{host}v{vrid}",
+        vrid=vrid,
+        priority=priority,
+        address=f"192.0.2.{host}",
+        vips=[f"192.0.2.{100 + vrid}"],
+        **options,
+    )
 
 
 def test_unicast_adverts_reach_the_router_of_their_vrid_on_a_shared_address() -> None:
@@ -220,15 +226,8 @@ def two_hosts_in_sync_groups() -> Simulation:
     sim = Simulation()
     for host, prio in ((1, 200), (2, 100)):
         for vrid in (1, 2):
-            sim.add_router(
-                f"h{host}v{vrid}",
-                vrid=vrid,
-                priority=prio,
-                address=f"192.0.2.{host}",
-                vips=[f"192.0.2.{100 + vrid}"],
-                trackers=[Tracker("check", weight=0)] if vrid == 2 else (),
-                start=False,
-            )
+            trackers = [Tracker("check", weight=0)] if vrid == 2 else []
+            add_host_router(sim, host, prio, vrid, trackers=trackers, start=False)
         sim.add_group(f"g{host}", [f"h{host}v1", f"h{host}v2"])
         sim.tracker_result(f"h{host}v2", "check", True)
     sim.run_for(10)

@@ -62,6 +62,18 @@ async def cluster(*instances: Instance) -> AsyncIterator[None]:
                 inst.stop()
 
 
+@asynccontextmanager
+async def master_and_backup(
+    lab: Lab, hub: Any = None, **options: Any
+) -> AsyncIterator[tuple[Instance, Instance]]:
+    """a on h1 (priority 200, on ``hub`` if given) as MASTER holding VIP4, b on h2 (100)."""
+    h1, h2 = lab.hosts
+    a, b = node(h1, "a", 200, hub=hub, **options), node(h2, "b", 100, **options)
+    async with cluster(a, b):
+        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        yield a, b
+
+
 async def test_election_puts_the_vip_on_the_master_only(lab: Lab) -> None:
     h1, h2 = lab.hosts
     a, b = node(h1, "a", 200), node(h2, "b", 100)
@@ -354,9 +366,7 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
     lab: Lab,
 ) -> None:
     h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200), node(h2, "b", 100)
-    async with cluster(a, b):
-        await eventually(lambda: a.state is State.MASTER)
+    async with master_and_backup(lab) as (a, b):
         h1.ip("link", "del", h1.ifname)
         await eventually(lambda: a.state is State.FAULT)
         await eventually(lambda: b.state is State.MASTER and holds(h2, VIP4))
@@ -376,9 +386,7 @@ async def test_a_vip_someone_else_removes_from_the_master_is_put_back(
     h1, h2 = lab.hosts
     async with contextlib.AsyncExitStack() as stack:
         hub = await stack.enter_async_context(TransportHub()) if shared else None
-        a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
-        async with cluster(a, b):
-            await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+        async with master_and_backup(lab, hub) as (a, b):
             h1.ip("addr", "del", f"{VIP4}/32", "dev", h1.ifname)
             await eventually(lambda: holds(h1, VIP4))
             assert a.state is State.MASTER and b.state is State.BACKUP
@@ -388,10 +396,8 @@ async def test_a_vip_someone_else_removes_from_the_master_is_put_back(
 async def test_a_source_address_fault_clears_when_its_interface_comes_back_with_it(
     lab: Lab,
 ) -> None:
-    h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200), node(h2, "b", 100)
-    async with cluster(a, b):
-        await eventually(lambda: a.state is State.MASTER)
+    h1, _ = lab.hosts
+    async with master_and_backup(lab) as (a, b):
         h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
         await eventually(lambda: a.status()["faults"] == ["source_address"])
         h1.ip("link", "del", h1.ifname)  # gone while its address was: nothing to read
@@ -428,9 +434,7 @@ async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_
 ) -> None:
     """keepalived's NO_SOURCE_IP fault: a master whose adverts cannot leave holds no VIP."""
     h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200, interval=interval), node(h2, "b", 100, interval=interval)
-    async with cluster(a, b):
-        await eventually(lambda: a.state is State.MASTER and holds(h1, VIP4))
+    async with master_and_backup(lab, interval=interval) as (a, b):
         h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
         await eventually(lambda: a.state is State.FAULT and b.state is State.MASTER)
         await eventually(lambda: holds(h2, VIP4) and not holds(h1, VIP4))
@@ -751,9 +755,7 @@ async def test_a_steady_master_has_the_kernel_send_its_adverts(lab: Lab) -> None
 async def test_a_kernel_sending_master_refusing_an_unknown_tracker_name_goes_on_advertising(
     lab: Lab,
 ) -> None:
-    h1, h2 = lab.hosts
-    a, b = node(h1, "a", 200), node(h2, "b", 100)
-    async with cluster(a, b):
+    async with master_and_backup(lab) as (a, b):
         await eventually(lambda: a.status()["send_mode"] == "kernel-timed")
         with pytest.raises(ConfigError, match="no tracker named"):
             await a.tracker_result("typo", True)
