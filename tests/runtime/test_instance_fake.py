@@ -769,3 +769,51 @@ async def test_a_shutdown_whose_vip_removal_never_returns_gives_up_after_its_tim
             inst.stop()
     assert inst.state is State.STOPPED
     assert "shutdown took over 0.2 s" in caplog.text
+
+
+class SlowAnswers(FakeAddressManager):
+    """An addition takes effect at once, but its answer waits while ``hold()`` is on (the
+    kernel's answer and its address notifications come on different sockets)."""
+
+    def __init__(self) -> None:
+        super().__init__(["eth0"])
+        self._released: anyio.Event | None = None
+
+    def hold(self) -> None:
+        self._released = anyio.Event()
+
+    def release(self) -> None:
+        if self._released is not None:
+            self._released.set()
+
+    async def add(self, ifname: str, address: Any, prefixlen: int | None = None) -> bool:
+        added = await super().add(ifname, address, prefixlen)
+        if self._released is not None:
+            await self._released.wait()
+        return added
+
+
+async def test_a_vip_removed_before_its_addition_was_answered_is_put_back() -> None:
+    net, clock = FakeNetwork(), FakeClock()
+    links, manager = FakeLinkMonitor(), SlowAnswers()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=net.socket("192.0.2.1"), addresses=manager, links=links,
+        announcer=FakeAnnouncer(), runner=FakeRunner(),
+    )  # fmt: skip
+    async with anyio.create_task_group() as tg:
+        manager.hold()
+        await tg.start(inst.run)
+        try:
+            await clock.advance(5)
+            assert inst.state is State.MASTER and manager.holds("eth0", VIP)
+            vip = inst.config.vips[0]
+            await manager.remove("eth0", vip)  # someone else, before the answer came
+            links.address_removed("eth0", vip)
+            await clock.advance(0.01)
+            manager.release()
+            await clock.advance(1)
+            assert manager.holds("eth0", VIP) and inst.status()["vips_held"] == [VIP]
+        finally:
+            manager.release()
+            inst.stop()

@@ -290,6 +290,11 @@ class Instance(StateCallbacks, Hosted):
         self._checks_in_threads: set[str] = set()
         self._running = False
         self._vips_held: set[Address] = set()
+        # VIPs whose addition is sent or planned but not answered yet, and those of them
+        # someone else removed meanwhile (the kernel's answer and its address notifications
+        # come on different sockets, so the removal may be read first).
+        self._vips_adding: set[Address] = set()
+        self._vips_lost: set[Address] = set()
         self._notify_failures = 0
         self._transport_failures = 0
         self._last_transition: float | None = None
@@ -755,6 +760,8 @@ class Instance(StateCallbacks, Hosted):
             if ifname in self._tracked_links:
                 self._router.tracker_result(ifname, links[ifname], now)
         self._vips_held.clear()
+        self._vips_adding.clear()
+        self._vips_lost.clear()
         self._perform_now(self._router.start(now))
         self._rearm()
 
@@ -1130,21 +1137,31 @@ class Instance(StateCallbacks, Hosted):
         """Someone removed an address from an interface (our own removals come too)."""
         if change.ifname != self.interface:
             return
-        if change.address in self._vips_held and self._router.state is State.MASTER:
-            # keepalived goes BACKUP for a moment (priority 0, then takes over again after
-            # the skew); the VIP is put back in place here, with no failover on the way. (The
-            # effects task adds it only if still MASTER then: an interface going down takes
-            # its IPv6 addresses with it, and its own event follows.)
-            logger.warning(
-                "%s: %s was removed from %s by someone else; adding it again",
-                self.name,
-                change.address,
-                self.interface,
-            )
-            self._vips_held.discard(change.address)
-            if not self._retry_queued:
-                self._retry_queued = True
-                self._effects.put(_RetryVips())
+        if self._router.state is not State.MASTER:
+            return
+        if change.address in self._vips_adding:
+            self._vips_lost.add(change.address)  # its answer decides (_collect_vips)
+        elif change.address in self._vips_held:
+            self._vips_removed_by_someone_else(change.address)
+
+    def _vips_removed_by_someone_else(self, address: Address) -> None:
+        # keepalived goes BACKUP for a moment (priority 0, then takes over again after the
+        # skew); the VIP is put back in place here, with no failover on the way. (The
+        # effects task adds it only if still MASTER then: an interface going down takes its
+        # IPv6 addresses with it, and its own event follows.)
+        logger.warning(
+            "%s: %s was removed from %s by someone else; adding it again",
+            self.name,
+            address,
+            self.interface,
+        )
+        self._vips_held.discard(address)
+        self._queue_vip_retry()
+
+    def _queue_vip_retry(self) -> None:
+        if not self._retry_queued:
+            self._retry_queued = True
+            self._effects.put(_RetryVips())
 
     async def _link_changed(self, ifname: str, up: bool) -> None:
         if ifname == self.interface:
@@ -1538,6 +1555,7 @@ class Instance(StateCallbacks, Hosted):
                 except (TransportError, anyio.ClosedResourceError):
                     ticket = None  # the effects task tries again with add() and reports
             tickets.append((vip, ticket))
+            self._vips_adding.add(vip.ip)
         return _VipsAdded(tuple(tickets))
 
     async def _collect_vips(self, effect: _VipsAdded, retry: bool = False) -> None:
@@ -1549,12 +1567,19 @@ class Instance(StateCallbacks, Hosted):
                     await self._addresses.add(self.interface, vip.ip, vip.network.prefixlen)
                 else:
                     await self._addresses.add_result(ticket)  # type: ignore[attr-defined]
-                self._vips_held.add(vip.ip)
-                if retry:
-                    logger.info("%s: added %s on retry", self.name, vip)
             except TransportError as exc:
                 if not retry:
                     self._transport_failed(f"add {vip}", exc)
+                continue
+            finally:
+                self._vips_adding.discard(vip.ip)
+            if vip.ip in self._vips_lost:
+                self._vips_lost.discard(vip.ip)
+                self._vips_removed_by_someone_else(vip.ip)
+                continue
+            self._vips_held.add(vip.ip)
+            if retry:
+                logger.info("%s: added %s on retry", self.name, vip)
 
     async def _remove_vips(self, addresses: tuple[Address, ...]) -> None:
         assert self._addresses is not None
