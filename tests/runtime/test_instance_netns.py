@@ -445,6 +445,26 @@ async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+async def test_a_backup_whose_source_address_is_removed_is_in_fault_until_it_is_back(
+    lab: Lab, shared: bool
+) -> None:
+    """A backup sends nothing to fail: the removal itself tells it, as it tells keepalived."""
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(TransportHub()) if shared else None
+        a, b = node(h1, "a", 200), node(h2, "b", 100, hub=hub)
+        async with cluster(a, b):
+            await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+            h2.ip("addr", "del", f"{h2.ipv4}/24", "dev", h2.ifname)
+            await eventually(lambda: b.state is State.FAULT)
+            assert b.status()["faults"] == ["source_address"] and a.state is State.MASTER
+            h2.ip("addr", "add", f"{h2.ipv4}/24", "dev", h2.ifname)
+            await eventually(lambda: b.state is State.BACKUP)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
 @pytest.mark.parametrize("comeback", ["addressed", "address-later", "new-address"])
 async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
     lab: Lab, shared: bool, comeback: str

@@ -1137,6 +1137,11 @@ class Instance(StateCallbacks, Hosted):
         """Someone removed an address from an interface (our own removals come too)."""
         if change.ifname != self.interface:
             return
+        if change.address == self._router.config.address:
+            # keepalived's NO_SOURCE_IP comes from this notification; a backup sends
+            # nothing whose failure would tell it otherwise.
+            self._look_for_source()
+            return
         if self._router.state is not State.MASTER:
             return
         if change.address in self._vips_adding:
@@ -1618,6 +1623,9 @@ class Instance(StateCallbacks, Hosted):
     def _send_failed(self, operation: str, exc: TransportError) -> None:
         """An advert could not leave: reported, and its source address looked for."""
         self._transport_failed(operation, exc)
+        self._look_for_source()
+
+    def _look_for_source(self) -> None:
         if not self._following_source and self._spawn(self._follow_source):
             self._following_source = True
 
