@@ -1,5 +1,7 @@
 """FAULT: interface down or weight-0 tracker failing, and shutdown."""
 
+import pytest
+
 from vrrpkit import RemoveVips, Router, RouterConfig, SendAdvertisement, State, Tracker
 from vrrpkit.testing import Simulation
 
@@ -122,3 +124,28 @@ def test_a_restarted_router_takes_its_source_address_for_there_again() -> None:
     router.shutdown(12.0)
     router.start(13.0)
     assert router.state is State.BACKUP and router.faults == frozenset()
+
+
+def test_a_backup_back_from_fault_learns_its_masters_interval_again() -> None:
+    """keepalived resets Master_Adver_Interval on leaving FAULT and takes it again from the
+    master's next advert: the same bytes as before the fault, learnt again all the same."""
+    from ipaddress import ip_address
+
+    from vrrpkit import Advertisement
+
+    src, group = ip_address("192.0.2.9"), ip_address("224.0.0.18")
+    config = RouterConfig(
+        name="b", vrid=1, priority=100, address="192.0.2.1", vips=["192.0.2.100"], interval=0.1
+    )
+    router = Router(config)
+    router.start(0.0)
+    data = Advertisement(
+        version=3, vrid=1, priority=200, interval=1.0, addresses=["192.0.2.100"]
+    ).encode(src=src, dst=group)
+    for now in (0.05, 1.05):  # the same address objects each time, as the transports'
+        router.receive_packet(data, src=src, dst=group, ttl=255, now=now)
+    router.interface_changed(False, 1.8)
+    router.interface_changed(True, 1.9)
+    router.receive_packet(data, src=src, dst=group, ttl=255, now=2.05)
+    assert router.master_adver_interval == 1.0
+    assert router.next_deadline() == pytest.approx(2.05 + 3 * 1.0 + (256 - 100) / 256 * 1.0)

@@ -840,6 +840,9 @@ class Router:
         if not is_allowed(old, cause, new):
             raise AssertionError(f"{self.name}: transition {old} --{cause}--> {new} not in table")
         self._state = new
+        # The fast path repeats what a BACKUP did with an advert; a state between two such
+        # adverts (FAULT resets Master_Adver_Interval) may have changed what that is.
+        self._steady = None
         self._emit(StateChanged(self.name, old, new, cause.value, self._effective))
 
     def _advert(self, priority: int) -> SendAdvertisement:
