@@ -218,10 +218,25 @@ def test_v2_ipv4_checksum_covers_the_message_only_in_every_mode(mode: ChecksumMo
     assert adv.encode(src=anywhere[0], dst=anywhere[1], checksum=mode) == data
 
 
+def test_v2_over_ipv6_carries_no_authentication_field_as_keepalived_sends_it() -> None:
+    adv = Advertisement(version=2, vrid=7, priority=100, interval=1, addresses=["2001:db8::1"])
+    data = adv.encode(src=V6_SRC, dst=V6_DST)
+    assert len(data) == 8 + 16
+    assert Advertisement.decode(data, src=V6_SRC, dst=V6_DST) == adv
+
+
+def test_v2_over_ipv6_refuses_to_encode_a_password() -> None:
+    adv = Advertisement(
+        version=2, vrid=7, priority=100, interval=1, addresses=["2001:db8::1"],
+        auth_type=1, auth_data=b"secret",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="IPv6"):
+        adv.encode(src=V6_SRC, dst=V6_DST)
+
+
 def test_v2_over_ipv6_uses_the_pseudo_header_like_the_kernel() -> None:
     adv = Advertisement(version=2, vrid=7, priority=100, interval=1, addresses=["2001:db8::1"])
     data = adv.encode(src=V6_SRC, dst=V6_DST)
-    assert len(data) == 8 + 16 + 8
     assert internet_checksum(pseudo_header(V6_SRC, V6_DST, len(data)) + data) == 0
     assert Advertisement.decode(data, src=V6_SRC, dst=V6_DST) == adv
 

@@ -39,8 +39,9 @@ def advertisements(
     }
     if version == 2:
         fields["interval"] = draw(st.integers(1, 255))
-        fields["auth_type"] = draw(st.sampled_from([0, 1]))
-        fields["auth_data"] = draw(st.binary(max_size=8))
+        if family == 4:  # over IPv6, VRRPv2 carries no authentication field
+            fields["auth_type"] = draw(st.sampled_from([0, 1]))
+            fields["auth_data"] = draw(st.binary(max_size=8))
     else:
         # Off by less than 1e-6 s from a whole number of centiseconds: normalised, not rejected.
         noise = draw(st.floats(-1e-7, 1e-7))

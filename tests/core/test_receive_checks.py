@@ -89,6 +89,28 @@ def test_a_wrong_ttl_is_counted_before_a_bad_checksum_as_keepalived_checks() -> 
     assert (router.counters.ip_ttl_err, router.counters.chk_err) == (1, 0)
 
 
+def test_a_short_packet_is_counted_before_a_wrong_ttl_as_keepalived_checks() -> None:
+    router = backup()
+    router.receive_packet(wire(advert())[:-2], src=SRC, dst=GROUP, ttl=64, now=1.0)
+    assert (router.counters.packet_len_err, router.counters.ip_ttl_err) == (1, 0)
+
+
+def test_a_wrong_password_is_counted_before_a_bad_checksum_as_keepalived_checks() -> None:
+    router = backup(version=2, auth_type=AUTH_PASS, auth_data=b"secret")
+    data = bytearray(wire(advert(version=2, auth_type=AUTH_PASS, auth_data=b"guess")))
+    data[6] ^= 0xFF  # the checksum
+    router.receive_packet(bytes(data), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert (router.counters.auth_failure, router.counters.chk_err) == (1, 0)
+
+
+def test_a_version_mismatch_is_counted_before_a_bad_checksum_as_keepalived_checks() -> None:
+    router = backup()
+    data = bytearray(wire(advert(version=2, auth_data=b"")))
+    data[6] ^= 0xFF
+    router.receive_packet(bytes(data), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert (router.counters.vers_err, router.counters.chk_err) == (1, 0)
+
+
 def test_another_vrids_packet_with_a_wrong_ttl_counts_no_ttl_error_of_ours() -> None:
     router = backup()
     router.receive_packet(wire(advert(vrid=2)), src=SRC, dst=GROUP, ttl=64, now=1.0)

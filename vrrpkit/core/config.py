@@ -144,6 +144,9 @@ class RouterConfig:
             raise ConfigError("auth_data must be bytes of at most 8 (the v2 password field)")
         if self.auth_type != AUTH_NONE and self.version != 2:
             raise ConfigError("authentication exists only in VRRPv2 (RFC 5798 removed it)")
+        if self.auth_type != AUTH_NONE and self.address.version == 6:
+            # keepalived sends no password over IPv6 and then fails every advert's check.
+            raise ConfigError("VRRPv2 over IPv6 has no authentication field")
         if self.auth_type == AUTH_NONE and value:
             raise ConfigError("auth_data given without auth_type=AUTH_PASS")
 

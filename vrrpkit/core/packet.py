@@ -57,6 +57,7 @@ Addresses: TypeAlias = tuple[IPv4Address, ...] | tuple[IPv6Address, ...]
 
 _ADVERTISEMENT = 1  # the only VRRP message type (RFC 5798 §5.2.2)
 _AUTH_LEN = 8  # RFC 3768 §5.3.10: authentication data is always 8 bytes on the wire
+_NO_AUTH_DATA = bytes(_AUTH_LEN)  # what an IPv6 VRRPv2 advert decodes to (it carries none)
 _AUTH_NONE, _AUTH_AH = 0, 2  # and 1, simple password (RFC 2338 §5.3.6)
 # keepalived accepts Ethernet minimum-frame padding after the message. Ethernet pads its payload
 # to 46 bytes, so padding can only follow a message whose padded total is at most 46 bytes, and it
@@ -290,7 +291,9 @@ class Advertisement:
     iterable of address strings or objects, stored as a tuple) are all of one family, at most
     255, possibly none. ``auth_type``/``auth_data`` exist only in version 2: 0 none, 1 simple
     password, 2 IPsec AH (decode only); ``auth_data`` is stored padded with zeros to its 8 wire
-    bytes. Version 3 requires ``auth_type == 0`` and ``auth_data == b""``.
+    bytes. Over IPv6 a version 2 message has no authentication field (keepalived's layout):
+    it encodes only with ``auth_type == 0`` and decodes with ``auth_data`` all zeros. Version 3
+    requires ``auth_type == 0`` and ``auth_data == b""``.
     """
 
     version: int = attrs.field(validator=_int_in(2, 3))
@@ -343,13 +346,15 @@ class Advertisement:
         src: AddressInput,
         dst: AddressInput,
         checksum: ChecksumMode = ChecksumMode.PSEUDO_HEADER,
+        verify_checksum: bool = True,
     ) -> Advertisement:
         """Parse and verify the VRRP payload ``data`` received from ``src`` sent to ``dst``.
 
         The addresses in the message are of the family of ``src``. Checks run in keepalived's
         order (``vrrp_check_packet``): length, VRID, version, exact length, v2 auth type, type,
-        checksum, then interval. Any malformed ``data`` raises a :class:`PacketError` subclass;
-        a ``src``/``dst`` that is not an address raises ``ConfigError``.
+        checksum (unless ``verify_checksum`` is false), then interval. Any malformed ``data``
+        raises a :class:`PacketError` subclass; a ``src``/``dst`` that is not an address
+        raises ``ConfigError``.
         """
         if type(data) is not bytes:
             data = bytes(data)
@@ -373,7 +378,8 @@ class Advertisement:
         if version == 3:
             length = 8 + count * (16 if ipv6 else 4)
         elif version == 2:
-            length = 8 + _AUTH_LEN + count * (16 if ipv6 else 4)
+            # No authentication field over IPv6: keepalived sends and expects none there.
+            length = 8 + (0 if ipv6 else _AUTH_LEN) + count * (16 if ipv6 else 4)
         else:
             raise VersionError(f"VRRP version {version} is not supported (2 or 3 expected)")
         if size != length:
@@ -394,18 +400,19 @@ class Advertisement:
         # 2**16 == 1 (mod 0xFFFF), that sum is the big-endian integer modulo 0xFFFF, and a message
         # verifies when it is 0. Pseudo-headers (RFC 5798 §5.2.8; RFC 8200 §8.1 for IPv6) add
         # src + dst + protocol + length: the same integer for both families.
-        total = int.from_bytes(data, "big")
-        if ipv6 or (version == 3 and checksum is not _MESSAGE_ONLY):
-            with_pseudo = total + _address_int(src) + _address_int(dst) + IPPROTO_VRRP + length
-            if with_pseudo % 0xFFFF and (ipv6 or checksum is _PSEUDO_HEADER or total % 0xFFFF):
+        if verify_checksum:
+            total = int.from_bytes(data, "big")
+            if ipv6 or (version == 3 and checksum is not _MESSAGE_ONLY):
+                with_pseudo = total + _address_int(src) + _address_int(dst) + IPPROTO_VRRP + length
+                if with_pseudo % 0xFFFF and (ipv6 or checksum is _PSEUDO_HEADER or total % 0xFFFF):
+                    raise ChecksumError(
+                        f"VRRPv{version} checksum {data[6:8].hex()} does not verify with the "
+                        f"pseudo-header for {src} -> {dst}"
+                    )
+            elif total % 0xFFFF:
                 raise ChecksumError(
-                    f"VRRPv{version} checksum {data[6:8].hex()} does not verify with the "
-                    f"pseudo-header for {src} -> {dst}"
+                    f"VRRPv{version} checksum {data[6:8].hex()} does not verify over the message"
                 )
-        elif total % 0xFFFF:
-            raise ChecksumError(
-                f"VRRPv{version} checksum {data[6:8].hex()} does not verify over the message"
-            )
 
         if version == 3:
             centis = word & _V3_INTERVAL_MASK
@@ -419,7 +426,7 @@ class Advertisement:
             if not seconds:
                 raise IntervalError("VRRPv2 advertisement interval is 0 seconds")
             interval = float(seconds)
-            auth_data = data[length - _AUTH_LEN :]
+            auth_data = _NO_AUTH_DATA if ipv6 else data[length - _AUTH_LEN :]
         raw = data[8 : 8 + count * (16 if ipv6 else 4)]
         if ipv6:
             addresses: Addresses | None = _ipv6_cache.get(raw)
@@ -474,7 +481,10 @@ class Advertisement:
             if self.auth_type == _AUTH_AH:
                 raise ConfigError("auth_type 2 (IPsec AH) can be decoded but not encoded")
             word = self.auth_type << 8 | round(self.interval)
-            body += self.auth_data
+            if not ipv6:
+                body += self.auth_data
+            elif self.auth_type != _AUTH_NONE:
+                raise ConfigError("VRRPv2 over IPv6 has no authentication field")
             pseudo = ipv6
         else:
             word = round(self.interval * 100)

@@ -30,7 +30,13 @@ from vrrpkit.core.addresses import Address, multicast_group
 from vrrpkit.core.config import AUTH_PASS, RouterConfig
 from vrrpkit.core.counters import Counters
 from vrrpkit.core.errors import ConfigError, VrrpError
-from vrrpkit.core.packet import Advertisement, ChecksumMode, PacketError
+from vrrpkit.core.packet import (
+    Advertisement,
+    ChecksumError,
+    ChecksumMode,
+    PacketError,
+    PacketLengthError,
+)
 from vrrpkit.core.states import State
 from vrrpkit.core.timers import master_down_interval, skew_time
 from vrrpkit.core.tracking import (
@@ -418,12 +424,18 @@ class Router:
         if state is not State.BACKUP and state is not State.MASTER:
             return []  # keepalived ignores packets in INIT and FAULT
         cfg = self.config
-        if ttl != 255 and not cfg.unicast_peers and len(data) > 1 and data[1] == cfg.vrid:
-            # keepalived checks the TTL before the length, type and checksum
-            # (vrrp_check_packet): a packet wrong in both counts as a TTL error.
-            return self._drop(src, "ip_ttl_err", f"TTL {ttl} is not 255")
         to = dst if dst is not None else self._group_addr
         checksum = cfg.checksum
+        if ttl != 255 and not cfg.unicast_peers and len(data) > 1 and data[1] == cfg.vrid:
+            # keepalived checks the length, then the TTL, then the rest (vrrp_check_packet):
+            # a packet of the right length counts as a TTL error whatever else is wrong.
+            try:
+                Advertisement.decode(data, src=src, dst=to, verify_checksum=False)
+            except PacketLengthError as error:
+                return self._drop(src, error.counter, str(error))
+            except PacketError:
+                pass
+            return self._drop(src, "ip_ttl_err", f"TTL {ttl} is not 255")
         last = self._last_decoded
         if (
             last is not None
@@ -440,6 +452,12 @@ class Router:
         else:
             try:
                 adv = Advertisement.decode(data, src=src, dst=to, checksum=checksum)
+            except ChecksumError as error:
+                # keepalived checks the version and v2 authentication first.
+                wrong = self._header_error_unverified(data, src, to, ttl)
+                if wrong is not None:
+                    return self._drop(src, *wrong)
+                return self._drop(src, error.counter, str(error))
             except PacketError as error:
                 return self._drop(src, error.counter, str(error))
             self._last_decoded = (data, src, to, checksum, adv)
@@ -479,25 +497,9 @@ class Router:
         if adv.vrid != cfg.vrid:
             return self._drop(src, "vrid_err", f"VRID {adv.vrid} is not ours ({cfg.vrid})")
         unicast = bool(cfg.unicast_peers)
-        if ttl != 255 and not unicast:
-            # RFC 5798 §7.1: only a neighbour on the link can send with TTL 255.
-            return self._drop(src, "ip_ttl_err", f"TTL {ttl} is not 255")
-        if adv.version != cfg.version:
-            return self._drop(src, "vers_err", f"version {adv.version} is not {cfg.version}")
-        if cfg.version == 2:
-            if adv.auth_type != cfg.auth_type:
-                return self._drop(
-                    src, "authtype_mismatch", f"auth type {adv.auth_type} is not {cfg.auth_type}"
-                )
-            # The v2 password crosses the wire in clear text: a constant-time comparison
-            # would protect nothing (keepalived uses memcmp).
-            if cfg.auth_type == AUTH_PASS and adv.auth_data != self._auth:
-                return self._drop(src, "auth_failure", "wrong password")
-            if adv.interval != cfg.interval:
-                # keepalived drops these without counting (advert_interval_err stays 0); we count.
-                return self._drop(
-                    src, "advert_interval_err", f"interval {adv.interval} s is not {cfg.interval} s"
-                )
+        wrong = self._header_error(adv, ttl)
+        if wrong is not None:
+            return self._drop(src, *wrong)
         if dst is not None and (
             (dst == self._group_addr or dst.is_multicast)
             if unicast
@@ -506,6 +508,39 @@ class Router:
             return self._drop(src, "addr_list_err", f"destination {dst} does not match the mode")
         self._checked = (adv, src, dst, ttl)
         return self._accept(adv, src, now)
+
+    def _header_error(self, adv: Advertisement, ttl: int) -> tuple[str, str] | None:
+        """The counter and reason of the first header check ``adv`` fails, in keepalived's
+        order (TTL, version, v2 auth type, password and interval), or None."""
+        cfg = self.config
+        if ttl != 255 and not cfg.unicast_peers:
+            # RFC 5798 §7.1: only a neighbour on the link can send with TTL 255.
+            return "ip_ttl_err", f"TTL {ttl} is not 255"
+        if adv.version != cfg.version:
+            return "vers_err", f"version {adv.version} is not {cfg.version}"
+        if cfg.version == 2:
+            if adv.auth_type != cfg.auth_type:
+                return "authtype_mismatch", f"auth type {adv.auth_type} is not {cfg.auth_type}"
+            # The v2 password crosses the wire in clear text: a constant-time comparison
+            # would protect nothing (keepalived uses memcmp).
+            if cfg.auth_type == AUTH_PASS and adv.auth_data != self._auth:
+                return "auth_failure", "wrong password"
+            if adv.interval != cfg.interval:
+                # keepalived drops these without counting (advert_interval_err stays 0); we count.
+                return "advert_interval_err", f"interval {adv.interval} s is not {cfg.interval} s"
+        return None
+
+    def _header_error_unverified(
+        self, data: bytes, src: Address, dst: Address, ttl: int
+    ) -> tuple[str, str] | None:
+        """What _header_error says of a message whose checksum failed (None: nothing)."""
+        try:
+            adv = Advertisement.decode(data, src=src, dst=dst, verify_checksum=False)
+        except PacketError:
+            return None
+        if adv.vrid != self.config.vrid:
+            return "vrid_err", f"VRID {adv.vrid} is not ours ({self.config.vrid})"
+        return self._header_error(adv, ttl)
 
     def _accept(self, adv: Advertisement, src: Address, now: float) -> list[Action]:
         """Count and act on an advert whose header passed the checks."""
