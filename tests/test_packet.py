@@ -171,6 +171,15 @@ def test_either_mode_accepts_both_checksum_forms() -> None:
         )
 
 
+def test_as_v2_mode_sends_the_message_only_form_and_accepts_both() -> None:
+    adv = v3_ipv4()
+    data = adv.encode(src=V4_SRC, dst=V4_DST, checksum=ChecksumMode.AS_V2)
+    assert data == adv.encode(src=V4_SRC, dst=V4_DST, checksum=ChecksumMode.MESSAGE_ONLY)
+    pseudo = payload(load_vector("v3-ipv4-adv10cs-prio150"))
+    for received in (data, pseudo):
+        Advertisement.decode(received, src=V4_SRC, dst=V4_DST, checksum=ChecksumMode.AS_V2)
+
+
 def test_either_mode_still_rejects_a_checksum_valid_in_neither_form() -> None:
     data = bytearray(v3_ipv4().encode(src=V4_SRC, dst=V4_DST))
     data[7] ^= 0x01

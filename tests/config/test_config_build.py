@@ -368,7 +368,7 @@ def test_keepalived_options_map_to_router_config_fields() -> None:
     )
     assert (c.garp_repeat, c.garp_delay, c.garp_refresh, c.garp_refresh_repeat) == (3, 0.0, 30.0, 2)
     assert (c.garp_lower_prio_repeat, c.check_unicast_src) == (2, True)
-    assert c.checksum is ChecksumMode.MESSAGE_ONLY
+    assert c.checksum is ChecksumMode.AS_V2
 
 
 def test_transport_keywords_override_the_file() -> None:

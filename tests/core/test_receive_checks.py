@@ -132,6 +132,19 @@ def test_unicast_source_check_drops_adverts_from_strangers() -> None:
     assert router.master_address is None
 
 
+def test_a_unicast_peer_given_with_an_ipv6_zone_is_recognised() -> None:
+    config = RouterConfig(
+        name="r", vrid=1, priority=100, address="fe80::1%eth0", vips=["2001:db8::100"],
+        unicast_peers=["fe80::2%eth0"], check_unicast_src=True,
+    )  # fmt: skip
+    router = Router(config)
+    router.start(0.0)
+    peer, own = ip_address("fe80::2"), ip_address("fe80::1")  # as received: no zone
+    data = advert(addresses=["2001:db8::100"]).encode(src=peer, dst=own)
+    router.receive_packet(data, src=peer, dst=own, ttl=64, now=1.0)
+    assert router.counters.unknown_source == 0 and router.master_address == peer
+
+
 def test_multicast_advert_is_dropped_in_unicast_mode() -> None:
     router = backup(unicast_peers=["192.0.2.9"])
     router.receive_packet(wire(advert()), src=SRC, dst=GROUP, ttl=255, now=1.0)
@@ -212,6 +225,13 @@ def test_address_list_mismatch_is_counted_but_still_processed() -> None:
     )
     assert router.counters.addr_list_err == 1
     assert router.master_address == SRC
+
+
+def test_an_address_listed_twice_is_an_address_count_mismatch() -> None:
+    router = backup()
+    doubled = advert(addresses=["192.0.2.100", "192.0.2.100"])
+    router.receive_packet(wire(doubled), src=SRC, dst=GROUP, ttl=255, now=1.0)
+    assert (router.counters.addr_list_err, router.counters.advert_rcvd) == (1, 1)
 
 
 def test_priority_zero_is_counted_and_shortens_the_down_timer_to_skew_time() -> None:

@@ -201,7 +201,7 @@ def instance_options(inst: InstanceDef) -> dict[str, Any]:
         options["auth_type"] = AUTH_PASS
         options["auth_data"] = inst.auth_pass
     if inst.v3_checksum_as_v2:
-        options["checksum"] = ChecksumMode.MESSAGE_ONLY
+        options["checksum"] = ChecksumMode.AS_V2
     return options
 
 

@@ -22,13 +22,20 @@ def multicast_group(address: Address) -> Address:
 
 
 def to_address(value: Any) -> Address:
-    """An ``ipaddress`` object from a string or an address object (clear error otherwise)."""
-    if isinstance(value, (IPv4Address, IPv6Address)):
-        return value
-    try:
-        return ip_address(value)
-    except ValueError as exc:
-        raise ConfigError(f"not an IP address: {value!r}") from exc
+    """An ``ipaddress`` object from a string or an address object (clear error otherwise).
+
+    An IPv6 zone (``fe80::2%eth0``) is dropped: an instance's interface is its zone, and
+    received sources carry none (``ipaddress`` compares zones, so a peer with one would
+    never match).
+    """
+    if not isinstance(value, (IPv4Address, IPv6Address)):
+        try:
+            value = ip_address(value)
+        except ValueError as exc:
+            raise ConfigError(f"not an IP address: {value!r}") from exc
+    if type(value) is IPv6Address and value.scope_id is not None:
+        return IPv6Address(value.packed)
+    return value
 
 
 def to_addresses(values: Iterable[Any]) -> tuple[Address, ...]:

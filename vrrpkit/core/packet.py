@@ -81,6 +81,9 @@ class ChecksumMode(enum.Enum):
     * ``MESSAGE_ONLY``: over the message alone, like VRRPv2 (RFC 9568; keepalived's
       ``v3_checksum_as_v2``).
     * ``EITHER``: decoding accepts both forms; encoding uses ``PSEUDO_HEADER``.
+    * ``AS_V2``: encoding uses ``MESSAGE_ONLY``, decoding accepts both forms: keepalived's
+      ``v3_checksum_as_v2`` as it behaves (it checks no v3 IPv4 checksum at all then, so
+      it hears peers of either form while the cluster moves from one to the other).
 
     The mode only matters for VRRPv3 over IPv4. VRRPv2 over IPv4 always sums the message alone
     (RFC 3768 §5.3.8). Over IPv6 the pseudo-header is always used, whatever the version: the
@@ -91,11 +94,13 @@ class ChecksumMode(enum.Enum):
     PSEUDO_HEADER = "pseudo-header"
     MESSAGE_ONLY = "message-only"
     EITHER = "either"
+    AS_V2 = "as-v2"
 
 
 # Enum member lookups through the class cost ~100 ns each; the hot paths compare with these.
 _PSEUDO_HEADER = ChecksumMode.PSEUDO_HEADER
 _MESSAGE_ONLY = ChecksumMode.MESSAGE_ONLY
+_AS_V2 = ChecksumMode.AS_V2
 
 
 class PacketError(VrrpError):
@@ -488,7 +493,7 @@ class Advertisement:
             pseudo = ipv6
         else:
             word = round(self.interval * 100)
-            pseudo = ipv6 or checksum is not _MESSAGE_ONLY
+            pseudo = ipv6 or (checksum is not _MESSAGE_ONLY and checksum is not _AS_V2)
         header = _pack_header(
             self.version << 4 | _ADVERTISEMENT, self.vrid, self.priority, count, word, 0
         )

@@ -552,7 +552,9 @@ class Router:
         counters.advert_rcvd += 1
         addresses = adv.addresses
         if addresses is not self._matching_addresses:
-            if addresses != cfg.vips and set(addresses) != set(cfg.vips):
+            if addresses != cfg.vips and (
+                len(addresses) != len(cfg.vips) or set(addresses) != set(cfg.vips)
+            ):
                 # keepalived counts and logs a differing list but still processes the advert.
                 counters.addr_list_err += 1
             else:
