@@ -28,14 +28,17 @@ def to_address(value: Any) -> Address:
     received sources carry none (``ipaddress`` compares zones, so a peer with one would
     never match).
     """
-    if not isinstance(value, (IPv4Address, IPv6Address)):
+    address: Address
+    if isinstance(value, (IPv4Address, IPv6Address)):
+        address = value
+    else:
         try:
-            value = ip_address(value)
+            address = ip_address(value)
         except ValueError as exc:
             raise ConfigError(f"not an IP address: {value!r}") from exc
-    if type(value) is IPv6Address and value.scope_id is not None:
-        return IPv6Address(value.packed)
-    return value
+    if type(address) is IPv6Address and address.scope_id is not None:
+        return IPv6Address(address.packed)
+    return address
 
 
 def to_addresses(values: Iterable[Any]) -> tuple[Address, ...]:
