@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from vrrpkit import ConfigError, State, StateChanged
+from vrrpkit import ConfigError, State, StateChanged, VrrpError
 from vrrpkit.core.addresses import Address
 from vrrpkit.runtime.group import Group
 from vrrpkit.runtime.instance import Instance
@@ -176,6 +176,76 @@ async def test_cancelling_the_group_stops_every_member_without_fault() -> None:
     assert group.state is State.STOPPED
 
 
+class SlowLinks(FakeLinkMonitor):
+    """Answers is_up only once ``release`` is set (a netlink slow to answer at start)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = anyio.Event()
+
+    async def is_up(self, ifname: str) -> bool:
+        await self.release.wait()
+        return await super().is_up(ifname)
+
+
+def members_one_slow_to_start() -> tuple[FakeClock, Member, Member, SlowLinks]:
+    clock, a, b = two_members()
+    slow = SlowLinks()
+    b.instance = Instance(
+        "b", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=FakeNetwork().socket("198.51.100.1"), addresses=b.addresses, links=slow,
+        announcer=FakeAnnouncer(),
+    )  # fmt: skip
+    return clock, a, b, slow
+
+
+async def test_cancelling_the_group_while_a_member_starts_stops_it_without_fault() -> None:
+    clock, a, b, _ = members_one_slow_to_start()
+    seen = record_states(a, b)
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(group.run)
+            await clock.advance(0.5)
+            assert a.instance.state is State.BACKUP and b.instance.state is State.INIT
+            tg.cancel_scope.cancel()
+    assert State.FAULT not in [state for _, state in seen]
+    assert group.state is State.STOPPED and a.instance.state is State.STOPPED
+
+
+async def test_a_stop_after_a_run_has_ended_does_not_stop_the_next_run() -> None:
+    clock, a, b, slow = members_one_slow_to_start()
+    group = Group("g", [a.instance, b.instance])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(group.run)
+            await clock.advance(0.5)
+            tg.cancel_scope.cancel()
+        group.stop()  # for the run that has ended
+        slow.release.set()
+        async with group:
+            await clock.advance(10)
+            assert group.state is State.MASTER
+
+
+async def test_group_changes_are_delivered_after_every_member_was_run_again() -> None:
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    delivered: list[State] = []
+    group.on_transition(lambda change: delivered.append(change.new))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(group.run)
+            await clock.advance(5)
+            for member in (a, b):  # each stopped on its own and run again
+                member.instance.stop()
+                await clock.advance(1)
+                await tg.start(member.instance.run)
+                await clock.advance(10)
+                assert delivered[-1] is group.state is State.MASTER
+            group.stop()
+
+
 async def test_one_member_stopping_on_its_own_pulls_the_others_into_fault() -> None:
     clock, a, b = two_members()
     group = Group("g", [a.instance, b.instance])
@@ -227,6 +297,31 @@ def test_a_bad_timeout_is_refused_before_any_member_joins(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Group("g", [a.instance], **{name: float("nan")})
     Group("g", [a.instance])  # still free to join a group
+
+
+@pytest.mark.parametrize("notify", [{"notify": "/usr/bin/notify.sh"}, {"notify_master": []}])
+async def test_a_bad_notify_is_refused_before_any_member_joins(notify: dict[str, Any]) -> None:
+    clock = FakeClock()
+    a = Member(clock, "a", "192.0.2.1")
+    with pytest.raises(ConfigError):
+        Group("g", [a.instance], **notify)
+    async with a.instance:  # free to run alone
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER
+    Group("g", [a.instance])  # and to join a group
+
+
+async def test_a_second_run_of_a_running_group_is_refused_and_leaves_it_running() -> None:
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    async with group:
+        await clock.advance(5)
+        with pytest.raises(VrrpError, match="already running"):
+            await group.run()
+        assert group.state is State.MASTER
+        group.stop()
+        await clock.advance(1)
+        assert group.state is State.STOPPED
 
 
 # -- order: members first, then the group --------------------------------------------------

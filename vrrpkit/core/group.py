@@ -75,11 +75,17 @@ class SyncGroup:
         """
         self._stopping = True
 
+    def begin_run(self) -> None:
+        """The members are about to start together: a member stopping from now on counts as
+        faulty again, whatever a previous stop of the whole group left behind."""
+        self._stopping = False
+
     # -- called by members -----------------------------------------------------------------
 
     def member_started(self, member: Router, now: float) -> None:
         """A member started: it joins the group's FAULT, or the group leaves INIT."""
-        self._stopping = False
+        if self._state is State.STOPPED:
+            self._stopping = False  # a new run; not a member starting while the group stops
         if self._faulty(member):
             self.member_fault(member, now)
         elif self._state is State.FAULT:
@@ -141,7 +147,10 @@ class SyncGroup:
 
         Not while the whole group stops (:meth:`begin_stop`): the others are stopping too.
         """
-        if all(m.state is State.STOPPED for m in self.members):
+        if all(
+            m.state is State.STOPPED or (self._stopping and m.state is State.INIT)
+            for m in self.members
+        ):  # (a member stopped before it started, with the group, never leaves INIT)
             self._stopping = False
             self._set(State.STOPPED, "all members stopped")
         elif not self._stopping:

@@ -17,7 +17,7 @@ import anyio.abc
 import attrs
 
 from vrrpkit.core.actions import Action, GroupStateChanged
-from vrrpkit.core.errors import ConfigError
+from vrrpkit.core.errors import ConfigError, VrrpError
 from vrrpkit.core.group import SyncGroup
 from vrrpkit.core.states import State
 from vrrpkit.runtime.callbacks import CallbackRegistry, StateCallbacks, timeout_seconds
@@ -78,14 +78,6 @@ class Group(StateCallbacks, Hosted):
                 f"group {name!r}: members run scripts as different users "
                 "(GROUP notifies need one script_user and script_group)"
             )
-        self.name = name
-        self._sync = SyncGroup(name, [m.router for m in self.members])
-        self._by_name = {m.name: m for m in self.members}
-        for member in self.members:
-            if member._in_group:
-                raise ConfigError(f"instance {member.name!r} is already in a group")
-        for member in self.members:
-            member._join_group(self._after_member_actions)
         self._notify = NotifyScripts(
             notify=notify,
             master=notify_master,
@@ -93,6 +85,11 @@ class Group(StateCallbacks, Hosted):
             fault=notify_fault,
             stop=notify_stop,
         )
+        for member in self.members:
+            if member._in_group:
+                raise ConfigError(f"instance {member.name!r} is already in a group")
+        self.name = name
+        self._by_name = {m.name: m for m in self.members}
         self._notify_timeout = notify_timeout
         self._script_user, self._script_group = credentials.pop()
         self._notify_failures = 0
@@ -102,12 +99,18 @@ class Group(StateCallbacks, Hosted):
         self._pending: list[_Pending] = []
         self._wakeup: anyio.Event | None = None
         self._running = False
+        self._ran = False  # a run has ended (a stop() then is for that run: nothing to do)
+        self._members_scope: anyio.CancelScope | None = None
         # The delivery in progress (shielded, so that a stop lets it finish): cancelled only
         # when stopping outlasts shutdown_timeout.
         self._delivering: anyio.CancelScope | None = None
         self._abandoned = False
         #: Group state changes so far, in order.
         self.transitions: list[GroupStateChanged] = []
+        # Bound last, once nothing can be refused: a refusal leaves every member free.
+        self._sync = SyncGroup(name, [m.router for m in self.members])
+        for member in self.members:
+            member._join_group(self._after_member_actions)
 
     @property
     def state(self) -> State:
@@ -132,7 +135,7 @@ class Group(StateCallbacks, Hosted):
         the members as soon as they have started. Asked after a run has ended, it does
         nothing (it was for that run).
         """
-        if not self._running and self.state is State.STOPPED:
+        if not self._running and self._ran:
             return
         self._stop.set()
 
@@ -236,23 +239,32 @@ class Group(StateCallbacks, Hosted):
         Stopping waits for the members' own shutdowns and the group callbacks and notifies
         under way, for ``shutdown_timeout`` at most: then what is left is abandoned.
         """
+        if self._running:
+            raise VrrpError(f"group {self.name!r} is already running")
         self._running = True
         self._abandoned = False
-        members_done, notifier_done = anyio.Event(), anyio.Event()
+        self._sync.begin_run()
+        members_started, members_done = anyio.Event(), anyio.Event()
+        notifier_done = anyio.Event()
+        notifier = anyio.CancelScope()
+        self._members_scope = anyio.CancelScope(shield=True)
         try:
             async with anyio.create_task_group() as tg:
-                notifier = anyio.CancelScope()
                 tg.start_soon(self._notify_until, notifier, notifier_done)
-                await tg.start(self._run_members, notifier, members_done)
-                task_status.started(self)
+                tg.start_soon(self._run_members, members_started, members_done)
                 try:
+                    await members_started.wait()
+                    task_status.started(self)
                     await self._stop.wait()
                 finally:
+                    # Cancelled while members were still starting too: they stop together,
+                    # as they do on stop(), none of them counting as faulty for the others.
                     self._stop_members()
                     with anyio.CancelScope(shield=True):
-                        await self._stopped_in_time(members_done, notifier_done)
+                        await self._stopped_in_time(members_done, notifier, notifier_done)
         finally:
             self._running = False
+            self._ran = True
             self._stop = anyio.Event()  # a stop() from now on is for the next run
             pending, self._pending = self._pending, []
             if not self._abandoned:
@@ -265,11 +277,16 @@ class Group(StateCallbacks, Hosted):
                     if deadline.cancelled_caught:
                         self._abandon()
 
-    async def _stopped_in_time(self, *done: anyio.Event) -> None:
-        """Wait for the members to stop and the notifier to end, or abandon its delivery."""
+    async def _stopped_in_time(
+        self, members_done: anyio.Event, notifier: anyio.CancelScope, notifier_done: anyio.Event
+    ) -> None:
+        """Wait for the members to stop, then for the notifier to end; or abandon them."""
         with anyio.move_on_after(self._shutdown_timeout) as deadline:
-            for event in done:
-                await event.wait()
+            await members_done.wait()
+            # The notifier lives as long as the run, not as the members' first runs: a
+            # member stopped on its own may be run again, and its group changes delivered.
+            notifier.cancel()
+            await notifier_done.wait()
         if deadline.cancelled_caught:
             self._abandon()
 
@@ -282,6 +299,8 @@ class Group(StateCallbacks, Hosted):
         )
         if self._delivering is not None:
             self._delivering.cancel()
+        if self._members_scope is not None:
+            self._members_scope.cancel()  # a member that never finished starting or stopping
 
     async def _notify_until(self, scope: anyio.CancelScope, finished: anyio.Event) -> None:
         try:
@@ -290,22 +309,15 @@ class Group(StateCallbacks, Hosted):
         finally:
             finished.set()
 
-    async def _run_members(
-        self,
-        notifier: anyio.CancelScope,
-        done: anyio.Event,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _run_members(self, started: anyio.Event, done: anyio.Event) -> None:
         try:
-            with anyio.CancelScope() as shield:
+            # Shielded from the start: members stop only together (_stop_members), since
+            # cancelled one by one each would count as faulty for those still running. Only
+            # an abandoned shutdown cancels this scope.
+            with self._members_scope:
                 async with anyio.create_task_group() as members:
                     for member in self.members:
                         await members.start(member.run)
-                    # Once started, members stop only together (_stop_members): cancelled one
-                    # by one, each would count as faulty for those still running.
-                    shield.shield = True
-                    task_status.started()
+                    started.set()
         finally:
             done.set()
-            notifier.cancel()

@@ -278,6 +278,9 @@ class Instance(StateCallbacks, Hosted):
         ] = {}
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self._stop_requested = anyio.Event()
+        # Opening the transports and reading the links, before the router starts: a stop()
+        # meanwhile ends the run there (a netlink that never answers must not hold it).
+        self._opening: anyio.CancelScope | None = None
         self._dispatch_scope: anyio.CancelScope | None = None
         #: The running instance's task group (None outside run), and the retries waiting
         #: there (see _retry_later).
@@ -455,6 +458,8 @@ class Instance(StateCallbacks, Hosted):
         if not self._running and self._router.state is State.STOPPED:
             return  # the run is over (stopped already, by us or anyone): nothing to stop
         self._stop_requested.set()
+        if self._opening is not None:
+            self._opening.cancel()
         if self._started and self._router.state is not State.STOPPED:
             self._shutdown()
 
@@ -469,9 +474,19 @@ class Instance(StateCallbacks, Hosted):
         self._running = True
         try:
             async with contextlib.AsyncExitStack() as stack:
-                await self._open_transports(stack)
-                await self._run_open(task_status)
+                with anyio.CancelScope() as opening:
+                    self._opening = opening
+                    await self._open_transports(stack)
+                    links = await self._link_states()
+                self._opening = None
+                if opening.cancelled_caught:
+                    # Stopped before the router started: nothing to undo. (Reported started,
+                    # so that a TaskGroup.start() waiting for it returns, as after a stop.)
+                    task_status.started(self)
+                    return
+                await self._run_open(task_status, links)
         finally:
+            self._opening = None
             self._running = False
             # A stop() asked before this run started was for it (run() saw it at once); one
             # from now on is for the next run.
@@ -480,15 +495,15 @@ class Instance(StateCallbacks, Hosted):
                 send.close()
             self._subscribers.clear()
 
-    async def _run_open(self, task_status: anyio.abc.TaskStatus[Instance]) -> None:
+    async def _run_open(
+        self, task_status: anyio.abc.TaskStatus[Instance], links: dict[str, bool]
+    ) -> None:
         self._renewing = None  # a lock belongs to one event loop: this run makes its own
         # Link changes the hub handed over after the last run ended (its own VIP removals at
         # stop, say) are that run's.
         self._link_backlog.clear()
         self._draining_links = self._following_source = False
         self._repeat_held_until = -math.inf
-        # Read first, so that a failure raises as itself, before any task or state change.
-        links = await self._link_states()
         # A hub's socket may have outlived its interface (deleted and created again while no
         # instance of ours ran on it): renewed now, as on a link-up, or held in FAULT until.
         stale = (
