@@ -247,11 +247,11 @@ class Group(StateCallbacks, Hosted):
         members_started, members_done = anyio.Event(), anyio.Event()
         notifier_done = anyio.Event()
         notifier = anyio.CancelScope()
-        self._members_scope = anyio.CancelScope(shield=True)
+        self._members_scope = members_scope = anyio.CancelScope(shield=True)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._notify_until, notifier, notifier_done)
-                tg.start_soon(self._run_members, members_started, members_done)
+                tg.start_soon(self._run_members, members_scope, members_started, members_done)
                 try:
                     await members_started.wait()
                     task_status.started(self)
@@ -309,12 +309,14 @@ class Group(StateCallbacks, Hosted):
         finally:
             finished.set()
 
-    async def _run_members(self, started: anyio.Event, done: anyio.Event) -> None:
+    async def _run_members(
+        self, scope: anyio.CancelScope, started: anyio.Event, done: anyio.Event
+    ) -> None:
         try:
             # Shielded from the start: members stop only together (_stop_members), since
             # cancelled one by one each would count as faulty for those still running. Only
             # an abandoned shutdown cancels this scope.
-            with self._members_scope:
+            with scope:
                 async with anyio.create_task_group() as members:
                     for member in self.members:
                         await members.start(member.run)
