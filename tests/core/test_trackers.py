@@ -2,7 +2,17 @@
 
 import pytest
 
-from vrrpkit import ConfigError, FallRise, State, Tracker, effective_priority, skew_time
+from vrrpkit import (
+    ConfigError,
+    FallRise,
+    Router,
+    RouterConfig,
+    State,
+    StateChanged,
+    Tracker,
+    effective_priority,
+    skew_time,
+)
 from vrrpkit.core.tracking import tracker_contribution, tracker_faults
 from vrrpkit.testing import Simulation
 
@@ -181,3 +191,41 @@ def test_the_result_that_reaches_fall_would_flip_the_tracker() -> None:
 
 def test_an_unknown_tracker_would_flip_so_that_its_result_is_refused() -> None:
     assert falling_twice()["a"].router.tracker_would_flip("nope", True)
+
+
+def started_awaiting(tracker: Tracker) -> tuple[Router, list[StateChanged]]:
+    config = RouterConfig(
+        name="r", vrid=1, priority=100, address="192.0.2.1", vips=["192.0.2.100"],
+        trackers=[tracker],
+    )  # fmt: skip
+    router = Router(config)
+    changes = [a for a in router.start(0.0) if isinstance(a, StateChanged)]
+    return router, changes
+
+
+def test_a_weight_zero_tracker_without_a_result_holds_the_start_in_an_unannounced_fault() -> None:
+    """keepalived starts in FAULT while a weight-0 script has not answered, and sends no
+    FAULT notify for it (vrrp_init_state: only with a fault flag set)."""
+    router, changes = started_awaiting(Tracker("app"))
+    assert router.state is State.FAULT
+    assert [c.reason for c in changes] == ["startup_awaiting_trackers"]
+
+
+def test_the_awaited_trackers_first_success_leaves_fault_for_backup() -> None:
+    router, _ = started_awaiting(Tracker("app"))
+    changes = [a for a in router.tracker_result("app", True, 0.1) if isinstance(a, StateChanged)]
+    assert [(c.old, c.new) for c in changes] == [(State.FAULT, State.BACKUP)]
+
+
+def test_the_awaited_trackers_first_failure_announces_the_fault_it_is_in() -> None:
+    """keepalived's down_instance sends the FAULT notify then, in FAULT already."""
+    router, _ = started_awaiting(Tracker("app"))
+    changes = [a for a in router.tracker_result("app", False, 0.1) if isinstance(a, StateChanged)]
+    assert [(c.old, c.new, c.reason) for c in changes] == [(State.FAULT, State.FAULT, "fault")]
+    again = router.tracker_result("app", False, 0.2)
+    assert not [a for a in again if isinstance(a, StateChanged)]
+
+
+def test_a_tracker_started_failed_is_announced_at_start() -> None:
+    _, changes = started_awaiting(Tracker("app", init_fail=True))
+    assert [c.reason for c in changes] == ["startup_in_fault"]

@@ -817,3 +817,21 @@ async def test_a_vip_removed_before_its_addition_was_answered_is_put_back() -> N
         finally:
             manager.release()
             inst.stop()
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+async def test_a_start_awaiting_its_weight_zero_script_announces_only_what_the_script_says(
+    healthy: bool,
+) -> None:
+    """keepalived runs no FAULT notify while a weight-0 script has not answered yet."""
+    runner = FakeRunner({"/chk": lambda argv: 0 if healthy else 1, "/n": lambda argv: 0})
+    clock, a, b = pair(runner=runner, trackers=[ScriptTracker("chk", ["/chk"])], notify=["/n"])
+    faults: list[StateChanged] = []
+    a.instance.on_fault(faults.append)
+    async with running(a, b):
+        await clock.advance(5)
+    notified = [call[3] for call in runner.calls if call[0] == "/n"]
+    if healthy:
+        assert notified == ["BACKUP", "MASTER", "STOP"] and faults == []
+    else:
+        assert notified == ["FAULT", "STOP"] and len(faults) == 1

@@ -171,6 +171,8 @@ class Router:
         self._checked = None
         self._heard: Advertisement | None = None
         self._steady = None
+        # In FAULT only for trackers awaited at startup, and not announced (STARTUP_AWAITING).
+        self._fault_unannounced = False
         self._outbox: list[Action] = []
 
     def change_address(self, address: Address | str) -> None:
@@ -340,7 +342,11 @@ class Router:
             # keepalived removes addresses a crashed predecessor left behind (vrrp_init_state).
             self._emit(RemoveVips(self.name, self.config.vips))
         if self.faults:
-            self._set_state(State.FAULT, Cause.STARTUP_FAULT)
+            awaiting = self._only_awaiting_trackers()
+            self._set_state(
+                State.FAULT, Cause.STARTUP_AWAITING if awaiting else Cause.STARTUP_FAULT
+            )
+            self._fault_unannounced = awaiting
         elif self.config.is_owner:
             self._try_master(now, Cause.STARTUP_OWNER)
         else:
@@ -747,6 +753,8 @@ class Router:
                 self._enter_fault(now, Cause.FAULT)
                 if self._group is not None:
                     self._group.member_fault(self, now)
+            elif self._fault_unannounced and not self._only_awaiting_trackers():
+                self._set_state(State.FAULT, Cause.FAULT)  # (clears _fault_unannounced)
         elif state is State.FAULT:
             if self._group is not None:
                 self._group.member_recovered(self, now)
@@ -754,6 +762,10 @@ class Router:
                 self._leave_fault(
                     now, owner_cause=Cause.FAULT_CLEARED_OWNER, cause=Cause.FAULT_CLEARED
                 )
+
+    def _only_awaiting_trackers(self) -> bool:
+        """Whether every fault is a weight-0 tracker with no result yet."""
+        return all(name in self._tracks and self._tracks[name].up is None for name in self.faults)
 
     def _compute_priority(self) -> int:
         return effective_priority(
@@ -877,6 +889,7 @@ class Router:
         if not is_allowed(old, cause, new):
             raise AssertionError(f"{self.name}: transition {old} --{cause}--> {new} not in table")
         self._state = new
+        self._fault_unannounced = False
         # The fast path repeats what a BACKUP did with an advert; a state between two such
         # adverts (FAULT resets Master_Adver_Interval) may have changed what that is.
         self._steady = None

@@ -22,6 +22,9 @@ class Cause(enum.Enum):
     STARTUP = "startup"
     STARTUP_OWNER = "startup_as_owner"
     STARTUP_FAULT = "startup_in_fault"
+    #: FAULT only because a weight-0 tracker has no result yet: not announced (no callbacks,
+    #: no notify), as keepalived sends no FAULT notify for a script still pending.
+    STARTUP_AWAITING = "startup_awaiting_trackers"
     MASTER_DOWN = "master_down_timer"
     PRIORITY_ZERO = "master_released"
     HIGHER_PRIORITY = "higher_priority_advert"
@@ -68,7 +71,20 @@ TRANSITIONS: tuple[Transition, ...] = (
         _S.INIT,
         _C.STARTUP_FAULT,
         _S.FAULT,
-        "keepalived: interface down, or a weight-0 tracker failing or without result",
+        "keepalived: interface down, or a weight-0 tracker failing",
+    ),
+    Transition(
+        _S.INIT,
+        _C.STARTUP_AWAITING,
+        _S.FAULT,
+        "keepalived (num_script_init): a weight-0 tracker has no result yet; not announced",
+    ),
+    Transition(
+        _S.FAULT,
+        _C.FAULT,
+        _S.FAULT,
+        "keepalived (down_instance): the first result of a tracker awaited at startup "
+        "fails, and the FAULT held quietly until then is announced",
     ),
     Transition(
         _S.BACKUP,
@@ -157,6 +173,12 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(_S.STOPPED, _C.STARTUP, _S.BACKUP, "restart after a shutdown"),
     Transition(_S.STOPPED, _C.STARTUP_OWNER, _S.MASTER, "restart of the address owner"),
     Transition(_S.STOPPED, _C.STARTUP_FAULT, _S.FAULT, "restart while a fault holds"),
+    Transition(
+        _S.STOPPED,
+        _C.STARTUP_AWAITING,
+        _S.FAULT,
+        "restart while a weight-0 tracker has no result yet; not announced",
+    ),
 )
 
 _ALLOWED = frozenset((t.source, t.cause, t.target) for t in TRANSITIONS)

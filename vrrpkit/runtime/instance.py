@@ -44,6 +44,7 @@ from vrrpkit.core.packet import Advertisement
 from vrrpkit.core.router import NO_SOURCE_FAULT, Router, RouterError
 from vrrpkit.core.states import State
 from vrrpkit.core.tracking import Tracker
+from vrrpkit.core.transitions import Cause
 from vrrpkit.runtime.callbacks import Callback, CallbackRegistry, StateCallbacks, timeout_seconds
 from vrrpkit.runtime.cancellation import is_stray_cancellation
 from vrrpkit.runtime.hosting import Hosted
@@ -108,6 +109,9 @@ class _VipsAdded:
 
 
 _Effect: TypeAlias = Action | _RetryVips | _ForGroup | _VipsAdded
+# A start held in FAULT only until its weight-0 trackers' first results: keepalived runs no
+# FAULT notify for it, and no callback runs here either.
+_UNANNOUNCED = Cause.STARTUP_AWAITING.value
 # RawAdvertSocket.watch_silence(vrid, deadline, interval, wake) -> whether it times the silence.
 _SilenceWatch: TypeAlias = Callable[[int, float | None, float | None, Callable[[], None]], bool]
 _RepeatSender: TypeAlias = Callable[
@@ -1492,7 +1496,8 @@ class Instance(StateCallbacks, Hosted):
                 # removal failed (the shutdown's sweep would come after the callbacks).
                 await self._remove_vips(tuple(self._vips_held))
             self._publish(effect)
-            self._queue_for_callbacks(effect)
+            if not (isinstance(effect, StateChanged) and effect.reason == _UNANNOUNCED):
+                self._queue_for_callbacks(effect)
         elif isinstance(effect, _RetryVips):
             self._retry_queued = False
             if self._router.state is State.MASTER:
