@@ -114,6 +114,45 @@ def many_vrids_speedup(vrids: int = 255, seconds: float = 600.0) -> float:
     return seconds / elapsed
 
 
+def fake_clock_speedup(backend: str, seconds: float = 600.0) -> float:
+    """Virtual seconds per wall second of three Instances at 0.1 s on the fake clock and
+    network (what a user's failover test runs), under ``backend`` (asyncio or trio)."""
+    import anyio
+
+    from vrrpkit import Instance
+    from vrrpkit.testing.fakes import (
+        FakeAddressManager,
+        FakeAnnouncer,
+        FakeClock,
+        FakeLinkMonitor,
+        FakeNetwork,
+    )
+
+    async def run() -> float:
+        clock, net = FakeClock(), FakeNetwork()
+        instances = [
+            Instance(
+                f"r{i}", interface="eth0", vrid=51, priority=prio, vips=["192.0.2.100"],
+                interval=0.1, clock=clock, socket=net.socket(f"192.0.2.{i}"),
+                addresses=FakeAddressManager(), links=FakeLinkMonitor(),
+                announcer=FakeAnnouncer(),
+            )
+            for i, prio in enumerate((200, 150, 100), start=1)
+        ]  # fmt: skip
+        async with anyio.create_task_group() as tg:
+            for inst in instances:
+                await tg.start(inst.run)
+            start = time.perf_counter()
+            await clock.advance(seconds)
+            elapsed = time.perf_counter() - start
+            assert instances[0].state is State.MASTER
+            for inst in instances:
+                inst.stop()
+        return seconds / elapsed
+
+    return anyio.run(run, backend=backend)
+
+
 def rows() -> list[tuple[str, str, str]]:
     """(measure, value, target) rows for the table."""
     decode = decode_rate()
@@ -121,6 +160,7 @@ def rows() -> list[tuple[str, str, str]]:
     repeat = repeat_step_rate()
     day = simulated_day_seconds()
     many = many_vrids_speedup()
+    fake = {backend: fake_clock_speedup(backend) for backend in ("asyncio", "trio")}
     return [
         ("advert decode (v3 IPv4, 1 VIP)", f"{decode:,.0f} /s", "-"),
         # The target's row since session 1: the same advert every time, as a master sends it.
@@ -129,4 +169,8 @@ def rows() -> list[tuple[str, str, str]]:
         ("1 simulated day, 3 routers at 1 s", f"{day:.2f} s wall", "<= 3 s"),
         ("  = simulated s per wall s", f"{86_400 / day:,.0f}", "-"),
         ("255 VRIDs x 2 routers at 1 s", f"{many:,.0f} sim s / wall s", "-"),
+        *(
+            (f"3 Instances at 0.1 s, fake clock, {backend}", f"{speed:,.0f} virt s / wall s", "-")
+            for backend, speed in fake.items()
+        ),
     ]
