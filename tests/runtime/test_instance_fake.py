@@ -389,7 +389,7 @@ async def test_hung_check_in_a_thread_fails_without_starting_a_thread_per_interv
             async with running(a, b):
                 for _ in range(6):
                     await clock.advance(1)
-                    await anyio.sleep(0.1)  # the check's timeout runs on real time
+                    await anyio.sleep(0.1)  # the thread runs on real time
                 assert a.instance.effective_priority == 50
                 assert len(started) == 1  # the hung thread is not joined by one per interval
     finally:
@@ -835,3 +835,37 @@ async def test_a_start_awaiting_its_weight_zero_script_announces_only_what_the_s
         assert notified == ["BACKUP", "MASTER", "STOP"] and faults == []
     else:
         assert notified == ["FAULT", "STOP"] and len(faults) == 1
+
+
+async def test_a_hung_check_times_out_on_the_instances_clock() -> None:
+    hung = False
+
+    async def database_answers() -> bool:
+        if hung:
+            await anyio.sleep_forever()
+        return True
+
+    check = CheckTracker("db", database_answers, interval=1.0, timeout=0.5, weight=-150)
+    clock, a, b = pair(trackers=[check])
+    with anyio.fail_after(5):  # real seconds: a guard against hangs
+        async with running(a, b):
+            await clock.advance(5)
+            hung = True
+            await clock.advance(2)  # no real time passes: the fake clock times the check
+            assert a.instance.effective_priority == 50 and b.instance.state is State.BACKUP
+
+
+async def test_a_hung_callback_is_cancelled_after_its_timeout_on_the_instances_clock() -> None:
+    clock, a, b = pair(callback_timeout=1.0)
+    seen: list[State] = []
+
+    @a.instance.on_master
+    async def hangs(change: StateChanged) -> None:
+        await anyio.sleep_forever()
+
+    a.instance.on_transition(lambda change: seen.append(change.new))
+    with anyio.fail_after(5):
+        async with running(a, b):
+            await clock.advance(5)
+            assert a.instance.status()["callback_timeouts"] == 1
+            assert seen == [State.BACKUP, State.MASTER]

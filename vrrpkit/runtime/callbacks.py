@@ -19,6 +19,8 @@ import anyio
 from vrrpkit.core.errors import ConfigError
 from vrrpkit.core.states import State
 from vrrpkit.runtime.cancellation import is_stray_cancellation
+from vrrpkit.runtime.timeouts import move_on_after
+from vrrpkit.transports.base import Clock
 
 __all__ = ["Callback", "CallbackRegistry", "StateCallbacks", "timeout_seconds"]
 
@@ -59,6 +61,8 @@ class CallbackRegistry:
         self.errors = 0
         #: Callbacks cancelled after the timeout.
         self.timeouts = 0
+        #: The clock the timeout counts on (the owner's, once it runs; None: real time).
+        self.clock: Clock | None = None
 
     def add(self, callback: C, state: State | None = None) -> C:
         """Register ``callback`` for every change (``state`` None) or for entering ``state``."""
@@ -92,7 +96,7 @@ class CallbackRegistry:
 
     async def _call(self, callback: Callback, event: Any) -> None:
         name = getattr(callback, "__qualname__", repr(callback))
-        with anyio.move_on_after(self._timeout) as scope:
+        with move_on_after(self.clock, self._timeout) as scope:
             try:
                 result = callback(event)
                 if inspect.isawaitable(result):

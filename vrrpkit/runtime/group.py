@@ -210,6 +210,7 @@ class Group(StateCallbacks, Hosted):
 
     async def _deliver(self, change: GroupStateChanged) -> None:
         await anyio.lowlevel.checkpoint()
+        self._callbacks.clock = self.members[0]._clock  # the members' clock, once they run
         await self._callbacks.deliver(change, change.new)
         runner = self.members[0]._script_runner
         if not self._notify or runner is None:

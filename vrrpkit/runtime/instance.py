@@ -16,6 +16,7 @@ import inspect
 import logging
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Any, TypeAlias, cast
@@ -51,6 +52,7 @@ from vrrpkit.runtime.hosting import Hosted
 from vrrpkit.runtime.hub import LINK_RETRY_DELAY, TransportHub
 from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.runtime.notify import NotifyScripts
+from vrrpkit.runtime.timeouts import move_on_after
 from vrrpkit.runtime.trackers import CheckTracker, InterfaceTracker, ScriptTracker, TrackerSpec
 from vrrpkit.transports.base import (
     AddressManager,
@@ -481,6 +483,7 @@ class Instance(StateCallbacks, Hosted):
                 with anyio.CancelScope() as opening:
                     self._opening = opening
                     await self._open_transports(stack)
+                    self._callbacks.clock = self._clock
                     links = await self._link_states()
                 self._opening = None
                 if opening.cancelled_caught:
@@ -1269,7 +1272,7 @@ class Instance(StateCallbacks, Hosted):
                 )
             return result.ok
         ok = False
-        with anyio.move_on_after(timeout) as scope:
+        with move_on_after(self._clock, timeout) as scope:
             try:
                 if spec.in_thread:
                     value = await self._check_in_thread(spec)
@@ -1311,14 +1314,29 @@ class Instance(StateCallbacks, Hosted):
             )
             return False
         self._checks_in_threads.add(spec.name)
+        lock = threading.Lock()
+        started = withdrawn = False
 
         def call() -> object:
+            nonlocal started
+            with lock:
+                if withdrawn:
+                    return False
+                started = True
             try:
                 return spec.check()
             finally:
                 self._checks_in_threads.discard(spec.name)
 
-        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        try:
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        finally:
+            with lock:
+                if not started:
+                    # Timed out before a worker thread took it: it must not run later, nor
+                    # count as running for good.
+                    withdrawn = True
+                    self._checks_in_threads.discard(spec.name)
 
     def _shutdown(self) -> None:
         if not self._stop_kernel_sender():

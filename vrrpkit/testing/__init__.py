@@ -8,6 +8,7 @@ from vrrpkit.testing.fakes import (
     FakeLinkMonitor,
     FakeNetwork,
     FakeRunner,
+    FakeTimer,
 )
 from vrrpkit.testing.simulation import Impairment, RouterHandle, Simulation, TransitionRecord
 
@@ -16,6 +17,7 @@ __all__ = [
     "FakeAdvertSocket",
     "FakeAnnouncer",
     "FakeClock",
+    "FakeTimer",
     "FakeLinkMonitor",
     "FakeNetwork",
     "FakeRunner",

@@ -32,6 +32,7 @@ __all__ = [
     "FakeAdvertSocket",
     "FakeAnnouncer",
     "FakeClock",
+    "FakeTimer",
     "FakeLinkMonitor",
     "FakeNetwork",
     "FakeRunner",
@@ -48,7 +49,8 @@ class FakeClock:
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._seq = 0
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+        # Sleepers' events to set and timers' callbacks to call, in deadline order.
+        self._sleepers: list[tuple[float, int, Callable[[], object]]] = []
 
     def now(self) -> float:
         """The current virtual time."""
@@ -61,8 +63,19 @@ class FakeClock:
             return
         event = anyio.Event()
         self._seq += 1
-        heapq.heappush(self._sleepers, (deadline, self._seq, event))
+        heapq.heappush(self._sleepers, (deadline, self._seq, event.set))
         await event.wait()
+
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> FakeTimer:
+        """Call ``callback()`` when :meth:`advance` reaches ``deadline`` (unless cancelled).
+
+        What the runtime's timeouts (checks, callbacks) run on, so that they follow this
+        clock like the protocol's timers.
+        """
+        timer = FakeTimer(callback)
+        self._seq += 1
+        heapq.heappush(self._sleepers, (deadline, self._seq, timer.fire))
+        return timer
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, waking each sleeper at its own deadline."""
@@ -72,13 +85,30 @@ class FakeClock:
         """Move time forward to ``target`` (never backwards)."""
         await _all_tasks_blocked()
         while self._sleepers and self._sleepers[0][0] <= target:
-            deadline, _seq, event = heapq.heappop(self._sleepers)
+            deadline, _seq, wake = heapq.heappop(self._sleepers)
             if deadline > self._now:
                 self._now = deadline
-            event.set()
+            wake()
             await _all_tasks_blocked()
         self._now = max(self._now, target)
         await _all_tasks_blocked()
+
+
+class FakeTimer:
+    """A callback :meth:`FakeClock.call_at` will call; :meth:`cancel` withdraws it."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback: Callable[[], object] | None = callback
+
+    def cancel(self) -> None:
+        """Do not call the callback (if it has not been called yet)."""
+        self._callback = None
+
+    def fire(self) -> None:
+        """Call the callback now, once (the clock does, at the deadline)."""
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 async def _all_tasks_blocked() -> None:
