@@ -869,3 +869,42 @@ async def test_a_hung_callback_is_cancelled_after_its_timeout_on_the_instances_c
             await clock.advance(5)
             assert a.instance.status()["callback_timeouts"] == 1
             assert seen == [State.BACKUP, State.MASTER]
+
+
+def test_tracking_the_instances_own_interface_is_refused() -> None:
+    with pytest.raises(ConfigError, match="own interface"):
+        Instance(
+            "a", interface="eth0", vrid=51, priority=200, vips=[VIP],
+            trackers=[InterfaceTracker("eth0", weight=50)],
+        )  # fmt: skip
+
+
+async def test_a_tracker_result_fed_before_the_first_run_counts_from_the_start() -> None:
+    net = FakeNetwork()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], trackers=[Tracker("app")],
+        socket=net.socket("192.0.2.1"), addresses=FakeAddressManager(["eth0"]),
+        links=FakeLinkMonitor(), announcer=FakeAnnouncer(),
+    )  # fmt: skip
+    await inst.tracker_result("app", False)
+    assert inst.router.faults == {"app"}
+
+
+async def test_every_change_reaches_the_callbacks_however_far_a_slow_one_falls_behind() -> None:
+    clock, a, _ = pair(trackers=[Tracker("app")])
+    release = anyio.Event()
+    seen: list[State] = []
+
+    @a.instance.on_transition
+    async def slow(change: StateChanged) -> None:
+        await release.wait()
+        seen.append(change.new)
+
+    with anyio.fail_after(10):
+        async with running(a):
+            await a.instance.tracker_result("app", True)
+            for _ in range(800):  # 1600 changes behind the first callback
+                await a.instance.tracker_result("app", False)
+                await a.instance.tracker_result("app", True)
+            release.set()
+    assert len(seen) == 1 + 1600 + 1 and seen[-1] is State.STOPPED

@@ -204,6 +204,13 @@ class Instance(StateCallbacks, Hosted):
         peers = to_addresses(unicast_peers)
         self._specs = tuple(trackers)
         tracked = [s.ifname for s in self._specs if isinstance(s, InterfaceTracker)]
+        if interface in tracked:
+            # keepalived ignores it ("since own interface"): the instance's own interface
+            # already puts it in FAULT when down, and a weight on it would only skew priority.
+            raise ConfigError(
+                f"instance {name!r}: InterfaceTracker({interface!r}) tracks the instance's "
+                "own interface, which always puts it in FAULT when down"
+            )
         self._tracked_links = frozenset(tracked)
         #: Our interface, then each tracked one: the links whose state the router follows.
         self._link_names = tuple(dict.fromkeys([interface, *tracked]))
@@ -422,7 +429,8 @@ class Instance(StateCallbacks, Hosted):
         """Iterate over state changes, split-brain reports and transport failures.
 
         Each iteration has its own buffer; a reader that falls ``buffer`` events behind loses
-        the newest ones (logged). The iteration ends when the instance stops.
+        the newest ones (logged). The iteration ends when the instance's run ends; one begun
+        while no run is going (before the first, or between two) follows the next run.
         """
         send, receive = anyio.create_memory_object_stream[Event](buffer)
         self._subscribers.add(send)
@@ -522,7 +530,8 @@ class Instance(StateCallbacks, Hosted):
             links[self.interface] = False
         changes_send, changes_receive = anyio.create_memory_object_stream[
             StateChanged | SplitBrain | _ForGroup
-        ](1000)
+        ](math.inf)  # every change reaches the callbacks, however slow one is: keepalived
+        # runs every notify too
         self._changes = changes_send
         if self._effects.closed:  # a previous run's; a group may already have queued work
             self._effects = Mailbox(1 << 62)
@@ -623,7 +632,7 @@ class Instance(StateCallbacks, Hosted):
         from vrrpkit.transports.clock import PreciseClock
 
         if self._clock is None:
-            self._clock = PreciseClock() if self._hub is None else self._hub.clock
+            self._clock = self._default_clock()
         # Kernel receive timestamps are on CLOCK_MONOTONIC: usable only with that clock.
         self._monotonic = isinstance(self._clock, PreciseClock)
         family = self._config.address.version
@@ -994,8 +1003,15 @@ class Instance(StateCallbacks, Hosted):
         self._watch_silence = watch if lazy and callable(watch) else None
 
     def _now(self) -> float:
-        assert self._clock is not None
+        if self._clock is None:
+            # A tracker result fed before the first run: the clock that run will use.
+            self._clock = self._default_clock()
         return self._clock.now()
+
+    def _default_clock(self) -> Clock:
+        from vrrpkit.transports.clock import PreciseClock
+
+        return PreciseClock() if self._hub is None else self._hub.clock
 
     def _rearm(self) -> None:
         """After each input: read lazily unless MASTER, and set the alarm for the deadline."""
