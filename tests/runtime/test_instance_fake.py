@@ -891,7 +891,7 @@ async def test_a_tracker_result_fed_before_the_first_run_counts_from_the_start()
 
 
 async def test_every_change_reaches_the_callbacks_however_far_a_slow_one_falls_behind() -> None:
-    clock, a, _ = pair(trackers=[Tracker("app")])
+    _, a, _ = pair(trackers=[Tracker("app")])
     release = anyio.Event()
     seen: list[State] = []
 
