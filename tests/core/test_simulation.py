@@ -1,6 +1,10 @@
 """The simulator itself: seeded impairments, partitions and scripted scenarios."""
 
+import subprocess
+import sys
+import zlib
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,6 +143,29 @@ def test_weighted_interface_tracker_lowers_priority_while_the_link_is_down() -> 
 
 def test_simulation_fixture_is_seeded_per_test(simulation: Simulation) -> None:
     assert simulation.now == 0.0 and simulation.seed != 0
+
+
+def test_simulation_fixture_seed_follows_the_file_and_test_not_where_pytest_runs(
+    simulation: Simulation,
+) -> None:
+    name = "test_simulation_fixture_seed_follows_the_file_and_test_not_where_pytest_runs"
+    assert simulation.seed == zlib.crc32(f"test_simulation.py::{name}".encode())
+
+
+def test_a_failing_simulation_test_reports_its_seed_and_runs_again_with_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "test_user.py").write_text(
+        "def test_flaky(simulation):\n    assert False, f'ran with {simulation.seed}'\n"
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    seed = zlib.crc32(b"test_user.py::test_flaky")
+    assert f"--simulation-seed={seed}" in first.stdout
+    again = subprocess.run(
+        [*command, "--simulation-seed=7"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert "ran with 7" in again.stdout
 
 
 def two_hosts_in_unicast() -> Simulation:

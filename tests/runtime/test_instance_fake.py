@@ -908,3 +908,23 @@ async def test_every_change_reaches_the_callbacks_however_far_a_slow_one_falls_b
                 await a.instance.tracker_result("app", True)
             release.set()
     assert len(seen) == 1 + 1600 + 1 and seen[-1] is State.STOPPED
+
+
+async def test_a_fake_program_that_raises_is_a_failed_run_not_a_crash() -> None:
+    def broken(argv: object) -> int:
+        raise RuntimeError("bug in the test's fake program")
+
+    runner = FakeRunner({"/chk": broken})
+    clock, a, b = pair(runner=runner, trackers=[ScriptTracker("chk", ["/chk"], weight=-150)])
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.effective_priority == 50 and b.instance.state is State.MASTER
+
+
+async def test_a_fake_address_refusal_given_as_a_string_is_honoured() -> None:
+    clock, a, b = pair()
+    a.addresses.fail_add.add(VIP)
+    async with running(a, b):
+        await clock.advance(5)
+        assert a.instance.state is State.MASTER and not a.holds_vip()
+        assert a.instance.status()["transport_failures"] >= 1

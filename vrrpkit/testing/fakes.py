@@ -252,15 +252,15 @@ class FakeAddressManager:
     """An :class:`~vrrpkit.transports.base.AddressManager` over in-memory interfaces.
 
     ``log`` records ``("add"|"remove", ifname, address)`` in order. ``fail_add`` and
-    ``fail_remove`` make adds and removals of the listed addresses raise
-    :class:`TransportError` (as a refused netlink request).
+    ``fail_remove`` make adds and removals of the listed addresses (address objects or
+    strings) raise :class:`TransportError` (as a refused netlink request).
     """
 
     def __init__(self, interfaces: Sequence[str] = ("eth0",)) -> None:
         self.addresses: dict[str, set[IPInterface]] = {name: set() for name in interfaces}
         self.log: builtins.list[tuple[str, str, Address]] = []
-        self.fail_add: set[Address] = set()
-        self.fail_remove: set[Address] = set()
+        self.fail_add: set[Address | str] = set()
+        self.fail_remove: set[Address | str] = set()
 
     def _iface(self, ifname: str) -> set[IPInterface]:
         try:
@@ -277,7 +277,7 @@ class FakeAddressManager:
         """Add ``address`` (idempotent)."""
         await anyio.lowlevel.checkpoint()
         iface = self._iface(ifname)
-        if address in self.fail_add:
+        if _listed(address, self.fail_add):
             raise TransportError(f"cannot add {address} to {ifname}")
         self.log.append(("add", ifname, address))
         plen = prefixlen if prefixlen is not None else address.max_prefixlen
@@ -291,7 +291,7 @@ class FakeAddressManager:
         """Remove ``address`` (idempotent)."""
         await anyio.lowlevel.checkpoint()
         iface = self._iface(ifname)
-        if address in self.fail_remove:
+        if _listed(address, self.fail_remove):
             raise TransportError(f"cannot remove {address} from {ifname}")
         self.log.append(("remove", ifname, address))
         present = {i for i in iface if i.ip == address}
@@ -305,6 +305,10 @@ class FakeAddressManager:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def _listed(address: Address, entries: set[Address | str]) -> bool:
+    return any(to_address(entry) == address for entry in entries)
 
 
 class FakeLinkMonitor:
@@ -364,12 +368,19 @@ class FakeAnnouncer:
 class FakeRunner:
     """A :class:`~vrrpkit.transports.base.ProcessRunner` whose programs are Python functions.
 
-    ``programs[argv[0]]`` is called with the argv and returns an exit code; a program not
-    registered behaves as a missing executable. ``calls`` records every argv in order.
+    ``programs[argv[0]]`` is called with the argv and returns an exit code, or a
+    :class:`~vrrpkit.transports.base.ProcessResult` for a run that timed out or was killed
+    by a signal; one that raises counts as a program that could not run (as the real
+    runner reports it), and a program not registered as a missing executable. ``calls``
+    records every argv in order.
     """
 
-    def __init__(self, programs: Mapping[str, Callable[[Sequence[str]], int]] | None = None):
-        self.programs: dict[str, Callable[[Sequence[str]], int]] = dict(programs or {})
+    def __init__(
+        self, programs: Mapping[str, Callable[[Sequence[str]], int | ProcessResult]] | None = None
+    ):
+        self.programs: dict[str, Callable[[Sequence[str]], int | ProcessResult]] = dict(
+            programs or {}
+        )
         self.calls: builtins.list[tuple[str, ...]] = []
         #: The (user, group) each call asked for, in the same order.
         self.users: builtins.list[tuple[str | None, str | None]] = []
@@ -391,4 +402,10 @@ class FakeRunner:
         program = self.programs.get(args[0]) if args else None
         if program is None:
             return ProcessResult(args, None, error=f"no such program: {args[:1]}")
-        return ProcessResult(args, program(args))
+        try:
+            outcome = program(args)
+        except Exception as exc:  # a runner never raises for a program's failure
+            return ProcessResult(args, None, error=f"{args[0]} raised {exc!r}")
+        if isinstance(outcome, ProcessResult):
+            return outcome
+        return ProcessResult(args, outcome)
