@@ -192,6 +192,20 @@ async def test_batch_drains_every_queued_packet(lab: Lab, ip_version: int) -> No
     assert received == list(range(1, 21))
 
 
+async def test_discarding_drops_what_was_queued_and_keeps_what_comes_after(lab: Lab) -> None:
+    h1, h2 = lab.hosts
+    old, new = (advert(IPv4Address("192.0.2.100"), priority=p) for p in (1, 2))
+    async with opened(h1, 4) as sender, opened(h2, 4) as receiver:
+        for _ in range(5):
+            await sender.send(old, VRRP_GROUP_V4)
+        await anyio.sleep(0.05)  # delivered over the veth pair by now
+        receiver.discard_queued()
+        await sender.send(new, VRRP_GROUP_V4)
+        with anyio.fail_after(GUARD):
+            batch = await receiver.receive_batch()
+    assert [packet.data for packet in batch] == [new]
+
+
 async def test_close_wakes_a_blocked_receiver(lab: Lab) -> None:
     (h1, _) = lab.hosts
     sock = await RawAdvertSocket.open(h1.ifname, 4, netns=h1.netns)

@@ -928,3 +928,43 @@ async def test_a_fake_address_refusal_given_as_a_string_is_honoured() -> None:
         await clock.advance(5)
         assert a.instance.state is State.MASTER and not a.holds_vip()
         assert a.instance.status()["transport_failures"] >= 1
+
+
+async def test_a_run_again_ignores_adverts_and_link_events_queued_while_it_was_stopped() -> None:
+    clock, a, b = pair()
+    changes: list[State] = []
+    b.instance.on_transition(lambda change: changes.append(change.new))
+    async with running(a, b):
+        await clock.advance(5)
+        b.instance.stop()
+        await clock.advance(1)
+        a.instance.stop()  # its priority-0 advert reaches b's socket, which nobody reads
+        await clock.advance(1)
+    b.links.set("eth0", False)  # unplugged and plugged again while nothing ran
+    b.links.set("eth0", True)
+    changes.clear()
+    async with running(b):
+        start = clock.now()
+        await clock.advance(1)
+        assert b.instance.state is State.BACKUP  # no skew-time takeover from the old advert
+        await clock.advance(5)
+        assert b.instance.state is State.MASTER and clock.now() - start > 3
+    assert State.FAULT not in changes
+
+
+async def test_one_fake_link_monitor_read_by_two_instances_is_a_clear_error() -> None:
+    net, clock, shared = FakeNetwork(), FakeClock(), FakeLinkMonitor()
+    instances = [
+        Instance(
+            name, interface="eth0", vrid=51, priority=prio, vips=[VIP], clock=clock,
+            socket=net.socket(address), addresses=FakeAddressManager(["eth0"]), links=shared,
+            announcer=FakeAnnouncer(),
+        )
+        for name, prio, address in (("a", 200, "192.0.2.1"), ("b", 100, "192.0.2.2"))
+    ]  # fmt: skip
+    with pytest.raises(BaseException) as raised:
+        async with anyio.create_task_group() as tg:
+            for inst in instances:
+                await tg.start(inst.run)
+            await clock.advance(1)
+    assert raised.group_contains(ConfigError, match="one instance at a time", depth=None)

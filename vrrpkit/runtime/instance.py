@@ -259,6 +259,9 @@ class Instance(StateCallbacks, Hosted):
         self._netns = netns
         self._hub = hub
         self._owns_socket = False
+        # Transports the caller gave, which outlive a run: what they queued while no run
+        # read them is dropped when the next one starts (see _discard_stale).
+        self._supplied = tuple(t for t in (socket, links) if t is not None)
         self._renewing: anyio.Lock | None = None
         self._following_source = False  # _follow_source runs
         self._router = Router(self._config)
@@ -492,6 +495,7 @@ class Instance(StateCallbacks, Hosted):
                     self._opening = opening
                     await self._open_transports(stack)
                     self._callbacks.clock = self._clock
+                    self._discard_stale()
                     links = await self._link_states()
                 self._opening = None
                 if opening.cancelled_caught:
@@ -686,6 +690,15 @@ class Instance(StateCallbacks, Hosted):
 
             self._runner = SubprocessRunner()
         self._adopt_local_address()
+
+    def _discard_stale(self) -> None:
+        """Drop adverts and link events a supplied socket or link monitor queued while no
+        run read them: a run begins with the links' states and hears adverts from now on
+        (a priority-0 advert from minutes ago is no reason for a takeover)."""
+        for transport in self._supplied:
+            discard = getattr(transport, "discard_queued", None)
+            if callable(discard):
+                discard()
 
     async def _open_raw_socket(self) -> AdvertSocket:
         from vrrpkit.transports.rawsocket import RawAdvertSocket

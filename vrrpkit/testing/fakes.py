@@ -16,6 +16,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 import anyio
 
 from vrrpkit.core.addresses import Address, to_address
+from vrrpkit.core.errors import ConfigError
 from vrrpkit.runtime.mailbox import Mailbox
 from vrrpkit.transports.base import (
     AddressRemoved,
@@ -215,6 +216,12 @@ class FakeAdvertSocket:
     def _queue(self, packet: ReceivedPacket) -> None:
         self._mailbox.put(packet)
 
+    def discard_queued(self) -> None:
+        """Drop the packets received and not read yet (what a run begins with, as the real
+        socket's does: those came while nothing ran)."""
+        self._pending.clear()
+        self._mailbox.take_all()
+
     async def receive(self) -> ReceivedPacket:
         """The next packet."""
         if not self._pending:
@@ -317,6 +324,7 @@ class FakeLinkMonitor:
     def __init__(self, up: Mapping[str, bool] | None = None) -> None:
         self._state: dict[str, bool] = dict(up or {})
         self._mailbox: Mailbox[LinkChange | TransportError] = Mailbox(10_000)
+        self._reading = False
 
     def set(self, ifname: str, up: bool, *, report: bool = True) -> None:
         """Change an interface's state and report it (``report=False``: a lost event)."""
@@ -339,10 +347,25 @@ class FakeLinkMonitor:
         await anyio.lowlevel.checkpoint()
         return self._state.get(ifname, True)
 
+    def discard_queued(self) -> None:
+        """Drop the events reported and not read yet (a run begins with the states)."""
+        self._mailbox.take_all()
+
     def __aiter__(self) -> AsyncIterator[LinkChange]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[LinkChange]:
         from vrrpkit.runtime.hub import link_events
 
-        return link_events(self._mailbox)
+        if self._reading:
+            # One mailbox, one reader: a second would take the first one's events.
+            raise ConfigError("a FakeLinkMonitor serves one instance at a time; give each its own")
+        self._reading = True
+        try:
+            async for change in link_events(self._mailbox):
+                yield change
+        finally:
+            self._reading = False
 
     async def aclose(self) -> None:
         """End the iteration."""

@@ -351,6 +351,19 @@ class RawAdvertSocket(AsyncResource):
             if batch:
                 return batch
 
+    def discard_queued(self) -> None:
+        """Drop every packet received and not read yet (an instance run again on this
+        socket hears adverts from its start on, not those queued while nothing ran)."""
+        self._queued.clear()
+        errors = 0
+        while not self._closed and errors < _MAX_BATCH:
+            try:
+                self._sock.recv(1, socket.MSG_TRUNC)
+            except BlockingIOError:
+                return
+            except OSError:
+                errors += 1  # as in the receive loop, one bad read stops nothing
+
     def _datagrams(
         self, ancsize: int
     ) -> Iterator[tuple[bytes, builtins.list[tuple[int, int, bytes]], Any]]:
