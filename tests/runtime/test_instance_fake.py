@@ -968,3 +968,11 @@ async def test_one_fake_link_monitor_read_by_two_instances_is_a_clear_error() ->
                 await tg.start(inst.run)
             await clock.advance(1)
     assert raised.group_contains(ConfigError, match="one instance at a time", depth=None)
+
+
+def test_an_instance_given_fakes_refuses_to_open_the_real_transports_left_out() -> None:
+    with pytest.raises(ConfigError, match="no addresses, announcer"):
+        Instance(
+            "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=FakeClock(),
+            socket=FakeNetwork().socket("192.0.2.1"), links=FakeLinkMonitor(),
+        )  # fmt: skip

@@ -250,6 +250,17 @@ class Instance(StateCallbacks, Hosted):
         self._script_group = script_group
         self._shutdown_timeout = timeout_seconds("shutdown_timeout", shutdown_timeout)
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
+        given = {"socket": socket, "addresses": addresses, "links": links, "announcer": announcer}
+        if hub is None and any(
+            getattr(t, "vrrpkit_fake", False) for t in (clock, runner, *given.values())
+        ):
+            missing = [name for name, transport in given.items() if transport is None]
+            if missing:
+                # A test that left one out would act on the host's real interfaces.
+                raise ConfigError(
+                    f"instance {name!r} is given fakes but no {', '.join(missing)}: the "
+                    "real ones would act on this host's interfaces; pass fakes for them too"
+                )
         self._clock = clock
         self._socket = socket
         self._addresses = addresses

@@ -47,6 +47,9 @@ class FakeClock:
     until it blocks again before the clock moves on — so a run is deterministic.
     """
 
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
+
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._seq = 0
@@ -191,6 +194,9 @@ class FakeNetwork:
 class FakeAdvertSocket:
     """An :class:`~vrrpkit.transports.base.AdvertSocket` on a :class:`FakeNetwork`."""
 
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
+
     def __init__(self, network: FakeNetwork, address: Address, ifindex: int) -> None:
         self._network = network
         self._address = address
@@ -263,6 +269,9 @@ class FakeAddressManager:
     strings) raise :class:`TransportError` (as a refused netlink request).
     """
 
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
+
     def __init__(self, interfaces: Sequence[str] = ("eth0",)) -> None:
         self.addresses: dict[str, set[IPInterface]] = {name: set() for name in interfaces}
         self.log: builtins.list[tuple[str, str, Address]] = []
@@ -321,6 +330,9 @@ def _listed(address: Address, entries: set[Address | str]) -> bool:
 class FakeLinkMonitor:
     """A :class:`~vrrpkit.transports.base.LinkMonitor` driven by :meth:`set`."""
 
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
+
     def __init__(self, up: Mapping[str, bool] | None = None) -> None:
         self._state: dict[str, bool] = dict(up or {})
         self._mailbox: Mailbox[LinkChange | TransportError] = Mailbox(10_000)
@@ -376,6 +388,9 @@ class FakeLinkMonitor:
 class FakeAnnouncer:
     """An :class:`~vrrpkit.transports.base.Announcer` that records each announcement."""
 
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
+
     def __init__(self) -> None:
         self.announced: builtins.list[Address] = []
 
@@ -397,6 +412,9 @@ class FakeRunner:
     runner reports it), and a program not registered as a missing executable. ``calls``
     records every argv in order.
     """
+
+    #: Marks a stand-in: an Instance given one refuses to open real transports.
+    vrrpkit_fake = True
 
     def __init__(
         self, programs: Mapping[str, Callable[[Sequence[str]], int | ProcessResult]] | None = None
