@@ -65,13 +65,29 @@ def test_interface_back_up_returns_to_backup() -> None:
     assert sim["b"].state is State.BACKUP
 
 
-def test_owner_leaving_fault_goes_straight_to_master() -> None:
+def test_owner_leaving_a_startup_fault_goes_straight_to_master() -> None:
     sim = Simulation()
-    sim.add_router("o", vrid=1, priority=255, address="192.0.2.1")
-    sim.interface("o", up=False)
-    sim.interface("o", up=True)
+    sim.add_router(
+        "o", vrid=1, priority=255, address="192.0.2.1", trackers=[Tracker("app", init_fail=True)]
+    )
+    assert sim["o"].state is State.FAULT
+    sim.tracker_result("o", "app", True)
     assert [t.reason for t in sim.transitions][-1] == "fault_cleared_as_owner"
     assert sim["o"].state is State.MASTER
+
+
+def test_owner_leaving_a_fault_it_fell_into_goes_backup_first() -> None:
+    """keepalived's down_instance sets wantstate FAULT; try_up_instance then goes BACKUP,
+    and only an owner that still wants MASTER (at startup) goes straight to MASTER."""
+    sim = Simulation()
+    sim.add_router("o", vrid=1, priority=255, address="192.0.2.1")
+    sim.run_for(1)
+    sim.interface("o", up=False)
+    sim.interface("o", up=True)
+    assert sim["o"].state is State.BACKUP
+    back = sim.now
+    sim.run_until(lambda: sim["o"].state is State.MASTER, timeout=10)
+    assert sim.now - back == pytest.approx(3 + 1 / 256)  # Master_Down_Interval at 255
 
 
 def test_stop_of_a_master_sends_priority_zero_removes_vips_then_reports_stopped() -> None:

@@ -759,8 +759,14 @@ class Router:
             if self._group is not None:
                 self._group.member_recovered(self, now)
             else:
+                # keepalived (try_up_instance): an owner goes straight to MASTER only if it
+                # still wants MASTER, as at startup; one that fell into FAULT wants FAULT
+                # (down_instance), and comes back through BACKUP.
                 self._leave_fault(
-                    now, owner_cause=Cause.FAULT_CLEARED_OWNER, cause=Cause.FAULT_CLEARED
+                    now,
+                    owner_cause=Cause.FAULT_CLEARED_OWNER,
+                    cause=Cause.FAULT_CLEARED,
+                    owner_master=self._wantstate is not State.FAULT,
                 )
 
     def _only_awaiting_trackers(self) -> bool:
@@ -865,7 +871,9 @@ class Router:
             self._set_state(State.FAULT, cause)
         self._wantstate = State.FAULT
 
-    def _leave_fault(self, now: float, *, owner_cause: Cause, cause: Cause) -> None:
+    def _leave_fault(
+        self, now: float, *, owner_cause: Cause, cause: Cause, owner_master: bool = True
+    ) -> None:
         # keepalived resets Master_Adver_Interval to ours on leaving FAULT.
         if self._master_adver_int != self.config.interval:
             self._master_adver_int = self.config.interval
@@ -876,7 +884,7 @@ class Router:
             # keepalived (try_up_instance): the peers, which are sent to directly, re-learn
             # our own address's link-layer address, which may have changed meanwhile.
             self._emit(AnnounceVips(self.name, (self.config.address,), 1))
-        if self.config.is_owner:
+        if self.config.is_owner and owner_master:
             self._wantstate = State.MASTER
             self._become_master(now, owner_cause)
         else:

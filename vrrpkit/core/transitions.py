@@ -123,7 +123,8 @@ TRANSITIONS: tuple[Transition, ...] = (
         _S.FAULT,
         _C.FAULT_CLEARED_OWNER,
         _S.MASTER,
-        "keepalived: every fault cleared on the address owner",
+        "keepalived: every fault cleared on an address owner that still wants MASTER (a "
+        "startup fault); one that fell into FAULT comes back through BACKUP",
     ),
     Transition(
         _S.BACKUP,
