@@ -976,3 +976,47 @@ def test_an_instance_given_fakes_refuses_to_open_the_real_transports_left_out() 
             "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=FakeClock(),
             socket=FakeNetwork().socket("192.0.2.1"), links=FakeLinkMonitor(),
         )  # fmt: skip
+
+
+async def test_a_check_in_a_thread_reports_its_result() -> None:
+    healthy = {"db": True}
+    check = CheckTracker("db", lambda: healthy["db"], in_thread=True, weight=-150)
+    clock, a, b = pair(trackers=[check])
+    with anyio.fail_after(10):
+        async with running(a, b):
+            await clock.advance(5)
+            assert a.instance.effective_priority == 200
+            healthy["db"] = False
+            for _ in range(3):  # the thread answers in real time
+                await clock.advance(1)
+                await anyio.sleep(0.1)
+            assert a.instance.effective_priority == 50
+
+
+HUNG_CHECK_PROGRAM = """
+import threading, anyio
+from vrrpkit import CheckTracker, Instance
+from vrrpkit.testing import FakeAddressManager, FakeAnnouncer, FakeLinkMonitor, FakeNetwork
+
+async def main():
+    hung = CheckTracker("db", threading.Event().wait, in_thread=True, timeout=0.05)
+    inst = Instance("a", interface="eth0", vrid=51, priority=200, vips=["192.0.2.100"],
+                    trackers=[hung], socket=FakeNetwork().socket("192.0.2.1"),
+                    addresses=FakeAddressManager(), links=FakeLinkMonitor(),
+                    announcer=FakeAnnouncer())
+    async with inst:
+        await anyio.sleep(0.3)  # real time: the check's thread has started and hangs
+
+anyio.run(main)
+print("done", flush=True)
+"""
+
+
+def test_a_check_hung_in_its_thread_does_not_hold_the_process_at_exit() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", HUNG_CHECK_PROGRAM], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr

@@ -23,7 +23,8 @@ from typing import Any, TypeAlias, cast
 
 import anyio
 import anyio.abc
-import anyio.to_thread
+import anyio.from_thread
+import anyio.lowlevel
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -1354,29 +1355,28 @@ class Instance(StateCallbacks, Hosted):
             )
             return False
         self._checks_in_threads.add(spec.name)
-        lock = threading.Lock()
-        started = withdrawn = False
+        # A thread of our own, not anyio's worker pool: a check that never returns must not
+        # hold the process at exit (the pool's threads are joined then; daemons are not).
+        token = anyio.lowlevel.current_token()
+        done = anyio.Event()
+        outcome: list[object] = []
+        failure: list[Exception] = []
 
-        def call() -> object:
-            nonlocal started
-            with lock:
-                if withdrawn:
-                    return False
-                started = True
+        def call() -> None:
             try:
-                return spec.check()
+                outcome.append(spec.check())
+            except Exception as exc:
+                failure.append(exc)
             finally:
                 self._checks_in_threads.discard(spec.name)
+                with contextlib.suppress(Exception):  # the event loop may be gone by now
+                    anyio.from_thread.run_sync(done.set, token=token)
 
-        try:
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
-        finally:
-            with lock:
-                if not started:
-                    # Timed out before a worker thread took it: it must not run later, nor
-                    # count as running for good.
-                    withdrawn = True
-                    self._checks_in_threads.discard(spec.name)
+        threading.Thread(target=call, name=f"vrrpkit check {spec.name}", daemon=True).start()
+        await done.wait()
+        if failure:
+            raise failure[0]
+        return outcome[0] if outcome else False
 
     def _shutdown(self) -> None:
         if not self._stop_kernel_sender():
