@@ -246,6 +246,34 @@ async def test_group_changes_are_delivered_after_every_member_was_run_again() ->
             group.stop()
 
 
+async def test_a_member_abandoning_its_shutdown_holds_no_later_group_change() -> None:
+    clock, a, b = two_members(callback_timeout=None, shutdown_timeout=0.2)
+    hung = True
+
+    @b.instance.on_stop
+    async def stuck(change: StateChanged) -> None:
+        if hung:
+            await anyio.sleep_forever()
+
+    group = Group("g", [a.instance, b.instance])
+    delivered: list[State] = []
+    group.on_transition(lambda change: delivered.append(change.new))
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(group.run)
+            await clock.advance(5)
+            b.instance.stop()
+            await anyio.sleep(0.5)  # real time: b's shutdown is abandoned after 0.2 s
+            await clock.advance(1)
+            hung = False
+            await tg.start(b.instance.run)
+            await clock.advance(10)
+            assert delivered == [State.BACKUP, State.MASTER, State.FAULT, State.BACKUP] + [
+                State.MASTER
+            ]
+            group.stop()
+
+
 async def test_one_member_stopping_on_its_own_pulls_the_others_into_fault() -> None:
     clock, a, b = two_members()
     group = Group("g", [a.instance, b.instance])

@@ -628,8 +628,22 @@ class Instance(StateCallbacks, Hosted):
                             self.name,
                             self._shutdown_timeout,
                         )
-                        self._effects.take_all()
+                        dropped: list[object] = list(self._effects.take_all())
                         changes_send.close()
+                        while True:
+                            try:
+                                dropped.append(changes_receive.receive_nowait())
+                            except (
+                                anyio.WouldBlock,
+                                anyio.EndOfStream,
+                                anyio.ClosedResourceError,
+                            ):
+                                break
+                        # A sync group waits for this member's markers before delivering
+                        # its own changes: the group must not wait for them for good.
+                        for item in dropped:
+                            if isinstance(item, _ForGroup):
+                                item.deliver()
                         # The effect and the callback in progress are cancelled (a notify
                         # program's process group is killed), and the callbacks still
                         # queued are dropped: run() returns now.
