@@ -165,3 +165,30 @@ def test_a_group_of_owners_with_a_member_starting_in_fault_ends_in_fault() -> No
     group = sim.add_group("g", ["out", "in"])
     assert sim["out"].state is State.FAULT and sim["in"].state is State.FAULT
     assert group.state is State.FAULT and not sim["out"].vips
+
+
+def owners() -> tuple[Simulation, SyncGroup]:
+    sim = Simulation()
+    sim.add_router("out", vrid=1, priority=255, address="192.0.2.1", start=False)
+    sim.add_router("in", vrid=2, priority=255, address="198.51.100.1", start=False)
+    return sim, sim.add_group("g", ["out", "in"])
+
+
+def test_an_owner_member_started_again_is_master_with_its_group() -> None:
+    """keepalived's group leaving FAULT takes every owner member to MASTER together."""
+    sim, group = owners()
+    sim.stop("in")
+    sim.run_for(1)
+    sim.start("in")
+    assert group.state is State.MASTER
+    assert sim["in"].state is State.MASTER and sim["out"].state is State.MASTER
+
+
+def test_a_member_started_while_its_group_is_in_fault_starts_in_fault() -> None:
+    """keepalived starts a member in its group's state (vrrp_init_state), not BACKUP."""
+    sim = two_hosts()
+    sim.stop("in2")
+    sim.interface("out2", up=False)
+    sim.start("in2")
+    starts = [(t.old, t.new) for t in sim.transitions if t.router == "in2"][-1:]
+    assert starts == [(State.STOPPED, State.FAULT)]

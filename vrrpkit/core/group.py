@@ -90,12 +90,20 @@ class SyncGroup:
             self.member_fault(member, now)
         elif self._state is State.FAULT:
             if any(self._faulty(m) for m in self.members):
-                member._group_fault = True
-                member._enter_fault(now, Cause.GROUP_FAULT)
+                if member.state is not State.FAULT:
+                    member._group_fault = True
+                    member._enter_fault(now, Cause.GROUP_FAULT)
             else:
                 self.member_recovered(member, now)
         elif self._state is State.INIT or self._state is State.STOPPED:
             self._set(member.state if member.state is State.MASTER else State.BACKUP, "startup")
+
+    def holds_in_fault(self, member: Router) -> bool:
+        """Whether ``member``, starting, is to start in the group's FAULT: another member is
+        faulty (or stopped) now."""
+        return self._state is State.FAULT and any(
+            self._faulty(m) for m in self.members if m is not member
+        )
 
     def member_ready(self, member: Router, now: float, cause: Cause) -> bool:
         """``member`` wants MASTER; return False to hold it in BACKUP.
@@ -169,6 +177,13 @@ class SyncGroup:
                     owner_cause=Cause.GROUP_FAULT_CLEARED,
                     cause=Cause.FAULT_CLEARED if m is member else Cause.GROUP_FAULT_CLEARED,
                 )
+        if all_owners:
+            # Owners come back MASTER together (keepalived's vrrp_sync_master): one that was
+            # held in BACKUP meanwhile (started again while the group was in FAULT) too.
+            for m in self.members:
+                if m.state is State.BACKUP:
+                    m._protocol_deadline = None
+                    m._become_master(now, Cause.GROUP_MASTER)
         self._set(State.MASTER if all_owners else State.BACKUP, f"{member.name} recovered")
 
     # -- plumbing --------------------------------------------------------------------------

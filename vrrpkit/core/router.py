@@ -347,6 +347,12 @@ class Router:
                 State.FAULT, Cause.STARTUP_AWAITING if awaiting else Cause.STARTUP_FAULT
             )
             self._fault_unannounced = awaiting
+        elif self._group is not None and self._group.holds_in_fault(self):
+            # keepalived starts a member in its group's state (vrrp_init_state): not BACKUP
+            # for a moment, with its notify, before the group pulls it into FAULT.
+            self._group_fault = True
+            self._wantstate = State.FAULT
+            self._set_state(State.FAULT, Cause.GROUP_FAULT)
         elif self.config.is_owner:
             self._try_master(now, Cause.STARTUP_OWNER)
         else:

@@ -151,6 +151,18 @@ TRANSITIONS: tuple[Transition, ...] = (
         "keepalived sync group: another member entered FAULT or stopped; sends priority 0",
     ),
     Transition(
+        _S.INIT,
+        _C.GROUP_FAULT,
+        _S.FAULT,
+        "keepalived sync group (vrrp_init_state): a member starts in its group's FAULT",
+    ),
+    Transition(
+        _S.STOPPED,
+        _C.GROUP_FAULT,
+        _S.FAULT,
+        "keepalived sync group: a member restarts in its group's FAULT",
+    ),
+    Transition(
         _S.FAULT,
         _C.GROUP_FAULT_CLEARED,
         _S.BACKUP,
