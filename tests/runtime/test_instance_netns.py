@@ -445,6 +445,27 @@ async def test_a_master_whose_source_address_is_removed_gives_up_its_vips_until_
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
+async def test_a_renumbered_interface_is_advertised_from_its_new_address(
+    lab: Lab, shared: bool
+) -> None:
+    """With no source configured, keepalived takes the next address added to the interface
+    (a DHCP renumbering); vrrpkit waited for the old one for good."""
+    from vrrpkit.runtime.hub import TransportHub
+
+    h1, h2 = lab.hosts
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(TransportHub()) if shared else None
+        async with master_and_backup(lab, hub) as (a, b):
+            h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
+            await eventually(lambda: a.status()["faults"] == ["source_address"])
+            h1.ip("addr", "add", "192.0.2.11/24", "dev", h1.ifname)
+            await eventually(lambda: str(a.config.address) == "192.0.2.11")
+            await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+            await eventually(lambda: str(b.router.master_address) == "192.0.2.11")
+            await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
 async def test_a_backup_whose_source_address_is_removed_is_in_fault_until_it_is_back(
     lab: Lab, shared: bool
 ) -> None:

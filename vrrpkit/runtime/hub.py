@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +98,22 @@ class _SharedSocket:
             logger.info("shared socket reopened on interface index %d", fresh.ifindex)
             await stale.aclose()
 
+    async def renew_source(self, gone: Address, avoid: Collection[Address] = ()) -> None:
+        """Reopen the socket on the interface's current address if it still sends from
+        ``gone`` (an address no longer on the interface); kept if the address it would
+        take is ``gone`` again or one to ``avoid`` (a VIP)."""
+        async with self._renewing:
+            if self.sock.local_address != gone:
+                return  # another instance on this socket renewed it already
+            fresh = await self._reopen()
+            if fresh.local_address == gone or fresh.local_address in avoid:
+                await fresh.aclose()
+                return
+            fresh.set_lazy(not self._eager)
+            stale, self.sock = self.sock, fresh
+            logger.info("shared socket reopened from %s", fresh.local_address)
+            await stale.aclose()
+
     async def aclose(self) -> None:
         await self.sock.aclose()
 
@@ -177,6 +193,10 @@ class _Port:
     async def renew(self, ifindex: int) -> None:
         """Reopen the shared socket for an interface that came back as ``ifindex``."""
         await self._shared.renew(ifindex)
+
+    async def renew_source(self, gone: Address, avoid: Collection[Address] = ()) -> None:
+        """Reopen the shared socket if it sends from ``gone``, an address now removed."""
+        await self._shared.renew_source(gone, avoid)
 
     def send_nowait(self, data: bytes, dst: Address) -> None:
         self._shared.sock.send_nowait(data, dst)

@@ -1732,6 +1732,12 @@ class Instance(StateCallbacks, Hosted):
         try:
             while True:
                 present = await self._source_present()
+                if (
+                    present is False
+                    and NO_SOURCE_FAULT in self._router.faults  # its VIPs are gone by now
+                    and await self._take_new_source()
+                ):
+                    present = await self._source_present()
                 if present is None and NO_SOURCE_FAULT not in self._router.faults:
                     return  # cannot tell (the interface is gone: its own fault says so)
                 if present is not None and present is (NO_SOURCE_FAULT in self._router.faults):
@@ -1748,6 +1754,47 @@ class Instance(StateCallbacks, Hosted):
                 await self._clock.sleep_until(self._clock.now() + RETRY_DELAY)
         finally:
             self._following_source = False
+
+    async def _take_new_source(self) -> bool:
+        """With no source configured, advertise from the interface's current address when
+        ours is gone (keepalived takes another address of the interface, or the next one
+        added: a renumbered interface, a link-local made anew). True if it changed."""
+        sock = self._socket
+        if self._source is not None or sock is None:
+            return False
+        if self._renewing is None:
+            self._renewing = anyio.Lock()
+        old = self._router.config.address
+        async with self._renewing:
+            renew_shared = getattr(sock, "renew_source", None)
+            try:
+                if not self._owns_socket:
+                    if not callable(renew_shared):
+                        return False
+                    await renew_shared(old, avoid=self._config.vips)  # a hub's: for all on it
+                    self._adopt_local_address()
+                    return self._router.config.address != old
+                fresh = await self._open_raw_socket()
+            except TransportError:
+                return False  # no address to take yet
+            if fresh.local_address == old or fresh.local_address in self._config.vips:
+                await fresh.aclose()  # (a VIP left on the interface is no source of ours)
+                return False
+            self._take_back()
+            self._socket = fresh
+            self._send_now = self._direct_send(fresh)
+            self._send_repeatedly = self._repeat_sender(fresh)
+            self._lazy_asked = None
+            self._adopt_local_address()
+            logger.warning(
+                "%s: source address %s is gone from %s; advertising from %s",
+                self.name,
+                old,
+                self.interface,
+                fresh.local_address,
+            )
+            await sock.aclose()
+            return True
 
     async def _source_present(self) -> bool | None:
         """Whether the router's source address is on its interface (None: cannot tell)."""
