@@ -1020,3 +1020,71 @@ def test_a_check_hung_in_its_thread_does_not_hold_the_process_at_exit() -> None:
         [sys.executable, "-c", HUNG_CHECK_PROGRAM], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def cluster_on(net: FakeNetwork, clock: FakeClock) -> tuple[Node, Node]:
+    return Node(net, clock, "a", "192.0.2.1", 200), Node(net, clock, "b", "192.0.2.2", 100)
+
+
+async def test_a_partitioned_fake_network_splits_the_brain_and_healing_mends_it() -> None:
+    clock = FakeClock()
+    net = FakeNetwork(clock)
+    a, b = cluster_on(net, clock)
+    async with running(a, b):
+        await clock.advance(5)
+        net.partition(["192.0.2.1"], ["192.0.2.2"])
+        await clock.advance(5)
+        assert a.instance.state is b.instance.state is State.MASTER
+        net.heal()
+        await clock.advance(2)
+        assert a.instance.state is State.MASTER and b.instance.state is State.BACKUP
+
+
+def lossy_timeline(seed: int) -> list[tuple[float, str, State]]:
+    async def run() -> list[tuple[float, str, State]]:
+        clock = FakeClock()
+        net = FakeNetwork(clock, seed=seed)
+        a, b = cluster_on(net, clock)
+        seen: list[tuple[float, str, State]] = []
+        for node in (a, b):
+            node.instance.on_transition(
+                lambda change: seen.append((clock.now(), change.instance, change.new))
+            )
+        async with running(a, b):
+            await clock.advance(5)
+            net.impair(loss=0.5, delay=0.01, jitter=0.02)
+            await clock.advance(60)
+        return seen
+
+    return anyio.run(run)
+
+
+def test_a_lossy_fake_network_gives_the_same_timeline_for_the_same_seed() -> None:
+    first = lossy_timeline(seed=3)
+    assert len(first) > 4  # the losses made the backup take over, and give back, and again
+    assert lossy_timeline(seed=3) == first
+
+
+def takeover_after_silence(delay: float) -> float:
+    """When b takes over from a, which falls silent at 7 s, on a network with ``delay``."""
+
+    async def run() -> float:
+        clock = FakeClock()
+        net = FakeNetwork(clock)
+        a, b = cluster_on(net, clock)
+        takeover: list[float] = []
+        b.instance.on_master(lambda change: takeover.append(clock.now()))
+        async with running(a, b):
+            await clock.advance(5)
+            if delay:
+                net.impair(delay=delay)
+            await clock.advance(2)
+            net.cut("192.0.2.1")  # its last advert, if delayed, is still on its way
+            await clock.advance(10)
+        return takeover[0]
+
+    return anyio.run(run)
+
+
+def test_adverts_delayed_on_the_fake_network_arrive_that_much_later() -> None:
+    assert takeover_after_silence(0.25) - takeover_after_silence(0.0) == pytest.approx(0.25)

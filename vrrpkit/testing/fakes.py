@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 import collections
+import functools
 import heapq
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import random
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
+from typing import Any
 
 import anyio
 
 from vrrpkit.core.addresses import Address, to_address
 from vrrpkit.core.errors import ConfigError
 from vrrpkit.runtime.mailbox import Mailbox
+from vrrpkit.testing.simulation import Impairment
 from vrrpkit.transports.base import (
     AddressRemoved,
     IPInterface,
@@ -153,14 +157,54 @@ class FakeNetwork:
     """A simulated Ethernet segment joining :class:`FakeAdvertSocket` endpoints.
 
     Multicast reaches every other socket of the same family; unicast reaches the socket whose
-    address is the destination. ``cut(address)`` isolates an endpoint (cable pulled).
+    address is the destination. ``cut(address)`` isolates an endpoint (cable pulled),
+    :meth:`partition` splits the segment, and :meth:`impair` makes it lose, duplicate,
+    delay or reorder packets (as :class:`vrrpkit.testing.Impairment` says), drawing from a
+    generator seeded with ``seed``. Delays need the ``clock`` the instances run on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None, *, seed: int = 0) -> None:
         self._sockets: list[FakeAdvertSocket] = []
         self._cut: set[Address] = set()
+        self._clock = clock
+        self._random = random.Random(seed)
+        self._impairment = Impairment()
+        self._component: dict[Address, int] = {}
         #: Every packet sent: (src, dst, data), in order.
         self.sent: list[tuple[Address, Address, bytes]] = []
+
+    def impair(self, impairment: Impairment | None = None, **fields: Any) -> None:
+        """Change how the segment treats packets from now on (``net.impair(loss=0.1)``)."""
+        chosen = impairment if impairment is not None else Impairment(**fields)
+        if self._clock is None and (
+            chosen.delay or chosen.jitter or chosen.reorder or chosen.duplicate
+        ):
+            raise ConfigError("delays need the clock: FakeNetwork(clock=...)")
+        self._impairment = chosen
+
+    def partition(self, *groups: Iterable[str | Address]) -> None:
+        """Split the segment: endpoints hear only those in their own group (addresses).
+
+        Endpoints named in no group form one more group together. A packet gets through
+        only if sender and receiver are on the same side when it leaves and when it
+        arrives; :meth:`heal` brings back none sent while the segment was split.
+        """
+        component: dict[Address, int] = {}
+        for index, addresses in enumerate(groups, start=1):
+            for address in addresses:
+                ip = to_address(address)
+                if ip in component:
+                    raise ConfigError(f"{ip} is in two partitions")
+                component[ip] = index
+        self._component = component
+
+    def heal(self) -> None:
+        """Join every partition again."""
+        self._component = {}
+
+    def _apart(self, a: Address, b: Address) -> bool:
+        component = self._component
+        return bool(component) and component.get(a, 0) != component.get(b, 0)
 
     def socket(self, address: str | Address, *, ifindex: int = 1) -> FakeAdvertSocket:
         """A new endpoint with source ``address``."""
@@ -187,8 +231,37 @@ class FakeNetwork:
             if sock.local_address.version != src.version:
                 continue
             if dst.is_multicast or dst == sock.local_address:
+                if self._apart(src, sock.local_address):
+                    continue
                 ttl = 255 if dst.is_multicast or src.version == 4 else 64
-                sock._queue(ReceivedPacket(data, src, dst, ttl, sock.ifindex))
+                self._carry(sock, ReceivedPacket(data, src, dst, ttl, sock.ifindex))
+
+    def _carry(self, sock: FakeAdvertSocket, packet: ReceivedPacket) -> None:
+        impairment = self._impairment
+        if impairment.is_perfect:
+            sock._queue(packet)
+            return
+        rng = self._random
+        if impairment.loss and rng.random() < impairment.loss:
+            return
+        copies = 2 if impairment.duplicate and rng.random() < impairment.duplicate else 1
+        for _ in range(copies):
+            delay = impairment.delay
+            if impairment.jitter:
+                delay += rng.uniform(0.0, impairment.jitter)
+            if impairment.reorder and rng.random() < impairment.reorder:
+                delay += rng.uniform(0.0, impairment.reorder_delay)
+            if delay <= 0 or self._clock is None:
+                sock._queue(packet)
+            else:
+                self._clock.call_at(
+                    self._clock.now() + delay, functools.partial(self._arrive, sock, packet)
+                )
+
+    def _arrive(self, sock: FakeAdvertSocket, packet: ReceivedPacket) -> None:
+        # A partition made while the packet was on its way stops it too.
+        if not sock.closed and not self._apart(packet.src, sock.local_address):
+            sock._queue(packet)
 
 
 class FakeAdvertSocket:
