@@ -211,6 +211,8 @@ class Variant:
 
 V2 = Variant("v2-ipv4", version=2, family=4, interval=1.0)
 V2_AUTH = Variant("v2-ipv4-auth-pass", version=2, family=4, interval=1.0, auth_pass="s3cret")
+# keepalived's VRRPv2 over IPv6 carries no authentication field (vrrpkit once added one).
+V2_IPV6 = Variant("v2-ipv6", version=2, family=6, interval=1.0)
 V3_IPV4 = Variant("v3-ipv4", version=3, family=4, interval=0.1)
 V3_IPV6 = Variant("v3-ipv6", version=3, family=6, interval=0.1)
 V3_UNICAST_IPV4 = Variant("v3-unicast-ipv4", version=3, family=4, interval=0.1, unicast=True)

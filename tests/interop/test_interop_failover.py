@@ -12,7 +12,17 @@ VRRPv3 IPv4 and IPv6 multicast, VRRPv3 IPv4 and IPv6 unicast (0.1 s adverts).
 from __future__ import annotations
 
 import pytest
-from interop_support import ALL_VARIANTS, HIGH, LOW, V3_IPV4, V3_IPV6, MakePair, Variant, params
+from interop_support import (
+    ALL_VARIANTS,
+    HIGH,
+    LOW,
+    V2_IPV6,
+    V3_IPV4,
+    V3_IPV6,
+    MakePair,
+    Variant,
+    params,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -20,7 +30,7 @@ pytestmark = pytest.mark.netns
 PRI_ZERO_RECEIVED = "Backup received priority 0 advertisement"
 
 
-@pytest.mark.parametrize("variant", params(ALL_VARIANTS))
+@pytest.mark.parametrize("variant", params([*ALL_VARIANTS, V2_IPV6]))
 def test_keepalived_master_hard_kill_then_preemption_back(
     interop: MakePair, variant: Variant
 ) -> None:
@@ -61,7 +71,7 @@ def test_keepalived_master_graceful_stop_then_preemption_back(
     io.expect_notifications(v, ["BACKUP 100", "MASTER 100", "BACKUP 100"])
 
 
-@pytest.mark.parametrize("variant", params(ALL_VARIANTS))
+@pytest.mark.parametrize("variant", params([*ALL_VARIANTS, V2_IPV6]))
 def test_vrrpkit_master_hard_kill_then_preemption_back(interop: MakePair, variant: Variant) -> None:
     k, v, io = interop(variant, keepalived=(1, LOW), vrrpkit=(2, HIGH))
     io.start(master=v, backup=k, hold=True)
