@@ -49,6 +49,7 @@ class Member:
         **kwargs: Any,
     ) -> None:
         self.addresses = FakeAddressManager(["eth0"]) if addresses is None else addresses
+        self.links = FakeLinkMonitor()
         self.instance = Instance(
             name,
             interface="eth0",
@@ -58,7 +59,7 @@ class Member:
             clock=clock,
             socket=FakeNetwork().socket(address),
             addresses=self.addresses,
-            links=FakeLinkMonitor(),
+            links=self.links,
             announcer=FakeAnnouncer(),
             **kwargs,
         )
@@ -283,6 +284,29 @@ async def test_one_member_stopping_on_its_own_pulls_the_others_into_fault() -> N
             await clock.advance(0.01)
             assert b.instance.state is State.FAULT
             assert group.state is State.FAULT
+
+
+async def test_a_group_change_is_delivered_between_the_member_changes_around_it() -> None:
+    """keepalived writes both to its notify FIFO in transition order: the group's FAULT
+    comes after the members' FAULT and before their BACKUP on a quick link flap."""
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    lines: list[str] = []
+    for member in (a, b):
+        member.instance.on_transition(
+            lambda change: lines.append(f"INSTANCE {change.instance} {change.new}")
+        )
+    group.on_transition(lambda change: lines.append(f"GROUP {change.group} {change.new}"))
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+            lines.clear()
+            a.links.set("eth0", False)
+            a.links.set("eth0", True)
+            await clock.advance(0.5)
+    fault = lines.index("GROUP g FAULT")
+    assert lines.index("INSTANCE a FAULT") < fault < lines.index("INSTANCE a BACKUP")
+    assert lines.index("INSTANCE b FAULT") < fault < lines.index("INSTANCE b BACKUP")
 
 
 # -- GROUP notify programs -----------------------------------------------------------------

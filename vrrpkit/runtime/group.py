@@ -36,6 +36,8 @@ class _Pending:
 
     change: GroupStateChanged
     waiting: int = 0
+    #: Set once the change is delivered (or abandoned): members' later changes wait for it.
+    done: anyio.Event = attrs.field(factory=anyio.Event)
 
 
 class Group(StateCallbacks, Hosted):
@@ -101,6 +103,8 @@ class Group(StateCallbacks, Hosted):
         self._running = False
         self._ran = False  # a run has ended (a stop() then is for that run: nothing to do)
         self._members_scope: anyio.CancelScope | None = None
+        self._notifier_scope: anyio.CancelScope | None = None
+        self._current: _Pending | None = None  # the change being delivered
         # The delivery in progress (shielded, so that a stop lets it finish): cancelled only
         # when stopping outlasts shutdown_timeout.
         self._delivering: anyio.CancelScope | None = None
@@ -182,13 +186,24 @@ class Group(StateCallbacks, Hosted):
         entry = _Pending(change)
         self._pending.append(entry)
         for member in self.members:
-            if member._after_own_effects(_ForGroup(functools.partial(self._passed, entry))):
+            marker = _ForGroup(
+                functools.partial(self._passed, entry), functools.partial(self._delivered, entry)
+            )
+            if member._after_own_effects(marker):
                 entry.waiting += 1
         self._wake()
 
     def _passed(self, entry: _Pending) -> None:
         entry.waiting -= 1
         self._wake()
+
+    async def _delivered(self, entry: _Pending) -> None:
+        if not self._running:
+            # Nobody delivers group changes while the group does not run (a member run on
+            # its own): nothing to wait for.
+            await anyio.lowlevel.checkpoint()
+            return
+        await entry.done.wait()
 
     def _wake(self) -> None:
         if self._wakeup is not None:
@@ -203,10 +218,12 @@ class Group(StateCallbacks, Hosted):
             entry = self._pending.pop(0)
             with anyio.CancelScope(shield=True) as scope:
                 self._delivering = scope
+                self._current = entry
                 try:
                     await self._deliver(entry.change)
                 finally:
-                    self._delivering = None
+                    self._delivering = self._current = None
+                    entry.done.set()
 
     async def _deliver(self, change: GroupStateChanged) -> None:
         await anyio.lowlevel.checkpoint()
@@ -247,7 +264,9 @@ class Group(StateCallbacks, Hosted):
         self._sync.begin_run()
         members_started, members_done = anyio.Event(), anyio.Event()
         notifier_done = anyio.Event()
-        notifier = anyio.CancelScope()
+        # Shielded like the members: they wait for its deliveries while they stop, so it
+        # ends after them (or when their stopping is abandoned), not with a cancellation.
+        notifier = self._notifier_scope = anyio.CancelScope(shield=True)
         self._members_scope = members_scope = anyio.CancelScope(shield=True)
         try:
             async with anyio.create_task_group() as tg:
@@ -275,8 +294,11 @@ class Group(StateCallbacks, Hosted):
                     with anyio.move_on_after(self._shutdown_timeout) as deadline:
                         for entry in pending:
                             await self._deliver(entry.change)
+                            entry.done.set()
                     if deadline.cancelled_caught:
                         self._abandon()
+            for entry in pending:
+                entry.done.set()  # whatever was abandoned: no member waits for it
 
     async def _stopped_in_time(
         self, members_done: anyio.Event, notifier: anyio.CancelScope, notifier_done: anyio.Event
@@ -293,6 +315,10 @@ class Group(StateCallbacks, Hosted):
 
     def _abandon(self) -> None:
         self._abandoned = True
+        for entry in (*self._pending, *([self._current] if self._current else [])):
+            entry.done.set()  # members' callbacks go on without what is abandoned
+        if self._notifier_scope is not None:
+            self._notifier_scope.cancel()
         logger.error(
             "group %s: stopping took over %s s; abandoning its callbacks and notifies",
             self.name,

@@ -99,9 +99,16 @@ class _RetryVips:
 
 @attrs.frozen
 class _ForGroup:
-    """Effect: hand a sync group's state change on, after this member's own effects."""
+    """Effect: hand a sync group's state change on, after this member's own effects.
+
+    The member's callbacks reach it in order: ``deliver()`` tells the group this member
+    has performed what came before the change; ``delivered()`` waits until the group has
+    delivered it, so that the member's later changes come after it (keepalived writes
+    both, in transition order, to its notify FIFO).
+    """
 
     deliver: Callable[[], None]
+    delivered: Callable[[], Awaitable[None]]
 
 
 @attrs.frozen
@@ -309,6 +316,7 @@ class Instance(StateCallbacks, Hosted):
         # Opening the transports and reading the links, before the router starts: a stop()
         # meanwhile ends the run there (a netlink that never answers must not hold it).
         self._opening: anyio.CancelScope | None = None
+        self._effects_served = False  # a run's effects task serves the mailbox
         self._dispatch_scope: anyio.CancelScope | None = None
         #: The running instance's task group (None outside run), and the retries waiting
         #: there (see _retry_later).
@@ -569,6 +577,7 @@ class Instance(StateCallbacks, Hosted):
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._dispatch, changes_receive, dispatcher_done)
                 outer.start_soon(self._run_effects, effects_done)
+                self._effects_served = True
                 try:
                     async with anyio.create_task_group() as tg:
                         self._tasks = tg
@@ -653,7 +662,7 @@ class Instance(StateCallbacks, Hosted):
                         outer.cancel_scope.cancel()
         finally:
             changes_receive.close()
-            self._started = False
+            self._started = self._effects_served = False
             self._alarm.close()
             self._alarm = None
 
@@ -1464,9 +1473,9 @@ class Instance(StateCallbacks, Hosted):
         self._rearm()
 
     def _after_own_effects(self, marker: _ForGroup) -> bool:
-        """Queue ``marker`` behind this member's effects; False if they have ended (a
-        stopped member's mailbox is closed and would drop it)."""
-        if self._effects.closed:
+        """Queue ``marker`` behind this member's effects; False if none run (a stopped
+        member's mailbox is closed and would drop it; one not started has no task on it)."""
+        if self._effects.closed or not self._effects_served:
             return False
         self._effects.put(marker)
         return True
@@ -1832,6 +1841,7 @@ class Instance(StateCallbacks, Hosted):
     async def _deliver(self, change: StateChanged | SplitBrain | _ForGroup) -> None:
         if isinstance(change, _ForGroup):
             change.deliver()
+            await change.delivered()
             return
         if isinstance(change, SplitBrain):
             await self._callbacks.deliver_split_brain(change)
