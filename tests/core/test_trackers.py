@@ -229,3 +229,16 @@ def test_the_awaited_trackers_first_failure_announces_the_fault_it_is_in() -> No
 def test_a_tracker_started_failed_is_announced_at_start() -> None:
     _, changes = started_awaiting(Tracker("app", init_fail=True))
     assert [c.reason for c in changes] == ["startup_in_fault"]
+
+
+def test_an_owner_whose_awaited_tracker_fails_first_comes_back_through_backup() -> None:
+    """The announced FAULT is keepalived's down_instance: the owner then wants FAULT."""
+    config = RouterConfig(
+        name="o", vrid=1, priority=255, address="192.0.2.1", vips=["192.0.2.1"],
+        trackers=[Tracker("app")],
+    )  # fmt: skip
+    router = Router(config)
+    router.start(0.0)
+    router.tracker_result("app", False, 0.1)
+    router.tracker_result("app", True, 1.1)
+    assert router.state is State.BACKUP

@@ -760,6 +760,9 @@ class Router:
                 if self._group is not None:
                     self._group.member_fault(self, now)
             elif self._fault_unannounced and not self._only_awaiting_trackers():
+                # keepalived's down_instance: announced now, and wanting FAULT (an owner
+                # comes back through BACKUP, as from any fault it fell into).
+                self._wantstate = State.FAULT
                 self._set_state(State.FAULT, Cause.FAULT)  # (clears _fault_unannounced)
         elif state is State.FAULT:
             if self._group is not None:
