@@ -178,20 +178,25 @@ async def test_cancelling_the_group_stops_every_member_without_fault() -> None:
 
 
 class SlowLinks(FakeLinkMonitor):
-    """Answers is_up only once ``release`` is set (a netlink slow to answer at start)."""
+    """While ``hold``, answers is_up only once ``release`` is set (a netlink slow to answer
+    at start); ``entered`` is set when a run is waiting for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: bool = True) -> None:
         super().__init__()
+        self.hold = hold
         self.release = anyio.Event()
+        self.entered = anyio.Event()
 
     async def is_up(self, ifname: str) -> bool:
-        await self.release.wait()
+        if self.hold:
+            self.entered.set()
+            await self.release.wait()
         return await super().is_up(ifname)
 
 
-def members_one_slow_to_start() -> tuple[FakeClock, Member, Member, SlowLinks]:
+def members_one_slow_to_start(hold: bool = True) -> tuple[FakeClock, Member, Member, SlowLinks]:
     clock, a, b = two_members()
-    slow = SlowLinks()
+    slow = SlowLinks(hold)
     b.instance = Instance(
         "b", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
         socket=FakeNetwork().socket("198.51.100.1"), addresses=b.addresses, links=slow,
@@ -212,6 +217,22 @@ async def test_cancelling_the_group_while_a_member_starts_stops_it_without_fault
             tg.cancel_scope.cancel()
     assert State.FAULT not in [state for _, state in seen]
     assert group.state is State.STOPPED and a.instance.state is State.STOPPED
+
+
+async def test_cancelling_a_later_run_while_a_member_starts_starts_none_of_the_rest() -> None:
+    clock, a, b, slow = members_one_slow_to_start(hold=False)
+    group = Group("g", [b.instance, a.instance])  # b (slow) starts first
+    a_states = record_states(a)
+    with anyio.fail_after(5):
+        async with group:
+            await clock.advance(5)
+        a_states.clear()
+        slow.hold = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(group.run)
+            await slow.entered.wait()
+            tg.cancel_scope.cancel()
+    assert a_states == [] and group.state is State.STOPPED
 
 
 async def test_a_stop_after_a_run_has_ended_does_not_stop_the_next_run() -> None:

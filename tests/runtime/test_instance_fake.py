@@ -1088,3 +1088,38 @@ def takeover_after_silence(delay: float) -> float:
 
 def test_adverts_delayed_on_the_fake_network_arrive_that_much_later() -> None:
     assert takeover_after_silence(0.25) - takeover_after_silence(0.0) == pytest.approx(0.25)
+
+
+class HeldLinks(FakeLinkMonitor):
+    """is_up waits while ``hold`` is set (a netlink that does not answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+        self.entered = anyio.Event()
+
+    async def is_up(self, ifname: str) -> bool:
+        if self.hold:
+            self.entered.set()
+            await anyio.sleep_forever()
+        return await super().is_up(ifname)
+
+
+async def test_a_stop_after_a_run_stopped_while_opening_does_not_stop_the_next_run() -> None:
+    links = HeldLinks()
+    clock = FakeClock()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=FakeNetwork().socket("192.0.2.1"), addresses=FakeAddressManager(["eth0"]),
+        links=links, announcer=FakeAnnouncer(),
+    )  # fmt: skip
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(inst.run)
+            await links.entered.wait()
+            inst.stop()  # while the run reads its links
+        inst.stop()  # for the run that has ended
+        links.hold = False
+        async with inst:
+            await clock.advance(5)
+            assert inst.state is State.MASTER

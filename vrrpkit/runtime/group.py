@@ -101,6 +101,7 @@ class Group(StateCallbacks, Hosted):
         self._pending: list[_Pending] = []
         self._wakeup: anyio.Event | None = None
         self._running = False
+        self._stopping = False
         self._ran = False  # a run has ended (a stop() then is for that run: nothing to do)
         self._members_scope: anyio.CancelScope | None = None
         self._notifier_scope: anyio.CancelScope | None = None
@@ -145,6 +146,7 @@ class Group(StateCallbacks, Hosted):
 
     def _stop_members(self) -> None:
         self._sync.begin_stop()
+        self._stopping = True  # members not started yet are not started (_run_members)
         for member in self.members:
             member.stop()
 
@@ -262,6 +264,7 @@ class Group(StateCallbacks, Hosted):
         self._running = True
         self._abandoned = False
         self._sync.begin_run()
+        self._stopping = False
         members_started, members_done = anyio.Event(), anyio.Event()
         notifier_done = anyio.Event()
         # Shielded like the members: they wait for its deliveries while they stop, so it
@@ -346,6 +349,8 @@ class Group(StateCallbacks, Hosted):
             with scope:
                 async with anyio.create_task_group() as members:
                     for member in self.members:
+                        if self._stopping:
+                            break
                         await members.start(member.run)
                     started.set()
         finally:

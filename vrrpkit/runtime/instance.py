@@ -316,6 +316,7 @@ class Instance(StateCallbacks, Hosted):
         # Opening the transports and reading the links, before the router starts: a stop()
         # meanwhile ends the run there (a netlink that never answers must not hold it).
         self._opening: anyio.CancelScope | None = None
+        self._run_ended = False  # a run has ended: a stop() from then on was for it
         self._effects_served = False  # a run's effects task serves the mailbox
         self._dispatch_scope: anyio.CancelScope | None = None
         #: The running instance's task group (None outside run), and the retries waiting
@@ -492,7 +493,7 @@ class Instance(StateCallbacks, Hosted):
         backup's skew timer starts without waiting for the instance's tasks to wind down;
         address removal and STOP callbacks follow on the instance's own tasks.
         """
-        if not self._running and self._router.state is State.STOPPED:
+        if not self._running and (self._run_ended or self._router.state is State.STOPPED):
             return  # the run is over (stopped already, by us or anyone): nothing to stop
         self._stop_requested.set()
         if self._opening is not None:
@@ -527,6 +528,7 @@ class Instance(StateCallbacks, Hosted):
         finally:
             self._opening = None
             self._running = False
+            self._run_ended = True
             # A stop() asked before this run started was for it (run() saw it at once); one
             # from now on is for the next run.
             self._stop_requested = anyio.Event()
