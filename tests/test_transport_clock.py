@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
 import pytest
 import trio.testing
 
@@ -168,3 +170,29 @@ async def test_sleeping_alarm_rings_at_its_deadline_on_a_fake_clock() -> None:
         await clock.advance(10.0)
         tg.cancel_scope.cancel()
     assert rang == [0.5, 1.25, 2.25]
+
+
+async def test_a_fake_clock_lets_a_task_its_last_child_wakes_run_before_time_moves_on() -> None:
+    """Every woken task runs until it blocks again, also one woken through a callback (a
+    task group's host, when its last child ends)."""
+    from vrrpkit.testing.fakes import FakeClock
+
+    clock = FakeClock()
+    seen: list[float] = []
+
+    async def child() -> None:
+        await clock.sleep_until(1)
+        await anyio.lowlevel.checkpoint()
+
+    async def host() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child)
+        seen.append(clock.now())
+        await clock.sleep_until(clock.now() + 1)
+        seen.append(clock.now())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(host)
+        await clock.advance(5)
+        tg.cancel_scope.cancel()
+    assert seen == [1, 2]

@@ -134,10 +134,18 @@ async def _all_tasks_blocked() -> None:
     if loop is None:
         await anyio.wait_all_tasks_blocked()
         return
+    ready = getattr(loop, "_ready", None)  # the loop's callbacks due now (CPython's loops)
+    if ready is None:
+        await anyio.wait_all_tasks_blocked()  # another loop: anyio's patient way
+        return
     this = asyncio.current_task()
     for _ in range(_YIELDS_BEFORE_FALLBACK):
         await asyncio.sleep(0)
-        if all(_blocked(task) for task in asyncio.all_tasks(loop) if task is not this):
+        # Settled when no callback is due (a task's wake-up, a done-callback that wakes
+        # one, is queued there before the task looks runnable) and every task waits.
+        if not ready and all(
+            _blocked(task) for task in asyncio.all_tasks(loop) if task is not this
+        ):
             return
     await anyio.wait_all_tasks_blocked()  # something keeps running: anyio's patient way
 
