@@ -1123,3 +1123,21 @@ async def test_a_stop_after_a_run_stopped_while_opening_does_not_stop_the_next_r
         async with inst:
             await clock.advance(5)
             assert inst.state is State.MASTER
+
+
+async def test_a_hung_stop_callback_times_out_while_the_test_no_longer_advances_the_clock() -> None:
+    clock, a, _ = pair(callback_timeout=0.2, shutdown_timeout=3)
+    ran: list[str] = []
+
+    @a.instance.on_stop
+    async def hangs(change: StateChanged) -> None:
+        await anyio.sleep_forever()
+
+    @a.instance.on_stop
+    def after(change: StateChanged) -> None:
+        ran.append("after")
+
+    with anyio.fail_after(10):
+        async with running(a):
+            await clock.advance(5)
+    assert ran == ["after"] and a.instance.status()["callback_timeouts"] == 1

@@ -18,15 +18,17 @@ def move_on_after(clock: Clock | None, seconds: float | None) -> Iterator[anyio.
     """``anyio.move_on_after(seconds)``, counted on ``clock`` where it can time callbacks.
 
     A clock with ``call_at(deadline, callback)`` (:class:`vrrpkit.testing.FakeClock`) times
-    the scope itself, so a check or callback timeout runs out when the test's clock says so;
-    any other clock (the real one) is on the event loop's time, which anyio's scope uses.
+    the scope too, so a check or callback timeout runs out when the test's clock says so,
+    or after ``seconds`` of real time if that comes first (a test no longer advancing its
+    clock, in its ``async with`` exit say, still sees a hung callback end). Any other clock
+    (the real one) is on the event loop's time, which anyio's scope uses.
     """
     call_at: Callable[[float, Callable[[], object]], Any] | None = getattr(clock, "call_at", None)
     if seconds is None or clock is None or not callable(call_at):
         with anyio.move_on_after(seconds) as scope:
             yield scope
         return
-    with anyio.CancelScope() as scope:
+    with anyio.CancelScope(deadline=anyio.current_time() + seconds) as scope:
         timer = call_at(clock.now() + seconds, scope.cancel)
         try:
             yield scope
