@@ -295,6 +295,36 @@ async def test_a_member_abandoning_its_shutdown_holds_no_later_group_change() ->
             group.stop()
 
 
+class HangingRemovals(FakeAddressManager):
+    """Removals never return once ``hang`` is set (a netlink that stops answering)."""
+
+    def __init__(self) -> None:
+        super().__init__(["eth0"])
+        self.hang = False
+
+    async def remove(self, ifname: str, address: Address, prefixlen: int | None = None) -> bool:
+        if self.hang:
+            await anyio.sleep_forever()
+        return await super().remove(ifname, address, prefixlen)
+
+
+async def test_a_member_abandoned_behind_a_hung_removal_holds_no_group_change() -> None:
+    removals = HangingRemovals()
+    clock, a, b = two_members(a_addresses=removals, shutdown_timeout=0.3)
+    group = Group("g", [a.instance, b.instance])
+    delivered: list[State] = []
+    group.on_transition(lambda change: delivered.append(change.new))
+    with anyio.fail_after(10):
+        async with group:
+            await clock.advance(5)
+            removals.hang = True
+            a.instance.stop()  # the group goes FAULT; a's shutdown hangs and is abandoned
+            for _ in range(10):
+                await anyio.sleep(0.1)  # real time: the shutdown timeout
+                await clock.advance(0.1)
+            assert delivered[-1] is group.state is State.FAULT
+
+
 async def test_one_member_stopping_on_its_own_pulls_the_others_into_fault() -> None:
     clock, a, b = two_members()
     group = Group("g", [a.instance, b.instance])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -188,16 +188,24 @@ class Group(StateCallbacks, Hosted):
         entry = _Pending(change)
         self._pending.append(entry)
         for member in self.members:
-            marker = _ForGroup(
-                functools.partial(self._passed, entry), functools.partial(self._delivered, entry)
-            )
+            marker = _ForGroup(self._passing_once(entry), functools.partial(self._delivered, entry))
             if member._after_own_effects(marker):
                 entry.waiting += 1
         self._wake()
 
-    def _passed(self, entry: _Pending) -> None:
-        entry.waiting -= 1
-        self._wake()
+    def _passing_once(self, entry: _Pending) -> Callable[[], None]:
+        """One member's pass of ``entry``: counted once however often it is called (an
+        abandoned shutdown releases every marker it drops, passed or not)."""
+        passed = False
+
+        def passing() -> None:
+            nonlocal passed
+            if not passed:
+                passed = True
+                entry.waiting -= 1
+                self._wake()
+
+        return passing
 
     async def _delivered(self, entry: _Pending) -> None:
         if not self._running:

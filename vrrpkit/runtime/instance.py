@@ -318,6 +318,7 @@ class Instance(StateCallbacks, Hosted):
         self._opening: anyio.CancelScope | None = None
         self._run_ended = False  # a run has ended: a stop() from then on was for it
         self._effects_served = False  # a run's effects task serves the mailbox
+        self._effects_batch: list[_Effect] = []  # the effects being performed
         self._dispatch_scope: anyio.CancelScope | None = None
         #: The running instance's task group (None outside run), and the retries waiting
         #: there (see _retry_later).
@@ -639,7 +640,10 @@ class Instance(StateCallbacks, Hosted):
                             self.name,
                             self._shutdown_timeout,
                         )
-                        dropped: list[object] = list(self._effects.take_all())
+                        dropped: list[object] = [
+                            *self._effects_batch,  # (markers passed already pass once)
+                            *self._effects.take_all(),
+                        ]
                         changes_send.close()
                         while True:
                             try:
@@ -1554,9 +1558,11 @@ class Instance(StateCallbacks, Hosted):
                     # Effects finish even when we are cancelled; only a shutdown that ran
                     # out of time cancels this scope (a transport that never answers).
                     self._effects_scope = scope
+                    self._effects_batch = effects  # what an abandoned shutdown drops too
                     for effect in effects:
                         await self._perform_effect(effect)
                 self._effects_scope = None
+                self._effects_batch = []
         finally:
             done.set()
 
