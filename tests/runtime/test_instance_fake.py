@@ -1141,3 +1141,28 @@ async def test_a_hung_stop_callback_times_out_while_the_test_no_longer_advances_
         async with running(a):
             await clock.advance(5)
     assert ran == ["after"] and a.instance.status()["callback_timeouts"] == 1
+
+
+async def test_a_check_thread_that_could_not_start_fails_that_run_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    real_start = threading.Thread.start
+    refused: list[str] = []
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("vrrpkit check") and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    check = CheckTracker("db", lambda: True, in_thread=True, interval=1.0, weight=-150)
+    clock, a, _ = pair(trackers=[check])
+    with anyio.fail_after(10):
+        async with running(a):
+            for _ in range(5):
+                await clock.advance(1)
+                await anyio.sleep(0.05)  # the threads answer in real time
+            assert refused and a.instance.effective_priority == 200

@@ -1401,7 +1401,12 @@ class Instance(StateCallbacks, Hosted):
                 with contextlib.suppress(Exception):  # the event loop may be gone by now
                     anyio.from_thread.run_sync(done.set, token=token)
 
-        threading.Thread(target=call, name=f"vrrpkit check {spec.name}", daemon=True).start()
+        try:
+            threading.Thread(target=call, name=f"vrrpkit check {spec.name}", daemon=True).start()
+        except RuntimeError:
+            # No thread to be had now (a resource limit): this run fails, the next tries again.
+            self._checks_in_threads.discard(spec.name)
+            raise
         await done.wait()
         if failure:
             raise failure[0]
@@ -1776,13 +1781,20 @@ class Instance(StateCallbacks, Hosted):
         """With no source configured, advertise from the interface's current address when
         ours is gone (keepalived takes another address of the interface, or the next one
         added: a renumbered interface, a link-local made anew). True if it changed."""
-        sock = self._socket
-        if self._source is not None or sock is None:
+        if self._source is not None:
             return False
         if self._renewing is None:
             self._renewing = anyio.Lock()
-        old = self._router.config.address
         async with self._renewing:
+            # Read under the lock: a renewal for a link-up may have replaced the socket (and
+            # the address) while we waited for it.
+            sock = self._socket
+            old = self._router.config.address
+            if sock is None:
+                return False
+            if sock.local_address != old:
+                self._adopt_local_address()
+                return True
             renew_shared = getattr(sock, "renew_source", None)
             try:
                 if not self._owns_socket:
