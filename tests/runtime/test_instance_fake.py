@@ -1166,3 +1166,12 @@ async def test_a_check_thread_that_could_not_start_fails_that_run_only(
                 await clock.advance(1)
                 await anyio.sleep(0.05)  # the threads answer in real time
             assert refused and a.instance.effective_priority == 200
+
+
+def test_an_instance_given_fakes_and_notify_programs_needs_a_fake_runner() -> None:
+    with pytest.raises(ConfigError, match="no runner"):
+        Instance(
+            "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=FakeClock(),
+            socket=FakeNetwork().socket("192.0.2.1"), addresses=FakeAddressManager(),
+            links=FakeLinkMonitor(), announcer=FakeAnnouncer(), notify=["/usr/bin/logger"],
+        )  # fmt: skip

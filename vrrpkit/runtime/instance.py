@@ -263,6 +263,11 @@ class Instance(StateCallbacks, Hosted):
             getattr(t, "vrrpkit_fake", False) for t in (clock, runner, *given.values())
         ):
             missing = [name for name, transport in given.items() if transport is None]
+            if runner is None and (
+                any(isinstance(t, ScriptTracker) for t in self._specs)
+                or any((notify, notify_master, notify_backup, notify_fault, notify_stop))
+            ):
+                missing.append("runner")  # the real one would run the programs named
             if missing:
                 # A test that left one out would act on the host's real interfaces.
                 raise ConfigError(
@@ -1689,6 +1694,7 @@ class Instance(StateCallbacks, Hosted):
                 else:
                     await self._addresses.add_result(ticket)  # type: ignore[attr-defined]
             except TransportError as exc:
+                self._vips_lost.discard(vip.ip)  # not added: nothing was lost meanwhile
                 if not retry:
                     self._transport_failed(f"add {vip}", exc)
                 continue
