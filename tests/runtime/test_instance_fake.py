@@ -693,6 +693,17 @@ async def test_stop_sends_the_priority_zero_advert_before_returning() -> None:
         assert not a.holds_vip()
 
 
+def alone_with(addresses: FakeAddressManager) -> tuple[FakeClock, FakeLinkMonitor, Instance]:
+    """An instance alone on its segment, with ``addresses`` as its address manager."""
+    clock, links = FakeClock(), FakeLinkMonitor()
+    inst = Instance(
+        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+        socket=FakeNetwork().socket("192.0.2.1"), addresses=addresses, links=links,
+        announcer=FakeAnnouncer(), runner=FakeRunner(),
+    )  # fmt: skip
+    return clock, links, inst
+
+
 class SlowRemovals(FakeAddressManager):
     """Removals wait while ``hold()`` is on; additions can also be sent without waiting, as
     the real netlink manager's can."""
@@ -724,13 +735,8 @@ class SlowRemovals(FakeAddressManager):
 
 
 async def test_a_vip_addition_never_overtakes_a_removal_still_under_way() -> None:
-    net, clock = FakeNetwork(), FakeClock()
-    links, manager = FakeLinkMonitor(), SlowRemovals()
-    inst = Instance(
-        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
-        socket=net.socket("192.0.2.1"), addresses=manager, links=links,
-        announcer=FakeAnnouncer(), runner=FakeRunner(),
-    )  # fmt: skip
+    manager = SlowRemovals()
+    clock, links, inst = alone_with(manager)
     async with anyio.create_task_group() as tg:
         await tg.start(inst.run)
         try:
@@ -794,13 +800,8 @@ class SlowAnswers(FakeAddressManager):
 
 
 async def test_a_vip_removed_before_its_addition_was_answered_is_put_back() -> None:
-    net, clock = FakeNetwork(), FakeClock()
-    links, manager = FakeLinkMonitor(), SlowAnswers()
-    inst = Instance(
-        "a", interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
-        socket=net.socket("192.0.2.1"), addresses=manager, links=links,
-        announcer=FakeAnnouncer(), runner=FakeRunner(),
-    )  # fmt: skip
+    manager = SlowAnswers()
+    clock, links, inst = alone_with(manager)
     async with anyio.create_task_group() as tg:
         manager.hold()
         await tg.start(inst.run)

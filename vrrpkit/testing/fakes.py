@@ -249,16 +249,7 @@ class FakeNetwork:
         if impairment.is_perfect:
             sock._queue(packet)
             return
-        rng = self._random
-        if impairment.loss and rng.random() < impairment.loss:
-            return
-        copies = 2 if impairment.duplicate and rng.random() < impairment.duplicate else 1
-        for _ in range(copies):
-            delay = impairment.delay
-            if impairment.jitter:
-                delay += rng.uniform(0.0, impairment.jitter)
-            if impairment.reorder and rng.random() < impairment.reorder:
-                delay += rng.uniform(0.0, impairment.reorder_delay)
+        for delay in impairment.delays(self._random):
             if delay <= 0 or self._clock is None:
                 sock._queue(packet)
             else:

@@ -86,6 +86,21 @@ class Impairment:
         """Whether packets arrive at once, exactly once and in order."""
         return not (self.loss or self.delay or self.jitter or self.duplicate or self.reorder)
 
+    def delays(self, rng: random.Random) -> list[float]:
+        """How long each copy of one packet takes: none if lost, two if duplicated."""
+        if self.loss and rng.random() < self.loss:
+            return []
+        copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
+        delays = []
+        for _ in range(copies):
+            delay = self.delay
+            if self.jitter:
+                delay += rng.uniform(0.0, self.jitter)
+            if self.reorder and rng.random() < self.reorder:
+                delay += rng.uniform(0.0, self.reorder_delay)
+            delays.append(delay)
+        return delays
+
 
 class RouterHandle:
     """A simulated router as tests see it: its state, priority, counters and VIPs."""
@@ -476,17 +491,7 @@ class Simulation:
         if self._perfect:
             self._push(self._now, _DELIVER, payload)
             return
-        impairment = self._impairment
-        rng = self._random
-        if impairment.loss and rng.random() < impairment.loss:
-            return
-        copies = 2 if impairment.duplicate and rng.random() < impairment.duplicate else 1
-        for _ in range(copies):
-            delay = impairment.delay
-            if impairment.jitter:
-                delay += rng.uniform(0.0, impairment.jitter)
-            if impairment.reorder and rng.random() < impairment.reorder:
-                delay += rng.uniform(0.0, impairment.reorder_delay)
+        for delay in self._impairment.delays(self._random):
             self._push(self._now + delay, _DELIVER, payload)
 
     def _apart(self, sender: RouterHandle, receiver: RouterHandle) -> bool:
