@@ -704,9 +704,8 @@ def alone_with(addresses: FakeAddressManager) -> tuple[FakeClock, FakeLinkMonito
     return clock, links, inst
 
 
-class SlowRemovals(FakeAddressManager):
-    """Removals wait while ``hold()`` is on; additions can also be sent without waiting, as
-    the real netlink manager's can."""
+class GatedAddressManager(FakeAddressManager):
+    """An address manager whose subclasses wait at a gate while ``hold()`` is on."""
 
     def __init__(self) -> None:
         super().__init__(["eth0"])
@@ -719,9 +718,17 @@ class SlowRemovals(FakeAddressManager):
         if self._released is not None:
             self._released.set()
 
-    async def remove(self, ifname: str, address: Any, prefixlen: int | None = None) -> bool:
+    async def _gate(self) -> None:
         if self._released is not None:
             await self._released.wait()
+
+
+class SlowRemovals(GatedAddressManager):
+    """Removals wait while ``hold()`` is on; additions can also be sent without waiting, as
+    the real netlink manager's can."""
+
+    async def remove(self, ifname: str, address: Any, prefixlen: int | None = None) -> bool:
+        await self._gate()
         return await super().remove(ifname, address, prefixlen)
 
     def add_nowait(self, ifname: str, address: Any, prefixlen: int | None = None) -> int:
@@ -777,25 +784,13 @@ async def test_a_shutdown_whose_vip_removal_never_returns_gives_up_after_its_tim
     assert "shutdown took over 0.2 s" in caplog.text
 
 
-class SlowAnswers(FakeAddressManager):
+class SlowAnswers(GatedAddressManager):
     """An addition takes effect at once, but its answer waits while ``hold()`` is on (the
     kernel's answer and its address notifications come on different sockets)."""
 
-    def __init__(self) -> None:
-        super().__init__(["eth0"])
-        self._released: anyio.Event | None = None
-
-    def hold(self) -> None:
-        self._released = anyio.Event()
-
-    def release(self) -> None:
-        if self._released is not None:
-            self._released.set()
-
     async def add(self, ifname: str, address: Any, prefixlen: int | None = None) -> bool:
         added = await super().add(ifname, address, prefixlen)
-        if self._released is not None:
-            await self._released.wait()
+        await self._gate()
         return added
 
 
