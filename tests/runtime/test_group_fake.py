@@ -235,6 +235,68 @@ async def test_cancelling_a_later_run_while_a_member_starts_starts_none_of_the_r
     assert a_states == [] and group.state is State.STOPPED
 
 
+async def test_members_a_cancelled_first_run_never_started_run_normally_next_time() -> None:
+    clock, a, b, slow = members_one_slow_to_start()
+    group = Group("g", [b.instance, a.instance])  # b (slow) starts first
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(group.run)
+            await slow.entered.wait()
+            tg.cancel_scope.cancel()  # a was never started
+        slow.hold = False
+        slow.release.set()
+        async with group:
+            await clock.advance(10)
+            assert group.state is a.instance.state is State.MASTER
+
+
+async def test_a_member_stopping_on_its_own_runs_its_stop_callbacks_behind_a_slow_group() -> None:
+    clock, a, b = two_members(shutdown_timeout=0.5)
+    group = Group("g", [a.instance, b.instance])
+
+    @group.on_master
+    async def slow(change: object) -> None:
+        await anyio.sleep(1.5)  # real time, well within the group's callback_timeout
+
+    stops: list[str] = []
+    a.instance.on_stop(lambda change: stops.append(change.instance))
+    with anyio.fail_after(10):
+        async with group:
+            await clock.advance(5)
+            await anyio.sleep(0.01)  # the slow group callback is under way
+            a.instance.stop()
+            await clock.advance(0.1)
+            await anyio.sleep(1)  # real time: past a's shutdown_timeout
+            assert stops == ["a"]
+
+
+async def test_changes_of_members_run_without_their_group_are_not_its_next_runs() -> None:
+    clock, a, b = two_members()
+    group = Group("g", [a.instance, b.instance])
+    delivered: list[State] = []
+    group.on_transition(lambda change: delivered.append(change.new))
+    with anyio.fail_after(5):
+        async with a.instance:  # alone, outside any group run
+            await clock.advance(5)
+        async with group:
+            await clock.advance(5)
+    assert delivered == [State.BACKUP, State.MASTER, State.STOPPED]
+
+
+def test_a_group_with_notify_programs_needs_its_members_fake_runner() -> None:
+    clock = FakeClock()
+    members = [
+        Instance(
+            name, interface="eth0", vrid=51, priority=200, vips=[VIP], clock=clock,
+            socket=FakeNetwork().socket(address), addresses=FakeAddressManager(["eth0"]),
+            links=FakeLinkMonitor(), announcer=FakeAnnouncer(),
+        )
+        for name, address in (("a", "192.0.2.1"), ("b", "198.51.100.1"))
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="runner"):
+        Group("g", members, notify_master=["/usr/bin/touch", "/tmp/never"])
+
+
 async def test_a_stop_after_a_run_has_ended_does_not_stop_the_next_run() -> None:
     clock, a, b, slow = members_one_slow_to_start()
     group = Group("g", [a.instance, b.instance])

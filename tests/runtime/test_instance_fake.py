@@ -1171,3 +1171,25 @@ def test_an_instance_given_fakes_and_notify_programs_needs_a_fake_runner() -> No
             socket=FakeNetwork().socket("192.0.2.1"), addresses=FakeAddressManager(),
             links=FakeLinkMonitor(), announcer=FakeAnnouncer(), notify=["/usr/bin/logger"],
         )  # fmt: skip
+
+
+async def test_a_cable_pulled_stops_a_delayed_advert_on_its_way_to_it() -> None:
+    clock = FakeClock()
+    net = FakeNetwork(clock)
+    a, b = cluster_on(net, clock)
+    async with running(a, b):
+        await clock.advance(5)
+        net.impair(delay=0.5)
+        sent = len(net.sent)
+        while len(net.sent) == sent:
+            await clock.advance(0.01)  # until an advert leaves a: on its way for 0.5 s
+        received = b.instance.counters.advert_rcvd
+        net.cut("192.0.2.2")
+        await clock.advance(0.6)
+        assert b.instance.counters.advert_rcvd == received
+
+
+def test_duplicates_without_delays_need_no_clock() -> None:
+    FakeNetwork().impair(duplicate=0.5)
+    with pytest.raises(ConfigError, match="clock"):
+        FakeNetwork().impair(delay=0.1)

@@ -90,6 +90,11 @@ class Group(StateCallbacks, Hosted):
         for member in self.members:
             if member._in_group:
                 raise ConfigError(f"instance {member.name!r} is already in a group")
+        if self._notify and any(m._given_fakes and m._runner is None for m in self.members):
+            raise ConfigError(
+                f"group {name!r} has notify programs and members given fakes but no runner: "
+                "the real one would run them; give the members a FakeRunner"
+            )
         self.name = name
         self._by_name = {m.name: m for m in self.members}
         self._notify_timeout = notify_timeout
@@ -102,6 +107,8 @@ class Group(StateCallbacks, Hosted):
         self._wakeup: anyio.Event | None = None
         self._running = False
         self._stopping = False
+        self._started: set[Instance] = set()  # the members this run started
+        self._starting: Instance | None = None
         self._ran = False  # a run has ended (a stop() then is for that run: nothing to do)
         self._members_scope: anyio.CancelScope | None = None
         self._notifier_scope: anyio.CancelScope | None = None
@@ -147,8 +154,11 @@ class Group(StateCallbacks, Hosted):
     def _stop_members(self) -> None:
         self._sync.begin_stop()
         self._stopping = True  # members not started yet are not started (_run_members)
+        # Only those this run started (or is starting): a stop() asked of another would wait
+        # for its next run, in this group or alone.
         for member in self.members:
-            member.stop()
+            if member in self._started or member is self._starting:
+                member.stop()
 
     def _after_member_actions(self, member: Instance, actions: list[Action]) -> None:
         # Runs right after a member performed its own actions, in the same step: perform what
@@ -185,6 +195,8 @@ class Group(StateCallbacks, Hosted):
         keepalived runs group notifies after the members' addresses and notifies; the change
         usually involves all members, not only the one whose input caused it.
         """
+        if not self._running:
+            return  # no run to deliver it (a member run on its own): its transitions only
         entry = _Pending(change)
         self._pending.append(entry)
         for member in self.members:
@@ -273,6 +285,12 @@ class Group(StateCallbacks, Hosted):
         self._abandoned = False
         self._sync.begin_run()
         self._stopping = False
+        self._started = set()
+        self._starting = None
+        # Changes queued while the group did not run (a member run alone) are not this run's.
+        for entry in self._pending:
+            entry.done.set()
+        self._pending = []
         members_started, members_done = anyio.Event(), anyio.Event()
         notifier_done = anyio.Event()
         # Shielded like the members: they wait for its deliveries while they stop, so it
@@ -359,7 +377,14 @@ class Group(StateCallbacks, Hosted):
                     for member in self.members:
                         if self._stopping:
                             break
-                        await members.start(member.run)
+                        self._starting = member
+                        try:
+                            await members.start(member.run)
+                        except Exception:
+                            self._starting = None  # not ours to stop (running already, say)
+                            raise
+                        self._starting = None
+                        self._started.add(member)
                     started.set()
         finally:
             done.set()

@@ -259,9 +259,8 @@ class Instance(StateCallbacks, Hosted):
         self._shutdown_timeout = timeout_seconds("shutdown_timeout", shutdown_timeout)
         self._callbacks = CallbackRegistry(timeout=callback_timeout, owner=name)
         given = {"socket": socket, "addresses": addresses, "links": links, "announcer": announcer}
-        if hub is None and any(
-            getattr(t, "vrrpkit_fake", False) for t in (clock, runner, *given.values())
-        ):
+        fakes = any(getattr(t, "vrrpkit_fake", False) for t in (clock, runner, *given.values()))
+        if hub is None and fakes:
             missing = [name for name, transport in given.items() if transport is None]
             if runner is None and (
                 any(isinstance(t, ScriptTracker) for t in self._specs)
@@ -274,6 +273,7 @@ class Instance(StateCallbacks, Hosted):
                     f"instance {name!r} is given fakes but no {', '.join(missing)}: the "
                     "real ones would act on this host's interfaces; pass fakes for them too"
                 )
+        self._given_fakes = fakes  # (a sync group's notify programs need a fake runner too)
         self._clock = clock
         self._socket = socket
         self._addresses = addresses
@@ -324,6 +324,8 @@ class Instance(StateCallbacks, Hosted):
         self._run_ended = False  # a run has ended: a stop() from then on was for it
         self._effects_served = False  # a run's effects task serves the mailbox
         self._effects_batch: list[_Effect] = []  # the effects being performed
+        self._shutting_down = False  # this run's shutdown has begun
+        self._marker_wait: anyio.CancelScope | None = None  # waiting for the group
         self._dispatch_scope: anyio.CancelScope | None = None
         #: The running instance's task group (None outside run), and the retries waiting
         #: there (see _retry_later).
@@ -545,6 +547,7 @@ class Instance(StateCallbacks, Hosted):
     async def _run_open(
         self, task_status: anyio.abc.TaskStatus[Instance], links: dict[str, bool]
     ) -> None:
+        self._shutting_down = False
         self._renewing = None  # a lock belongs to one event loop: this run makes its own
         # Link changes the hub handed over after the last run ended (its own VIP removals at
         # stop, say) are that run's.
@@ -615,6 +618,11 @@ class Instance(StateCallbacks, Hosted):
                     self._tasks = None
                     self._retries.clear()
                     self._link_backlog.clear()  # a next run has a view of its own
+                    # Stopping, the member's own callbacks no longer wait for its group's
+                    # (a slow group callback would use up this shutdown's time).
+                    self._shutting_down = True
+                    if self._marker_wait is not None:
+                        self._marker_wait.cancel()
                     with (
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(self._shutdown_timeout) as deadline,
@@ -1869,7 +1877,10 @@ class Instance(StateCallbacks, Hosted):
     async def _deliver(self, change: StateChanged | SplitBrain | _ForGroup) -> None:
         if isinstance(change, _ForGroup):
             change.deliver()
-            await change.delivered()
+            if not self._shutting_down:
+                with anyio.CancelScope() as self._marker_wait:
+                    await change.delivered()
+                self._marker_wait = None
             return
         if isinstance(change, SplitBrain):
             await self._callbacks.deliver_split_brain(change)

@@ -184,9 +184,7 @@ class FakeNetwork:
     def impair(self, impairment: Impairment | None = None, **fields: Any) -> None:
         """Change how the segment treats packets from now on (``net.impair(loss=0.1)``)."""
         chosen = impairment if impairment is not None else Impairment(**fields)
-        if self._clock is None and (
-            chosen.delay or chosen.jitter or chosen.reorder or chosen.duplicate
-        ):
+        if self._clock is None and (chosen.delay or chosen.jitter or chosen.reorder):
             raise ConfigError("delays need the clock: FakeNetwork(clock=...)")
         self._impairment = chosen
 
@@ -258,8 +256,12 @@ class FakeNetwork:
                 )
 
     def _arrive(self, sock: FakeAdvertSocket, packet: ReceivedPacket) -> None:
-        # A partition made while the packet was on its way stops it too.
-        if not sock.closed and not self._apart(packet.src, sock.local_address):
+        # A partition made, or a cable pulled, while the packet was on its way stops it too.
+        if (
+            not sock.closed
+            and sock.local_address not in self._cut
+            and not self._apart(packet.src, sock.local_address)
+        ):
             sock._queue(packet)
 
 
