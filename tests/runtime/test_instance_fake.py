@@ -1018,14 +1018,16 @@ def test_a_check_hung_in_its_thread_does_not_hold_the_process_at_exit() -> None:
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
 
 
-def cluster_on(net: FakeNetwork, clock: FakeClock) -> tuple[Node, Node]:
-    return Node(net, clock, "a", "192.0.2.1", 200), Node(net, clock, "b", "192.0.2.2", 100)
+def pair_on_network(seed: int = 0) -> tuple[FakeClock, FakeNetwork, Node, Node]:
+    """a (200) and b (100) on a FakeNetwork that can delay packets (it has the clock)."""
+    clock = FakeClock()
+    net = FakeNetwork(clock, seed=seed)
+    a, b = Node(net, clock, "a", "192.0.2.1", 200), Node(net, clock, "b", "192.0.2.2", 100)
+    return clock, net, a, b
 
 
 async def test_a_partitioned_fake_network_splits_the_brain_and_healing_mends_it() -> None:
-    clock = FakeClock()
-    net = FakeNetwork(clock)
-    a, b = cluster_on(net, clock)
+    clock, net, a, b = pair_on_network()
     async with running(a, b):
         await clock.advance(5)
         net.partition(["192.0.2.1"], ["192.0.2.2"])
@@ -1038,9 +1040,7 @@ async def test_a_partitioned_fake_network_splits_the_brain_and_healing_mends_it(
 
 def lossy_timeline(seed: int) -> list[tuple[float, str, State]]:
     async def run() -> list[tuple[float, str, State]]:
-        clock = FakeClock()
-        net = FakeNetwork(clock, seed=seed)
-        a, b = cluster_on(net, clock)
+        clock, net, a, b = pair_on_network(seed)
         seen: list[tuple[float, str, State]] = []
         for node in (a, b):
             node.instance.on_transition(
@@ -1065,9 +1065,7 @@ def takeover_after_silence(delay: float) -> float:
     """When b takes over from a, which falls silent at 7 s, on a network with ``delay``."""
 
     async def run() -> float:
-        clock = FakeClock()
-        net = FakeNetwork(clock)
-        a, b = cluster_on(net, clock)
+        clock, net, a, b = pair_on_network()
         takeover: list[float] = []
         b.instance.on_master(lambda change: takeover.append(clock.now()))
         async with running(a, b):
@@ -1174,9 +1172,7 @@ def test_an_instance_given_fakes_and_notify_programs_needs_a_fake_runner() -> No
 
 
 async def test_a_cable_pulled_stops_a_delayed_advert_on_its_way_to_it() -> None:
-    clock = FakeClock()
-    net = FakeNetwork(clock)
-    a, b = cluster_on(net, clock)
+    clock, net, a, b = pair_on_network()
     async with running(a, b):
         await clock.advance(5)
         net.impair(delay=0.5)
