@@ -91,6 +91,13 @@ def record_states(*members: Member) -> list[tuple[str, State]]:
     return seen
 
 
+def group_states(group: Group) -> list[State]:
+    """The group's states as its callbacks receive them, in order (filled as they come)."""
+    delivered: list[State] = []
+    group.on_transition(lambda change: delivered.append(change.new))
+    return delivered
+
+
 # -- stopping --------------------------------------------------------------------------------
 
 
@@ -273,8 +280,7 @@ async def test_a_member_stopping_on_its_own_runs_its_stop_callbacks_behind_a_slo
 async def test_changes_of_members_run_without_their_group_are_not_its_next_runs() -> None:
     clock, a, b = two_members()
     group = Group("g", [a.instance, b.instance])
-    delivered: list[State] = []
-    group.on_transition(lambda change: delivered.append(change.new))
+    delivered = group_states(group)
     with anyio.fail_after(5):
         async with a.instance:  # alone, outside any group run
             await clock.advance(5)
@@ -315,8 +321,7 @@ async def test_a_stop_after_a_run_has_ended_does_not_stop_the_next_run() -> None
 async def test_group_changes_are_delivered_after_every_member_was_run_again() -> None:
     clock, a, b = two_members()
     group = Group("g", [a.instance, b.instance])
-    delivered: list[State] = []
-    group.on_transition(lambda change: delivered.append(change.new))
+    delivered = group_states(group)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             await tg.start(group.run)
@@ -340,8 +345,7 @@ async def test_a_member_abandoning_its_shutdown_holds_no_later_group_change() ->
             await anyio.sleep_forever()
 
     group = Group("g", [a.instance, b.instance])
-    delivered: list[State] = []
-    group.on_transition(lambda change: delivered.append(change.new))
+    delivered = group_states(group)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             await tg.start(group.run)
@@ -374,8 +378,7 @@ async def test_a_member_abandoned_behind_a_hung_removal_holds_no_group_change() 
     removals = HangingRemovals()
     clock, a, b = two_members(a_addresses=removals, shutdown_timeout=0.3)
     group = Group("g", [a.instance, b.instance])
-    delivered: list[State] = []
-    group.on_transition(lambda change: delivered.append(change.new))
+    delivered = group_states(group)
     with anyio.fail_after(10):
         async with group:
             await clock.advance(5)

@@ -38,6 +38,18 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
             await anyio.sleep(0.01)
 
 
+@asynccontextmanager
+async def hub_if(shared: bool) -> AsyncIterator[Any]:
+    """A TransportHub for the instances to share if ``shared``, else None (own sockets)."""
+    from vrrpkit.runtime.hub import TransportHub
+
+    if not shared:
+        yield None
+        return
+    async with TransportHub() as hub:
+        yield hub
+
+
 def holds(host: Host, vip: str) -> bool:
     return any(entry.get("local") == vip for entry in host.addresses())
 
@@ -381,16 +393,12 @@ async def test_interface_that_vanishes_puts_the_instance_in_fault_without_a_cras
 async def test_a_vip_someone_else_removes_from_the_master_is_put_back(
     lab: Lab, shared: bool
 ) -> None:
-    from vrrpkit.runtime.hub import TransportHub
-
     h1, h2 = lab.hosts
-    async with contextlib.AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(TransportHub()) if shared else None
-        async with master_and_backup(lab, hub) as (a, b):
-            h1.ip("addr", "del", f"{VIP4}/32", "dev", h1.ifname)
-            await eventually(lambda: holds(h1, VIP4))
-            assert a.state is State.MASTER and b.state is State.BACKUP
-            assert a.counters.become_master == 1 and not holds(h2, VIP4)
+    async with hub_if(shared) as hub, master_and_backup(lab, hub) as (a, b):
+        h1.ip("addr", "del", f"{VIP4}/32", "dev", h1.ifname)
+        await eventually(lambda: holds(h1, VIP4))
+        assert a.state is State.MASTER and b.state is State.BACKUP
+        assert a.counters.become_master == 1 and not holds(h2, VIP4)
 
 
 async def test_a_source_address_fault_clears_when_its_interface_comes_back_with_it(
@@ -450,19 +458,15 @@ async def test_a_renumbered_interface_is_advertised_from_its_new_address(
 ) -> None:
     """With no source configured, keepalived takes the next address added to the interface
     (a DHCP renumbering); vrrpkit waited for the old one for good."""
-    from vrrpkit.runtime.hub import TransportHub
-
     h1, h2 = lab.hosts
-    async with contextlib.AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(TransportHub()) if shared else None
-        async with master_and_backup(lab, hub) as (a, b):
-            h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
-            await eventually(lambda: a.status()["faults"] == ["source_address"])
-            h1.ip("addr", "add", "192.0.2.11/24", "dev", h1.ifname)
-            await eventually(lambda: str(a.config.address) == "192.0.2.11")
-            await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
-            await eventually(lambda: str(b.router.master_address) == "192.0.2.11")
-            await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
+    async with hub_if(shared) as hub, master_and_backup(lab, hub) as (a, b):
+        h1.ip("addr", "del", f"{h1.ipv4}/24", "dev", h1.ifname)
+        await eventually(lambda: a.status()["faults"] == ["source_address"])
+        h1.ip("addr", "add", "192.0.2.11/24", "dev", h1.ifname)
+        await eventually(lambda: str(a.config.address) == "192.0.2.11")
+        await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
+        await eventually(lambda: str(b.router.master_address) == "192.0.2.11")
+        await eventually(lambda: holds(h1, VIP4) and not holds(h2, VIP4))
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own-socket", "hub-socket"])
@@ -470,11 +474,8 @@ async def test_a_backup_whose_source_address_is_removed_is_in_fault_until_it_is_
     lab: Lab, shared: bool
 ) -> None:
     """A backup sends nothing to fail: the removal itself tells it, as it tells keepalived."""
-    from vrrpkit.runtime.hub import TransportHub
-
     h1, h2 = lab.hosts
-    async with contextlib.AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(TransportHub()) if shared else None
+    async with hub_if(shared) as hub:
         a, b = node(h1, "a", 200), node(h2, "b", 100, hub=hub)
         async with cluster(a, b):
             await eventually(lambda: a.state is State.MASTER and b.state is State.BACKUP)
@@ -492,11 +493,8 @@ async def test_interface_deleted_and_created_again_gets_a_fresh_socket(
 ) -> None:
     """Created again up before it has an address, it holds the instance in FAULT until then;
     created again with another address, the instance advertises from that one."""
-    from vrrpkit.runtime.hub import TransportHub
-
     h1, h2 = lab.hosts
-    async with contextlib.AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(TransportHub()) if shared else None
+    async with hub_if(shared) as hub:
         a, b = node(h1, "a", 200, hub=hub), node(h2, "b", 100)
         await _recreate_interface_under(lab, a, b, comeback=comeback)
 
